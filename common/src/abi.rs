@@ -1,0 +1,150 @@
+//! Rust mirror of `ebpf/include/owo_abi.h`. Field for field, padding explicit; the test
+//! `tests/abi_layout.rs` compiles the C header and fails if a size or an offset drifts.
+
+/// `enum owo_kind`.
+pub const KIND_EXEC: u32 = 1;
+pub const KIND_EXIT: u32 = 2;
+pub const KIND_FORK: u32 = 3;
+
+/// `enum owo_monitor`: the index of a monitor's flag in `owo_config` and of its loss counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum Monitor {
+    Execve = 0,
+    Exit = 1,
+    File = 2,
+    Network = 3,
+    Privilege = 4,
+    Write = 5,
+    Module = 6,
+    Fork = 7,
+}
+
+impl Monitor {
+    pub const ALL: [Monitor; 8] = [
+        Monitor::Execve,
+        Monitor::Exit,
+        Monitor::File,
+        Monitor::Network,
+        Monitor::Privilege,
+        Monitor::Write,
+        Monitor::Module,
+        Monitor::Fork,
+    ];
+
+    /// The name used in records, status and the D-Bus API (DESIGN §5).
+    pub fn name(self) -> &'static str {
+        match self {
+            Monitor::Execve => "execve",
+            Monitor::Exit => "exit",
+            Monitor::File => "file",
+            Monitor::Network => "network",
+            Monitor::Privilege => "privilege",
+            Monitor::Write => "write",
+            Monitor::Module => "module",
+            Monitor::Fork => "fork",
+        }
+    }
+
+    pub fn from_index(index: u32) -> Option<Monitor> {
+        Monitor::ALL.get(index as usize).copied()
+    }
+}
+
+pub const MONITOR_COUNT: u32 = 8;
+/// `enum owo_config_key`.
+pub const CFG_SELF_TGID: u32 = 15;
+pub const CFG_LEN: u32 = 16;
+
+pub const PATH_MAX: usize = 4096;
+pub const NAME_MAX: usize = 256;
+pub const ARGS_MAX: usize = 16384;
+pub const EXEC_DATA_MAX: usize = 3 * PATH_MAX + ARGS_MAX;
+
+pub const EXEC_FILENAME_TRUNCATED: u32 = 1 << 0;
+pub const EXEC_EXE_TRUNCATED: u32 = 1 << 1;
+pub const EXEC_CWD_TRUNCATED: u32 = 1 << 2;
+pub const EXEC_ARGS_TRUNCATED: u32 = 1 << 3;
+pub const EXEC_HAS_EXE: u32 = 1 << 4;
+pub const EXEC_HAS_CWD: u32 = 1 << 5;
+
+/// `struct owo_header`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    pub kind: u32,
+    pub size: u32,
+    pub ktime_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub _pad0: u32,
+    pub cgroup_id: u64,
+    pub comm: [u8; 16],
+}
+
+/// The fixed part of `struct owo_exec`; `data` follows it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecFixed {
+    pub hdr: Header,
+    pub start_boottime_ns: u64,
+    pub filename_len: u32,
+    pub exe_len: u32,
+    pub cwd_len: u32,
+    pub args_len: u32,
+    pub argv_bytes: u32,
+    pub flags: u32,
+}
+
+/// `struct owo_exit`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exit {
+    pub hdr: Header,
+    pub start_boottime_ns: u64,
+    pub exit_code: u32,
+    pub _pad0: u32,
+}
+
+/// `struct owo_fork`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fork {
+    pub hdr: Header,
+    pub parent_start_boottime_ns: u64,
+    pub child_start_boottime_ns: u64,
+    pub child_pid: u32,
+    pub _pad0: u32,
+}
+
+/// Plain-old-data ABI structs: every bit pattern is a valid value (integers and byte arrays only).
+///
+/// # Safety
+/// Implement only for `#[repr(C)]` structs made of integers and integer arrays.
+pub unsafe trait Pod: Copy {
+    /// Read one from the front of `bytes`, or `None` if there are too few.
+    fn read_from(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < std::mem::size_of::<Self>() {
+            return None;
+        }
+        // SAFETY: the length is checked above, read_unaligned has no alignment requirement, and
+        // `Pod` types accept every bit pattern.
+        Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Self>()) })
+    }
+
+    /// The bytes of this value, as the kernel would write them.
+    fn as_bytes(&self) -> &[u8] {
+        // SAFETY: `Pod` types have no implicit padding (it is explicit and zeroed), so every
+        // byte is initialised.
+        unsafe { std::slice::from_raw_parts((self as *const Self).cast::<u8>(), std::mem::size_of::<Self>()) }
+    }
+}
+
+// SAFETY: all four are repr(C) with integer fields only and explicit padding.
+unsafe impl Pod for Header {}
+unsafe impl Pod for ExecFixed {}
+unsafe impl Pod for Exit {}
+unsafe impl Pod for Fork {}

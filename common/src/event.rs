@@ -1,0 +1,90 @@
+//! Typed events, as decoded from the ring buffers. Strings from the kernel stay bytes here:
+//! Linux paths and arguments need not be UTF-8, and [`crate::render`] escapes them losslessly.
+
+/// Who did something, and when (the common header of every record).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Task {
+    /// `bpf_ktime_get_boot_ns()` when the kernel saw the event.
+    pub ktime_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    pub comm: Vec<u8>,
+}
+
+/// A new program image (`sched_process_exec`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecEvent {
+    pub task: Task,
+    /// With `pid`, the process's identity (boot-time clock, ns).
+    pub start_boottime_ns: u64,
+    /// The filename as passed to exec.
+    pub filename: Vec<u8>,
+    pub filename_truncated: bool,
+    /// The executable the kernel mapped, absolute; `None` when the task had none.
+    pub exe: Option<Vec<u8>>,
+    pub exe_truncated: bool,
+    pub cwd: Option<Vec<u8>>,
+    pub cwd_truncated: bool,
+    pub args: Vec<Vec<u8>>,
+    pub args_truncated: bool,
+    /// Size of the whole argv in the image, before any truncation.
+    pub argv_bytes: u32,
+}
+
+/// The last thread of a process ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExitEvent {
+    pub task: Task,
+    pub start_boottime_ns: u64,
+    /// The raw wait status: `(code << 8) | signal`, `0x80` when it dumped core.
+    pub status: u32,
+}
+
+impl ExitEvent {
+    /// The exit code, as `exit(2)` was given it (0 when killed by a signal).
+    pub fn exit_code(&self) -> u32 {
+        (self.status >> 8) & 0xff
+    }
+
+    /// The signal that killed the process, if one did.
+    pub fn signal(&self) -> Option<u32> {
+        match self.status & 0x7f {
+            0 => None,
+            sig => Some(sig),
+        }
+    }
+
+    pub fn core_dumped(&self) -> bool {
+        self.status & 0x80 != 0
+    }
+}
+
+/// A new process (never a thread); `parent` is the forking task.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ForkEvent {
+    pub parent: Task,
+    pub parent_start_boottime_ns: u64,
+    pub child_pid: u32,
+    pub child_start_boottime_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Exec(ExecEvent),
+    Exit(ExitEvent),
+    Fork(ForkEvent),
+}
+
+impl Event {
+    pub fn task(&self) -> &Task {
+        match self {
+            Event::Exec(e) => &e.task,
+            Event::Exit(e) => &e.task,
+            Event::Fork(e) => &e.parent,
+        }
+    }
+}

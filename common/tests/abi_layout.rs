@@ -1,0 +1,104 @@
+//! The C structs of `ebpf/include/owo_abi.h` and their Rust mirrors must agree in size and in
+//! every field offset. This compiles a probe against the real header with the host C compiler
+//! and compares what it prints with `size_of`/`offset_of!` (bindgen's layout tests, by hand).
+
+use std::{mem::offset_of, mem::size_of, path::PathBuf, process::Command};
+
+use owo_common::abi;
+
+/// (C struct, C field or "" for the size, Rust value)
+fn rust_layout() -> Vec<(&'static str, &'static str, usize)> {
+    macro_rules! fields {
+        ($out:ident, $c:literal, $rust:ty, size = $size:expr, [$($field:ident),*]) => {
+            $out.push(($c, "", $size));
+            $( $out.push(($c, stringify!($field), offset_of!($rust, $field))); )*
+        };
+    }
+    let mut out = Vec::new();
+    fields!(out, "owo_header", abi::Header, size = size_of::<abi::Header>(),
+        [kind, size, ktime_ns, pid, tid, ppid, uid, gid, _pad0, cgroup_id, comm]);
+    // The C struct ends with the data array; the Rust mirror is its fixed part.
+    fields!(out, "owo_exec", abi::ExecFixed, size = size_of::<abi::ExecFixed>() + abi::EXEC_DATA_MAX,
+        [hdr, start_boottime_ns, filename_len, exe_len, cwd_len, args_len, argv_bytes, flags]);
+    out.push(("owo_exec", "data", size_of::<abi::ExecFixed>()));
+    fields!(out, "owo_exit", abi::Exit, size = size_of::<abi::Exit>(), [hdr, start_boottime_ns, exit_code, _pad0]);
+    fields!(out, "owo_fork", abi::Fork, size = size_of::<abi::Fork>(),
+        [hdr, parent_start_boottime_ns, child_start_boottime_ns, child_pid, _pad0]);
+    out
+}
+
+/// The constants that both sides must agree on, as (C expression, Rust value).
+fn rust_constants() -> Vec<(&'static str, u64)> {
+    vec![
+        ("OWO_KIND_EXEC", abi::KIND_EXEC.into()),
+        ("OWO_KIND_EXIT", abi::KIND_EXIT.into()),
+        ("OWO_KIND_FORK", abi::KIND_FORK.into()),
+        ("OWO_MON_COUNT", abi::MONITOR_COUNT.into()),
+        ("OWO_MON_EXECVE", abi::Monitor::Execve as u64),
+        ("OWO_MON_EXIT", abi::Monitor::Exit as u64),
+        ("OWO_MON_FILE", abi::Monitor::File as u64),
+        ("OWO_MON_NETWORK", abi::Monitor::Network as u64),
+        ("OWO_MON_PRIVILEGE", abi::Monitor::Privilege as u64),
+        ("OWO_MON_WRITE", abi::Monitor::Write as u64),
+        ("OWO_MON_MODULE", abi::Monitor::Module as u64),
+        ("OWO_MON_FORK", abi::Monitor::Fork as u64),
+        ("OWO_CFG_SELF_TGID", abi::CFG_SELF_TGID.into()),
+        ("OWO_CFG_LEN", abi::CFG_LEN.into()),
+        ("OWO_PATH_MAX", abi::PATH_MAX as u64),
+        ("OWO_NAME_MAX", abi::NAME_MAX as u64),
+        ("OWO_ARGS_MAX", abi::ARGS_MAX as u64),
+        ("OWO_EXEC_DATA_MAX", abi::EXEC_DATA_MAX as u64),
+        ("OWO_EXEC_FILENAME_TRUNCATED", abi::EXEC_FILENAME_TRUNCATED.into()),
+        ("OWO_EXEC_EXE_TRUNCATED", abi::EXEC_EXE_TRUNCATED.into()),
+        ("OWO_EXEC_CWD_TRUNCATED", abi::EXEC_CWD_TRUNCATED.into()),
+        ("OWO_EXEC_ARGS_TRUNCATED", abi::EXEC_ARGS_TRUNCATED.into()),
+        ("OWO_EXEC_HAS_EXE", abi::EXEC_HAS_EXE.into()),
+        ("OWO_EXEC_HAS_CWD", abi::EXEC_HAS_CWD.into()),
+    ]
+}
+
+#[test]
+fn c_and_rust_agree_on_every_size_offset_and_constant() {
+    let include = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ebpf/include");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut probe = String::from("#include <stdio.h>\n#include <stddef.h>\n#include \"owo_abi.h\"\nint main(void) {\n");
+    let layout = rust_layout();
+    for (st, field, _) in &layout {
+        let expr = if field.is_empty() { format!("sizeof(struct {st})") } else { format!("offsetof(struct {st}, {field})") };
+        probe += &format!("  printf(\"%zu\\n\", (size_t){expr});\n");
+    }
+    let constants = rust_constants();
+    for (name, _) in &constants {
+        probe += &format!("  printf(\"%llu\\n\", (unsigned long long){name});\n");
+    }
+    probe += "  return 0;\n}\n";
+    let src = dir.path().join("probe.c");
+    let bin = dir.path().join("probe");
+    std::fs::write(&src, probe).expect("write probe");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+    let status = Command::new(&cc)
+        .arg("-I")
+        .arg(&include)
+        .arg(&src)
+        .arg("-o")
+        .arg(&bin)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler `{cc}`: {e}"));
+    assert!(status.success(), "the layout probe did not compile against owo_abi.h");
+    let out = Command::new(&bin).output().expect("run probe");
+    let c_values: Vec<u64> = String::from_utf8(out.stdout).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(c_values.len(), layout.len() + constants.len());
+
+    let mut drift = Vec::new();
+    for ((st, field, rust), c) in layout.iter().zip(&c_values) {
+        if *rust as u64 != *c {
+            drift.push(format!("struct {st} {}: C {c}, Rust {rust}", if field.is_empty() { "size" } else { field }));
+        }
+    }
+    for ((name, rust), c) in constants.iter().zip(&c_values[layout.len()..]) {
+        if rust != c {
+            drift.push(format!("{name}: C {c}, Rust {rust}"));
+        }
+    }
+    assert!(drift.is_empty(), "owo_abi.h and common/src/abi.rs disagree:\n{}", drift.join("\n"));
+}

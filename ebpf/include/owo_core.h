@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The few kernel types OWO reads, hand-written with only the fields used. They carry
+ * preserve_access_index, so clang records every field access as a CO-RE relocation and the loader
+ * fixes the offsets against the running kernel's BTF: the layout here is never trusted.
+ */
+#ifndef OWO_CORE_H
+#define OWO_CORE_H
+
+#include <linux/types.h>
+
+#define OWO_CORE __attribute__((preserve_access_index))
+
+typedef struct {
+	int counter;
+} OWO_CORE atomic_t;
+
+struct qstr {
+	const unsigned char *name;
+} OWO_CORE;
+
+struct dentry {
+	struct dentry *d_parent;
+	struct qstr d_name;
+} OWO_CORE;
+
+struct vfsmount {
+	struct dentry *mnt_root;
+} OWO_CORE;
+
+/* fs/mount.h: wraps the vfsmount that a struct path points at. */
+struct mount {
+	struct mount *mnt_parent;
+	struct dentry *mnt_mountpoint;
+	struct vfsmount mnt;
+} OWO_CORE;
+
+struct path {
+	struct vfsmount *mnt;
+	struct dentry *dentry;
+} OWO_CORE;
+
+struct file {
+	struct path f_path;
+} OWO_CORE;
+
+struct fs_struct {
+	struct path pwd;
+} OWO_CORE;
+
+struct mm_struct {
+	unsigned long arg_start;
+	unsigned long arg_end;
+	struct file *exe_file;
+} OWO_CORE;
+
+struct signal_struct {
+	atomic_t live;
+} OWO_CORE;
+
+struct task_struct {
+	int pid;
+	int tgid;
+	int exit_code;
+	__u64 start_boottime;
+	struct task_struct *real_parent;
+	struct mm_struct *mm;
+	struct fs_struct *fs;
+	struct signal_struct *signal;
+} OWO_CORE;
+
+#endif /* OWO_CORE_H */

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Maps shared by every OWO program, and the helpers that use them. */
+#ifndef OWO_MAPS_BPF_H
+#define OWO_MAPS_BPF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+#include "owo_abi.h"
+#include "owo_core.h"
+
+/* Process lane: exec, exit and fork only, so a flood of activity can never cost one of these. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); /* owod may resize it at load */
+} owo_proc_events SEC(".maps");
+
+/* Monitor flags (index enum owo_monitor) and OWO_CFG_* values, written by owod. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, OWO_CFG_LEN);
+	__type(key, __u32);
+	__type(value, __u32);
+} owo_config SEC(".maps");
+
+/* Records that could not be reserved in a ring buffer, per monitor. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, OWO_MON_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} owo_ringbuf_drops SEC(".maps");
+
+/* Scratch space to build an exec record: too big for the 512-byte BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct owo_exec);
+} owo_exec_scratch SEC(".maps");
+
+static __always_inline __u32 owo_config_get(__u32 key)
+{
+	__u32 *value = bpf_map_lookup_elem(&owo_config, &key);
+
+	return value ? *value : 0;
+}
+
+/* Is this monitor on, and is the current task someone other than owod itself? */
+static __always_inline bool owo_wanted(__u32 monitor)
+{
+	if (!owo_config_get(monitor))
+		return false;
+	return (bpf_get_current_pid_tgid() >> 32) != owo_config_get(OWO_CFG_SELF_TGID);
+}
+
+static __always_inline void owo_count_drop(__u32 monitor)
+{
+	__u64 *count = bpf_map_lookup_elem(&owo_ringbuf_drops, &monitor);
+
+	if (count)
+		*count += 1;
+}
+
+/* Send `size` bytes of `record` on the process lane, counting a failure against `monitor`. */
+static __always_inline void owo_proc_output(void *record, __u64 size, __u32 monitor)
+{
+	if (bpf_ringbuf_output(&owo_proc_events, record, size, 0))
+		owo_count_drop(monitor);
+}
+
+/* Fill the header from the current task. */
+static __always_inline void owo_fill_header(struct owo_header *hdr, __u32 kind, __u32 size,
+					    struct task_struct *task)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+
+	hdr->kind = kind;
+	hdr->size = size;
+	hdr->ktime_ns = bpf_ktime_get_boot_ns();
+	hdr->pid = pid_tgid >> 32;
+	hdr->tid = (__u32)pid_tgid;
+	hdr->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	hdr->uid = (__u32)uid_gid;
+	hdr->gid = uid_gid >> 32;
+	hdr->_pad0 = 0;
+	hdr->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(hdr->comm, sizeof(hdr->comm));
+}
+
+#endif /* OWO_MAPS_BPF_H */

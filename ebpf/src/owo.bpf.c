@@ -1,0 +1,9 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * OWO's eBPF object: one translation unit so that every program shares the same maps. Each
+ * monitor's programs live in their own header.
+ */
+#include "maps.bpf.h"
+#include "process.bpf.h"
+
+char LICENSE[] SEC("license") = "GPL";

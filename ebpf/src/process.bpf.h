@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* The process lane: exec, exit and fork, the spine of the process table. */
+#ifndef OWO_PROCESS_BPF_H
+#define OWO_PROCESS_BPF_H
+
+#include "maps.bpf.h"
+#include "path.bpf.h"
+
+/* tracefs: events/sched/sched_process_exec/format */
+struct owo_tp_sched_process_exec {
+	__u64 common;
+	__u32 filename_loc; /* __data_loc: offset in the low 16 bits, length in the high */
+	int pid;
+	int old_pid;
+};
+
+SEC("tracepoint/sched/sched_process_exec")
+int owo_exec(struct owo_tp_sched_process_exec *ctx)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct owo_exec *ev;
+	__u32 zero = 0, off, n;
+	bool truncated;
+
+	if (!owo_wanted(OWO_MON_EXECVE))
+		return 0;
+	ev = bpf_map_lookup_elem(&owo_exec_scratch, &zero);
+	if (!ev)
+		return 0;
+
+	ev->start_boottime_ns = BPF_CORE_READ(task, start_boottime);
+	ev->flags = 0;
+
+	/* The filename as passed to exec, from the tracepoint's own copy. */
+	long len = bpf_probe_read_kernel_str(ev->data, OWO_PATH_MAX,
+					     (void *)ctx + (ctx->filename_loc & 0xffff));
+	off = len > 0 ? len - 1 : 0; /* drop the NUL */
+	if (off >= OWO_PATH_MAX - 1)
+		ev->flags |= OWO_EXEC_FILENAME_TRUNCATED;
+	ev->filename_len = off;
+
+	/* The executable the kernel mapped, and the working directory. */
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	struct file *exe_file = BPF_CORE_READ(mm, exe_file);
+
+	ev->exe_len = 0;
+	if (exe_file && off < OWO_PATH_MAX) {
+		struct path exe_path;
+
+		BPF_CORE_READ_INTO(&exe_path, exe_file, f_path);
+		n = owo_path_components(&exe_path, ev->data + off, &truncated);
+		ev->flags |= OWO_EXEC_HAS_EXE | (truncated ? OWO_EXEC_EXE_TRUNCATED : 0);
+		ev->exe_len = n;
+		off += n;
+	}
+
+	ev->cwd_len = 0;
+	if (off < 2 * OWO_PATH_MAX) {
+		struct path pwd;
+
+		BPF_CORE_READ_INTO(&pwd, task, fs, pwd);
+		n = owo_path_components(&pwd, ev->data + off, &truncated);
+		ev->flags |= OWO_EXEC_HAS_CWD | (truncated ? OWO_EXEC_CWD_TRUNCATED : 0);
+		ev->cwd_len = n;
+		off += n;
+	}
+
+	/* argv from the new image: the tracepoint fires once it is in place. */
+	unsigned long arg_start = BPF_CORE_READ(mm, arg_start);
+	unsigned long arg_end = BPF_CORE_READ(mm, arg_end);
+	__u64 argv_bytes = arg_end > arg_start ? arg_end - arg_start : 0;
+	__u32 args_len = argv_bytes;
+
+	if (argv_bytes > OWO_ARGS_MAX) {
+		args_len = OWO_ARGS_MAX;
+		ev->flags |= OWO_EXEC_ARGS_TRUNCATED;
+	}
+	ev->argv_bytes = argv_bytes > 0xffffffff ? 0xffffffff : argv_bytes;
+	ev->args_len = 0;
+	if (off <= 3 * OWO_PATH_MAX && args_len > 0 &&
+	    !bpf_probe_read_user(ev->data + off, args_len, (void *)arg_start)) {
+		ev->args_len = args_len;
+		off += args_len;
+	}
+
+	__u64 size = offsetof(struct owo_exec, data) + off;
+
+	if (size > sizeof(*ev))
+		return 0;
+	owo_fill_header(&ev->hdr, OWO_KIND_EXEC, size, task);
+	owo_proc_output(ev, size, OWO_MON_EXECVE);
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int owo_exit(void *ctx)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct owo_exit ev;
+
+	/* Only the last thread of a process: by now it has taken itself off `live`. */
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	if (!owo_wanted(OWO_MON_EXIT))
+		return 0;
+	ev.start_boottime_ns = BPF_CORE_READ(task, start_boottime);
+	ev.exit_code = BPF_CORE_READ(task, exit_code);
+	ev._pad0 = 0;
+	owo_fill_header(&ev.hdr, OWO_KIND_EXIT, sizeof(ev), task);
+	owo_proc_output(&ev, sizeof(ev), OWO_MON_EXIT);
+	return 0;
+}
+
+/* raw: the classic tracepoint does not say whether the child is a thread. */
+SEC("raw_tracepoint/sched_process_fork")
+int owo_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *parent = (void *)ctx->args[0];
+	struct task_struct *child = (void *)ctx->args[1];
+	struct owo_fork ev;
+	int child_pid = BPF_CORE_READ(child, pid);
+
+	if (child_pid != BPF_CORE_READ(child, tgid))
+		return 0; /* a new thread, not a new process */
+	if (!owo_wanted(OWO_MON_FORK))
+		return 0;
+	ev.parent_start_boottime_ns = BPF_CORE_READ(parent, start_boottime);
+	ev.child_start_boottime_ns = BPF_CORE_READ(child, start_boottime);
+	ev.child_pid = child_pid;
+	ev._pad0 = 0;
+	owo_fill_header(&ev.hdr, OWO_KIND_FORK, sizeof(ev), parent);
+	owo_proc_output(&ev, sizeof(ev), OWO_MON_FORK);
+	return 0;
+}
+
+#endif /* OWO_PROCESS_BPF_H */
