@@ -1,1 +1,167 @@
-fn main(){}
+//! owod, the OWO daemon: parse the flags, read the config, build the pipeline
+//! (collector → process stage → exporter hub → sinks), run until SIGTERM/SIGINT, then detach,
+//! drain, flush and exit 0.
+
+mod collector;
+mod config;
+mod export;
+mod process;
+mod service;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::Parser;
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    collector::{Collector, MonitorState},
+    config::Config,
+    export::{file::FileSink, stderr::StderrSink, Hub, Identity, Outgoing, Sink},
+    process::{table::DEFAULT_CAP, ProcessTable},
+};
+
+const DEFAULT_CONFIG: &str = "/etc/owo/config.yaml";
+/// Bounded queues between stages: when full, the stage before waits, and the kernel ring buffer
+/// takes the burst (its overflow is counted).
+const QUEUE: usize = 4096;
+
+#[derive(Parser, Debug)]
+#[command(name = "owod", version, about = "OWO, the Open Workstation Observer: eBPF endpoint visibility")]
+struct Args {
+    /// The config file.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Check the config file, report every problem, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+/// The original agent spelled its flags with one dash (`-config PATH`, `-version`).
+fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
+    args.map(|a| match a.as_str() {
+        "-config" | "-version" | "-check-config" => format!("-{a}"),
+        _ if a.starts_with("-config=") => format!("-{a}"),
+        _ => a,
+    })
+    .collect()
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse_from(normalize_args(std::env::args()));
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("owod: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        println!("{}: ok", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    service::init_logging(&config.logging.level);
+    match run(&args, config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("owod: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args, config: Config) -> anyhow::Result<()> {
+    collector::preflight::check()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(serve(args, config))
+}
+
+async fn serve(args: &Args, config: Config) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if config.output.file.enabled {
+        sinks.push(Box::new(FileSink::open(&config.output.file.path)?));
+    }
+    if config.output.stderr {
+        sinks.push(Box::new(StderrSink::new()));
+    }
+    let hostname = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let or_host = |s: &str| if s.is_empty() { hostname.clone() } else { s.to_owned() };
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let identity = Identity {
+        agent_name: or_host(&config.agent.name),
+        agent_hostname: or_host(&config.agent.hostname),
+        agent_group: config.agent.group.clone(),
+        run_id: run_id.clone(),
+    };
+
+    let mut table = ProcessTable::new(DEFAULT_CAP);
+    let seeded = table.seed_from_proc();
+    let collector = Collector::load(&config)?;
+    let unavailable: Vec<String> = collector
+        .monitors
+        .iter()
+        .filter_map(|(name, state)| match state {
+            MonitorState::Unavailable(why) => Some(format!("{name} ({why})")),
+            _ => None,
+        })
+        .collect();
+    if !unavailable.is_empty() {
+        tracing::warn!("monitors enabled in the config but unavailable: {}", unavailable.join(", "));
+    }
+    let start = start_fields(args, &config, &collector, seeded);
+    tracing::info!(run_id, programs = ?collector.program_ids, "owod {} attached; {seeded} processes seeded from /proc", env!("CARGO_PKG_VERSION"));
+
+    let (hub_tx, hub_rx) = mpsc::channel(QUEUE);
+    let (proc_tx, proc_rx) = mpsc::channel(QUEUE);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    hub_tx.send(Outgoing::agent(start)).await.context("the exporter is gone")?;
+    let hub = tokio::spawn(Hub::new(identity, sinks).run(hub_rx, move |seq| stop_fields(seq, started)));
+    let process = tokio::spawn(process::run(table, proc_rx, hub_tx));
+    let collector = tokio::spawn(collector.run(proc_tx, stop_rx));
+
+    let signal = service::wait_for_stop().await.context("cannot install signal handlers")?;
+    tracing::info!("{signal}: stopping");
+    let _ = stop_tx.send(true);
+    collector.await.context("the collector panicked")??;
+    process.await.context("the process stage panicked")?;
+    hub.await.context("the exporter panicked")?;
+    tracing::info!("stopped; every program detached");
+    Ok(())
+}
+
+fn start_fields(args: &Args, config: &Config, collector: &Collector, seeded: usize) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("event_type".into(), "agent".into());
+    m.insert("type".into(), "start".into());
+    m.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+    m.insert("pid".into(), std::process::id().into());
+    m.insert("config_path".into(), args.config.display().to_string().into());
+    let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    m.insert("kernel".into(), kernel.into());
+    let mut monitors = Map::new();
+    for (name, state) in &collector.monitors {
+        let state = match state {
+            MonitorState::On => "on",
+            MonitorState::Off => "off",
+            MonitorState::Unavailable(_) => "unavailable",
+        };
+        monitors.insert((*name).into(), state.into());
+    }
+    m.insert("monitors".into(), Value::Object(monitors));
+    m.insert("bpf_prog_ids".into(), collector.program_ids.clone().into());
+    m.insert("processes_seeded".into(), seeded.into());
+    m.insert("output_file".into(), config.output.file.enabled.then(|| config.output.file.path.display().to_string()).into());
+    m
+}
+
+fn stop_fields(records: u64, started: std::time::Instant) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("event_type".into(), "agent".into());
+    m.insert("type".into(), "stop".into());
+    m.insert("records".into(), records.into());
+    m.insert("uptime_seconds".into(), started.elapsed().as_secs().into());
+    m
+}

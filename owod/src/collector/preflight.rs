@@ -1,0 +1,67 @@
+//! Before anything is loaded: can this process load eBPF here? Each check says exactly what is
+//! missing and what to do about it.
+
+use std::path::Path;
+
+use nix::mount::{mount, MsFlags};
+
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+const BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    #[error("owod needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) to load its eBPF programs; run it with sudo or as the owod.service unit")]
+    NotPrivileged,
+    #[error("this kernel has no BTF (`{BTF}` is missing): owod needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    NoBtf,
+    #[error("tracefs is not mounted and could not be mounted at `{TRACEFS}`; mount it with `mount -t tracefs tracefs {TRACEFS}`")]
+    NoTracefs(#[source] nix::Error),
+}
+
+/// Run every check, mounting tracefs if it is missing (aya looks it up once, at the first attach,
+/// and remembers the answer).
+pub fn check() -> Result<(), PreflightError> {
+    if !privileged() {
+        return Err(PreflightError::NotPrivileged);
+    }
+    if !Path::new(BTF).exists() {
+        return Err(PreflightError::NoBtf);
+    }
+    ensure_tracefs()?;
+    raise_memlock();
+    Ok(())
+}
+
+/// Effective capabilities from /proc/self/status: CAP_SYS_ADMIN (21), or CAP_PERFMON (38) and
+/// CAP_BPF (39) together.
+fn privileged() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return nix::unistd::geteuid().is_root();
+    };
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |bit: u32| caps & (1u64 << bit) != 0;
+    has(21) || (has(38) && has(39))
+}
+
+fn ensure_tracefs() -> Result<(), PreflightError> {
+    let events = Path::new(TRACEFS).join("events");
+    if events.is_dir() || Path::new("/sys/kernel/debug/tracing/events").is_dir() {
+        return Ok(());
+    }
+    mount(Some("tracefs"), TRACEFS, Some("tracefs"), MsFlags::empty(), None::<&str>).map_err(PreflightError::NoTracefs)?;
+    tracing::info!("mounted tracefs at `{TRACEFS}`");
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; later ones ignore it. Best effort.
+fn raise_memlock() {
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit reads the struct we pass and nothing else.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
+    }
+}

@@ -1,0 +1,180 @@
+//! Where each key of a YAML document is, and a check of a document's shape against the shape of
+//! the default config, so that every unknown key and every wrong type is reported at once, each
+//! with its line (serde stops at the first).
+
+use std::collections::HashMap;
+
+use serde_json::Value as Json;
+use serde_norway::Value as Yaml;
+use yaml_rust2::{
+    parser::{Event, MarkedEventReceiver, Parser},
+    scanner::Marker,
+};
+
+use super::Problem;
+
+/// Dotted key path (`monitor.execve`, `output.file.path`, `monitor.file_watch_paths.2`) to line.
+#[derive(Debug, Default)]
+pub struct KeyLines(HashMap<String, usize>);
+
+impl KeyLines {
+    pub fn parse(text: &str) -> KeyLines {
+        let mut recv = Recorder::default();
+        // A syntax error is reported by serde_norway, with its own location; lines found before
+        // it are still good.
+        let _ = Parser::new_from_str(text).load(&mut recv, false);
+        KeyLines(recv.lines)
+    }
+
+    /// The line of `key`, or of its nearest parent that has one.
+    pub fn line(&self, key: &str) -> Option<usize> {
+        let mut key = key;
+        loop {
+            if let Some(line) = self.0.get(key) {
+                return Some(*line);
+            }
+            key = &key[..key.rfind('.')?];
+        }
+    }
+}
+
+enum Frame {
+    Mapping { path: String, key: Option<String> },
+    Sequence { path: String, index: usize },
+}
+
+#[derive(Default)]
+struct Recorder {
+    stack: Vec<Frame>,
+    lines: HashMap<String, usize>,
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+impl Recorder {
+    /// The path of the value that starts now, and note where it is.
+    fn value_path(&mut self, line: usize) -> String {
+        match self.stack.last_mut() {
+            None => String::new(),
+            Some(Frame::Mapping { path, key }) => join(path, &key.take().unwrap_or_default()),
+            Some(Frame::Sequence { path, index }) => {
+                let p = join(path, &index.to_string());
+                *index += 1;
+                self.lines.entry(p.clone()).or_insert(line);
+                p
+            }
+        }
+    }
+}
+
+impl MarkedEventReceiver for Recorder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let line = mark.line();
+        match ev {
+            Event::Scalar(text, ..) => {
+                if let Some(Frame::Mapping { path, key: key @ None }) = self.stack.last_mut() {
+                    self.lines.insert(join(path, &text), line);
+                    *key = Some(text);
+                } else {
+                    self.value_path(line);
+                }
+            }
+            Event::Alias(_) => {
+                self.value_path(line);
+            }
+            Event::MappingStart(..) => {
+                let path = self.value_path(line);
+                self.stack.push(Frame::Mapping { path, key: None });
+            }
+            Event::SequenceStart(..) => {
+                let path = self.value_path(line);
+                self.stack.push(Frame::Sequence { path, index: 0 });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+            }
+            _ => {}
+        }
+    }
+}
+
+fn kind(v: &Yaml) -> &'static str {
+    match v {
+        Yaml::Null => "nothing",
+        Yaml::Bool(_) => "a boolean",
+        Yaml::Number(_) => "a number",
+        Yaml::String(_) => "a string",
+        Yaml::Sequence(_) => "a list",
+        Yaml::Mapping(_) => "a mapping",
+        Yaml::Tagged(_) => "a tagged value",
+    }
+}
+
+/// Compare `user` with the shape of `default` (the default config as JSON): every key must be
+/// known and every value of the default's type.
+pub fn check_shape(user: &Yaml, default: &Json, path: &str, lines: &KeyLines, out: &mut Vec<Problem>) {
+    let mut wrong = |expected: &str| {
+        out.push(Problem::at(lines, path, format!("expected {expected}, found {}", kind(user))));
+    };
+    match default {
+        Json::Null => {}
+        Json::Bool(_) if !matches!(user, Yaml::Bool(_)) => wrong("a boolean (true or false)"),
+        Json::Number(n) => match user {
+            Yaml::Number(u) if n.is_u64() && !u.is_u64() => wrong("a whole number, 0 or more"),
+            Yaml::Number(_) => {}
+            _ => wrong(if n.is_u64() { "a whole number, 0 or more" } else { "a number" }),
+        },
+        Json::String(_) if !matches!(user, Yaml::String(_)) => wrong("a string"),
+        Json::Array(items) => match user {
+            Yaml::Sequence(seq) => {
+                if let Some(template) = items.first() {
+                    for (i, item) in seq.iter().enumerate() {
+                        check_shape(item, template, &join(path, &i.to_string()), lines, out);
+                    }
+                }
+            }
+            _ => wrong("a list"),
+        },
+        Json::Object(fields) => match user {
+            Yaml::Mapping(map) => {
+                for (k, v) in map {
+                    let Some(k) = k.as_str() else {
+                        out.push(Problem::at(lines, path, format!("keys must be strings, found {}", kind(k))));
+                        continue;
+                    };
+                    let child = join(path, k);
+                    match fields.get(k) {
+                        Some(template) => check_shape(v, template, &child, lines, out),
+                        None => out.push(Problem::at(lines, &child, "unknown key".to_owned())),
+                    }
+                }
+            }
+            // An empty section (`monitor:`) means "all defaults".
+            Yaml::Null => {}
+            _ => wrong("a mapping"),
+        },
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_the_line_of_every_key() {
+        let lines = KeyLines::parse("a:\n  b: 1\n  c:\n    - x\n    - y\nd: {e: 2}\n");
+        assert_eq!(lines.line("a"), Some(1));
+        assert_eq!(lines.line("a.b"), Some(2));
+        assert_eq!(lines.line("a.c.1"), Some(5));
+        assert_eq!(lines.line("d.e"), Some(6));
+        assert_eq!(lines.line("a.b.nope"), Some(2));
+        assert_eq!(lines.line("zzz"), None);
+    }
+}

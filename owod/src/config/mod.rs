@@ -1,0 +1,357 @@
+//! The config file (DESIGN §4): typed, with defaults for every key, and validated so that every
+//! problem in a file is reported at once with its key and line. Nothing here touches the kernel.
+
+mod lines;
+
+use std::{fmt, path::Path, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use lines::KeyLines;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub agent: AgentConfig,
+    pub monitor: MonitorConfig,
+    pub enrich: EnrichConfig,
+    pub behavior: BehaviorConfig,
+    pub output: OutputConfig,
+    pub logging: LoggingConfig,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Shown as `agent_name`; "" = the machine's hostname.
+    pub name: String,
+    /// Shown as `agent_hostname`; "" = the machine's hostname.
+    pub hostname: String,
+    /// Shown as `agent_group`, free text for the SIEM to group by.
+    pub group: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Process executions.
+    pub execve: bool,
+    /// Another eBPF object to load instead of the built-in one ("" = built in).
+    pub ebpf_path: String,
+    /// open/create/unlink/rename and library loads.
+    pub file_events: bool,
+    /// Report file events everywhere, not only under `file_watch_paths`.
+    pub file_watch_all_paths: bool,
+    /// Path prefixes whose file events are reported.
+    pub file_watch_paths: Vec<String>,
+    /// connect/accept/sendto, with DNS names.
+    pub network_events: bool,
+    /// set*id calls.
+    pub privilege_events: bool,
+    /// Process exits, with exit code and signal.
+    pub exit_events: bool,
+    /// write(2) calls: noisy, off by default.
+    pub write_events: bool,
+    /// Kernel module loads.
+    pub module_events: bool,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            execve: true,
+            ebpf_path: String::new(),
+            file_events: true,
+            file_watch_all_paths: false,
+            file_watch_paths: ["/etc", "/usr/bin", "/usr/sbin", "/bin", "/sbin", "/tmp", "/dev/shm", "/var/tmp"]
+                .map(String::from)
+                .to_vec(),
+            network_events: true,
+            privilege_events: true,
+            exit_events: true,
+            write_events: false,
+            module_events: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnrichConfig {
+    /// SHA-256 of executed binaries.
+    pub sha256: bool,
+    /// Larger binaries are not hashed.
+    pub sha256_max_file_mb: u64,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        EnrichConfig { sha256: true, sha256_max_file_mb: 100 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BehaviorConfig {
+    /// Correlate events into alerts.
+    pub enabled: bool,
+    /// How long a sequence may take.
+    pub window_seconds: u64,
+}
+
+impl Default for BehaviorConfig {
+    fn default() -> Self {
+        BehaviorConfig { enabled: true, window_seconds: 15 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    pub file: FileOutputConfig,
+    /// Also write every record to stderr.
+    pub stderr: bool,
+    pub remote: RemoteConfig,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig { file: FileOutputConfig::default(), stderr: false, remote: RemoteConfig::default() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileOutputConfig {
+    pub enabled: bool,
+    /// JSON lines, one record each; the directory is created, the file is mode 0640.
+    pub path: PathBuf,
+}
+
+impl Default for FileOutputConfig {
+    fn default() -> Self {
+        FileOutputConfig { enabled: true, path: PathBuf::from("/var/log/edr/alerts.jsonl") }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteConfig {
+    pub enabled: bool,
+    /// host:port of the collector.
+    pub address: String,
+    /// tcp for now.
+    pub protocol: String,
+    /// Path for the http protocol.
+    pub http_endpoint: String,
+    pub max_retries: u64,
+    pub retry_interval_seconds: u64,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        RemoteConfig {
+            enabled: false,
+            address: "192.168.1.10:1514".to_owned(),
+            protocol: "tcp".to_owned(),
+            http_endpoint: "/events".to_owned(),
+            max_retries: 5,
+            retry_interval_seconds: 5,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// trace, debug, info, warn or error.
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig { level: "info".to_owned() }
+    }
+}
+
+/// One thing wrong with a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Problem {
+    fn at(lines: &KeyLines, key: &str, message: String) -> Problem {
+        Problem { key: key.to_owned(), line: lines.line(key), message }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "`{}`: {}", self.key, self.message)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file `{path}`")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} in `{}`:\n  {}", plural(.problems.len()), .path.display(), .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Invalid { path: PathBuf, problems: Vec<Problem> },
+}
+
+fn plural(n: usize) -> String {
+    if n == 1 {
+        "1 problem".to_owned()
+    } else {
+        format!("{n} problems")
+    }
+}
+
+pub const LOG_LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::parse(&text).map_err(|problems| ConfigError::Invalid { path: path.to_owned(), problems })
+    }
+
+    /// Parse and validate; on failure, every problem found.
+    pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+        let user: serde_norway::Value = match serde_norway::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let line = e.location().map(|l| l.line());
+                return Err(vec![Problem { key: String::new(), line, message: format!("not valid YAML: {e}") }]);
+            }
+        };
+        let lines = KeyLines::parse(text);
+        let default = serde_json::to_value(Config::default()).expect("the default config serializes");
+        let mut problems = Vec::new();
+        match user {
+            // An empty file is the default config.
+            serde_norway::Value::Null => return Ok(Config::default()),
+            ref user => lines::check_shape(user, &default, "", &lines, &mut problems),
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let config: Config = serde_norway::from_value(user).map_err(|e| {
+            vec![Problem { key: String::new(), line: None, message: format!("cannot be read: {e}") }]
+        })?;
+        config.validate(&lines)?;
+        Ok(config)
+    }
+
+    /// The checks that the types cannot express.
+    fn validate(&self, lines: &KeyLines) -> Result<(), Vec<Problem>> {
+        let mut out = Vec::new();
+        let mut problem = |key: &str, message: String| out.push(Problem::at(lines, key, message));
+        for (key, value) in [("agent.name", &self.agent.name), ("agent.hostname", &self.agent.hostname), ("agent.group", &self.agent.group)] {
+            if value.len() > 255 || value.chars().any(char::is_control) {
+                problem(key, "must be at most 255 bytes with no control characters".to_owned());
+            }
+        }
+        for (i, p) in self.monitor.file_watch_paths.iter().enumerate() {
+            if !p.starts_with('/') {
+                problem(&format!("monitor.file_watch_paths.{i}"), format!("`{p}` is not an absolute path"));
+            }
+        }
+        if !self.monitor.ebpf_path.is_empty() && !Path::new(&self.monitor.ebpf_path).is_file() {
+            problem("monitor.ebpf_path", format!("`{}` is not a file", self.monitor.ebpf_path));
+        }
+        if self.enrich.sha256_max_file_mb == 0 {
+            problem("enrich.sha256_max_file_mb", "must be at least 1".to_owned());
+        }
+        if self.behavior.window_seconds == 0 {
+            problem("behavior.window_seconds", "must be at least 1".to_owned());
+        }
+        let file = &self.output.file;
+        if file.enabled && (!file.path.is_absolute() || file.path.file_name().is_none()) {
+            problem("output.file.path", format!("`{}` is not an absolute file path", file.path.display()));
+        }
+        if self.output.remote.enabled {
+            problem("output.remote.enabled", "remote export is not in this build yet; turn it off (records would be lost)".to_owned());
+        }
+        if !file.enabled && !self.output.stderr && !self.output.remote.enabled {
+            problem("output", "no output is enabled: every record would be lost".to_owned());
+        }
+        if !LOG_LEVELS.contains(&self.logging.level.as_str()) {
+            problem("logging.level", format!("`{}` is not one of {}", self.logging.level, LOG_LEVELS.join(", ")));
+        }
+        if out.is_empty() {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_parses_and_is_the_default() {
+        let text = include_str!("../../../config.yaml");
+        assert_eq!(Config::parse(text), Ok(Config::default()));
+    }
+
+    #[test]
+    fn an_empty_file_or_section_is_the_default() {
+        assert_eq!(Config::parse(""), Ok(Config::default()));
+        assert_eq!(Config::parse("monitor:\n"), Ok(Config::default()));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_line() {
+        let text = "agent:\n  name: ws1\nmonitor:\n  execve: yes please\n  bogus: 1\noutput:\n  file:\n    path: relative.jsonl\nlogging:\n  level: loud\nextra: {}\n";
+        let problems = Config::parse(text).unwrap_err();
+        let got: Vec<(String, Option<usize>)> = problems.iter().map(|p| (p.key.clone(), p.line)).collect();
+        assert_eq!(
+            got,
+            vec![("monitor.execve".into(), Some(4)), ("monitor.bogus".into(), Some(5)), ("extra".into(), Some(11))],
+            "{problems:#?}"
+        );
+        assert!(problems[0].message.contains("boolean"), "{}", problems[0]);
+        assert!(problems[1].message.contains("unknown key"));
+        assert_eq!(problems[0].to_string(), "line 4: `monitor.execve`: expected a boolean (true or false), found a string");
+    }
+
+    #[test]
+    fn value_problems_are_all_reported_with_lines() {
+        let text = "output:\n  file:\n    path: relative.jsonl\n  stderr: false\nlogging:\n  level: loud\nenrich:\n  sha256_max_file_mb: 0\n";
+        let problems = Config::parse(text).unwrap_err();
+        let got: Vec<(&str, Option<usize>)> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert_eq!(got, vec![("enrich.sha256_max_file_mb", Some(8)), ("output.file.path", Some(3)), ("logging.level", Some(6))]);
+    }
+
+    #[test]
+    fn types_inside_lists_are_checked() {
+        let problems = Config::parse("monitor:\n  file_watch_paths:\n    - /etc\n    - 5\n    - tmp\n").unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!((problems[0].key.as_str(), problems[0].line), ("monitor.file_watch_paths.1", Some(4)));
+        let problems = Config::parse("monitor:\n  file_watch_paths: [/etc, tmp]\n").unwrap_err();
+        assert_eq!(problems[0].key, "monitor.file_watch_paths.1");
+    }
+
+    #[test]
+    fn syntax_errors_have_a_line() {
+        let problems = Config::parse("monitor:\n  execve: true\n   bad: [\n").unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].line.is_some(), "{problems:?}");
+    }
+}
