@@ -13,7 +13,8 @@ fn fail(message: &str) -> ! {
 }
 
 fn main() {
-    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_owned());
     println!("cargo:rerun-if-env-changed=CLANG");
@@ -23,7 +24,9 @@ fn main() {
     let (target_arch, multiarch) = match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
         Ok("x86_64") => ("x86", "x86_64-linux-gnu"),
         Ok("aarch64") => ("arm64", "aarch64-linux-gnu"),
-        Ok(other) => fail(&format!("owo-ebpf does not know the BPF target for `{other}` yet")),
+        Ok(other) => fail(&format!(
+            "owo-ebpf does not know the BPF target for `{other}` yet"
+        )),
         Err(_) => fail("cargo did not set CARGO_CFG_TARGET_ARCH"),
     };
     if !Path::new("/usr/include/bpf/bpf_helpers.h").exists() {
@@ -46,10 +49,12 @@ fn main() {
         .status();
     match status {
         Ok(status) if status.success() => {}
-        Ok(status) => fail(&format!("clang failed to compile the eBPF programs ({status})")),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            fail(&format!("`{clang}` not found: install clang with `apt-get install clang libbpf-dev`"))
-        }
+        Ok(status) => fail(&format!(
+            "clang failed to compile the eBPF programs ({status})"
+        )),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => fail(&format!(
+            "`{clang}` not found: install clang with `apt-get install clang libbpf-dev`"
+        )),
         Err(err) => fail(&format!("could not run `{clang}`: {err}")),
     }
 }

@@ -139,7 +139,12 @@ pub unsafe trait Pod: Copy {
     fn as_bytes(&self) -> &[u8] {
         // SAFETY: `Pod` types have no implicit padding (it is explicit and zeroed), so every
         // byte is initialised.
-        unsafe { std::slice::from_raw_parts((self as *const Self).cast::<u8>(), std::mem::size_of::<Self>()) }
+        unsafe {
+            std::slice::from_raw_parts(
+                (self as *const Self).cast::<u8>(),
+                std::mem::size_of::<Self>(),
+            )
+        }
     }
 }
 

@@ -9,7 +9,11 @@ use crate::{
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record of {got} bytes is too short for `{what}` ({need} bytes)")]
-    TooShort { what: &'static str, need: usize, got: usize },
+    TooShort {
+        what: &'static str,
+        need: usize,
+        got: usize,
+    },
     #[error("unknown record kind {0}")]
     UnknownKind(u32),
     #[error("record says it has {declared} bytes but {got} arrived")]
@@ -22,7 +26,10 @@ pub enum DecodeError {
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let hdr: Header = read(bytes, "owo_header")?;
     if hdr.size as usize != bytes.len() {
-        return Err(DecodeError::SizeMismatch { declared: hdr.size, got: bytes.len() });
+        return Err(DecodeError::SizeMismatch {
+            declared: hdr.size,
+            got: bytes.len(),
+        });
     }
     match hdr.kind {
         abi::KIND_EXEC => decode_exec(bytes),
@@ -48,7 +55,11 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 }
 
 fn read<T: Pod>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
-    T::read_from(bytes).ok_or(DecodeError::TooShort { what, need: std::mem::size_of::<T>(), got: bytes.len() })
+    T::read_from(bytes).ok_or(DecodeError::TooShort {
+        what,
+        need: std::mem::size_of::<T>(),
+        got: bytes.len(),
+    })
 }
 
 fn task(hdr: &Header) -> Task {
@@ -70,7 +81,10 @@ fn decode_exec(bytes: &[u8]) -> Result<Event, DecodeError> {
     let lens = [raw.filename_len, raw.exe_len, raw.cwd_len, raw.args_len].map(|l| l as usize);
     let need = lens.iter().sum::<usize>();
     if need > data.len() {
-        return Err(DecodeError::SectionOverrun { need, got: data.len() });
+        return Err(DecodeError::SectionOverrun {
+            need,
+            got: data.len(),
+        });
     }
     let (filename, rest) = data.split_at(lens[0]);
     let (exe, rest) = rest.split_at(lens[1]);
@@ -217,7 +231,16 @@ mod tests {
     use super::*;
 
     fn task() -> Task {
-        Task { ktime_ns: 7, pid: 10, tid: 11, ppid: 1, uid: 1000, gid: 100, cgroup_id: 99, comm: b"bash".to_vec() }
+        Task {
+            ktime_ns: 7,
+            pid: 10,
+            tid: 11,
+            ppid: 1,
+            uid: 1000,
+            gid: 100,
+            cgroup_id: 99,
+            comm: b"bash".to_vec(),
+        }
     }
 
     fn exec() -> ExecEvent {
@@ -237,10 +260,28 @@ mod tests {
     fn round_trips_every_kind() {
         let events = [
             Event::Exec(exec()),
-            Event::Exec(ExecEvent { exe: None, cwd: None, args: vec![], ..exec() }),
-            Event::Exec(ExecEvent { args_truncated: true, exe_truncated: true, ..exec() }),
-            Event::Exit(ExitEvent { task: task(), start_boottime_ns: 3, status: 3 << 8 }),
-            Event::Fork(ForkEvent { parent: task(), parent_start_boottime_ns: 1, child_pid: 77, child_start_boottime_ns: 2 }),
+            Event::Exec(ExecEvent {
+                exe: None,
+                cwd: None,
+                args: vec![],
+                ..exec()
+            }),
+            Event::Exec(ExecEvent {
+                args_truncated: true,
+                exe_truncated: true,
+                ..exec()
+            }),
+            Event::Exit(ExitEvent {
+                task: task(),
+                start_boottime_ns: 3,
+                status: 3 << 8,
+            }),
+            Event::Fork(ForkEvent {
+                parent: task(),
+                parent_start_boottime_ns: 1,
+                child_pid: 77,
+                child_start_boottime_ns: 2,
+            }),
         ];
         for ev in events {
             assert_eq!(decode(&encode(&ev)), Ok(ev.clone()), "round trip of {ev:?}");
@@ -249,7 +290,10 @@ mod tests {
 
     #[test]
     fn exit_status_splits_code_and_signal() {
-        let ev = |status| ExitEvent { status, ..Default::default() };
+        let ev = |status| ExitEvent {
+            status,
+            ..Default::default()
+        };
         assert_eq!((ev(3 << 8).exit_code(), ev(3 << 8).signal()), (3, None));
         assert_eq!((ev(9).exit_code(), ev(9).signal()), (0, Some(9)));
         assert!(ev(0x80 | 11).core_dumped());
@@ -257,10 +301,20 @@ mod tests {
 
     #[test]
     fn every_truncation_is_an_error_not_a_panic() {
-        for ev in [Event::Exec(exec()), Event::Exit(ExitEvent { task: task(), ..Default::default() })] {
+        for ev in [
+            Event::Exec(exec()),
+            Event::Exit(ExitEvent {
+                task: task(),
+                ..Default::default()
+            }),
+        ] {
             let bytes = encode(&ev);
             for len in 0..bytes.len() {
-                assert!(decode(&bytes[..len]).is_err(), "{len} of {} bytes decoded", bytes.len());
+                assert!(
+                    decode(&bytes[..len]).is_err(),
+                    "{len} of {} bytes decoded",
+                    bytes.len()
+                );
             }
         }
     }
@@ -270,7 +324,10 @@ mod tests {
         let mut bytes = encode(&Event::Exec(exec()));
         let off = std::mem::offset_of!(abi::ExecFixed, args_len);
         bytes[off..off + 4].copy_from_slice(&u32::MAX.to_ne_bytes());
-        assert!(matches!(decode(&bytes), Err(DecodeError::SectionOverrun { .. })));
+        assert!(matches!(
+            decode(&bytes),
+            Err(DecodeError::SectionOverrun { .. })
+        ));
         let mut bytes = encode(&Event::Exec(exec()));
         bytes[0..4].copy_from_slice(&42u32.to_ne_bytes());
         assert_eq!(decode(&bytes), Err(DecodeError::UnknownKind(42)));
@@ -303,7 +360,13 @@ mod tests {
     fn components_join_leaf_last() {
         assert_eq!(join_components(b"c\0b\0a\0"), b"/a/b/c");
         assert_eq!(join_components(b""), b"/");
-        assert_eq!(split_args(b"a\0\0b\0"), vec![b"a".to_vec(), b"".to_vec(), b"b".to_vec()]);
-        assert_eq!(split_args(b"a\0partial"), vec![b"a".to_vec(), b"partial".to_vec()]);
+        assert_eq!(
+            split_args(b"a\0\0b\0"),
+            vec![b"a".to_vec(), b"".to_vec(), b"b".to_vec()]
+        );
+        assert_eq!(
+            split_args(b"a\0partial"),
+            vec![b"a".to_vec(), b"partial".to_vec()]
+        );
     }
 }

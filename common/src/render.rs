@@ -65,18 +65,34 @@ pub fn escape_as(bytes: &[u8], budget: usize, scheme: bool) -> Escaped {
     let mut buf = [0u8; 4];
     for chunk in bytes.utf8_chunks() {
         for ch in chunk.valid().chars() {
-            let piece: &str = if scheme && ch == '\\' { "\\\\" } else { ch.encode_utf8(&mut buf) };
+            let piece: &str = if scheme && ch == '\\' {
+                "\\\\"
+            } else {
+                ch.encode_utf8(&mut buf)
+            };
             if !push(piece, &mut text) {
-                return Escaped { text, escaped: scheme, truncated: true };
+                return Escaped {
+                    text,
+                    escaped: scheme,
+                    truncated: true,
+                };
             }
         }
         for byte in chunk.invalid() {
             if !push(&format!("\\x{byte:02x}"), &mut text) {
-                return Escaped { text, escaped: scheme, truncated: true };
+                return Escaped {
+                    text,
+                    escaped: scheme,
+                    truncated: true,
+                };
             }
         }
     }
-    Escaped { text, escaped: scheme, truncated: false }
+    Escaped {
+        text,
+        escaped: scheme,
+        truncated: false,
+    }
 }
 
 /// Insert a byte-string field, with its `_escaped`/`_truncated` flags when they are true.
@@ -157,14 +173,26 @@ mod tests {
     #[test]
     fn valid_utf8_passes_through_and_json_escapes_controls() {
         let e = escape(b"a \"b\"\n\x1b[31m\\x41", 1000);
-        assert_eq!(e, Escaped { text: "a \"b\"\n\x1b[31m\\x41".into(), escaped: false, truncated: false });
+        assert_eq!(
+            e,
+            Escaped {
+                text: "a \"b\"\n\x1b[31m\\x41".into(),
+                escaped: false,
+                truncated: false
+            }
+        );
         let json = serde_json::to_string(&e.text).unwrap();
         assert!(json.contains("\\u001b") && json.contains("\\n"), "{json}");
     }
 
     #[test]
     fn invalid_utf8_is_escaped_losslessly() {
-        for input in [&b"\xff\xfe"[..], b"ok\\x41\xc3", b"\\\xffh\xc3\xa9\x80", b"\xc3\xa9\xe2\x82"] {
+        for input in [
+            &b"\xff\xfe"[..],
+            b"ok\\x41\xc3",
+            b"\\\xffh\xc3\xa9\x80",
+            b"\xc3\xa9\xe2\x82",
+        ] {
             let e = escape(input, 1000);
             assert!(e.escaped && !e.truncated);
             assert_eq!(unescape(&e.text), input, "{:?}", e.text);

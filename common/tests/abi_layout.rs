@@ -15,15 +15,51 @@ fn rust_layout() -> Vec<(&'static str, &'static str, usize)> {
         };
     }
     let mut out = Vec::new();
-    fields!(out, "owo_header", abi::Header, size = size_of::<abi::Header>(),
-        [kind, size, ktime_ns, pid, tid, ppid, uid, gid, _pad0, cgroup_id, comm]);
+    fields!(
+        out,
+        "owo_header",
+        abi::Header,
+        size = size_of::<abi::Header>(),
+        [kind, size, ktime_ns, pid, tid, ppid, uid, gid, _pad0, cgroup_id, comm]
+    );
     // The C struct ends with the data array; the Rust mirror is its fixed part.
-    fields!(out, "owo_exec", abi::ExecFixed, size = size_of::<abi::ExecFixed>() + abi::EXEC_DATA_MAX,
-        [hdr, start_boottime_ns, filename_len, exe_len, cwd_len, args_len, argv_bytes, flags]);
+    fields!(
+        out,
+        "owo_exec",
+        abi::ExecFixed,
+        size = size_of::<abi::ExecFixed>() + abi::EXEC_DATA_MAX,
+        [
+            hdr,
+            start_boottime_ns,
+            filename_len,
+            exe_len,
+            cwd_len,
+            args_len,
+            argv_bytes,
+            flags
+        ]
+    );
     out.push(("owo_exec", "data", size_of::<abi::ExecFixed>()));
-    fields!(out, "owo_exit", abi::Exit, size = size_of::<abi::Exit>(), [hdr, start_boottime_ns, exit_code, _pad0]);
-    fields!(out, "owo_fork", abi::Fork, size = size_of::<abi::Fork>(),
-        [hdr, parent_start_boottime_ns, child_start_boottime_ns, child_pid, _pad0]);
+    fields!(
+        out,
+        "owo_exit",
+        abi::Exit,
+        size = size_of::<abi::Exit>(),
+        [hdr, start_boottime_ns, exit_code, _pad0]
+    );
+    fields!(
+        out,
+        "owo_fork",
+        abi::Fork,
+        size = size_of::<abi::Fork>(),
+        [
+            hdr,
+            parent_start_boottime_ns,
+            child_start_boottime_ns,
+            child_pid,
+            _pad0
+        ]
+    );
     out
 }
 
@@ -48,7 +84,10 @@ fn rust_constants() -> Vec<(&'static str, u64)> {
         ("OWO_NAME_MAX", abi::NAME_MAX as u64),
         ("OWO_ARGS_MAX", abi::ARGS_MAX as u64),
         ("OWO_EXEC_DATA_MAX", abi::EXEC_DATA_MAX as u64),
-        ("OWO_EXEC_FILENAME_TRUNCATED", abi::EXEC_FILENAME_TRUNCATED.into()),
+        (
+            "OWO_EXEC_FILENAME_TRUNCATED",
+            abi::EXEC_FILENAME_TRUNCATED.into(),
+        ),
         ("OWO_EXEC_EXE_TRUNCATED", abi::EXEC_EXE_TRUNCATED.into()),
         ("OWO_EXEC_CWD_TRUNCATED", abi::EXEC_CWD_TRUNCATED.into()),
         ("OWO_EXEC_ARGS_TRUNCATED", abi::EXEC_ARGS_TRUNCATED.into()),
@@ -61,10 +100,16 @@ fn rust_constants() -> Vec<(&'static str, u64)> {
 fn c_and_rust_agree_on_every_size_offset_and_constant() {
     let include = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ebpf/include");
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut probe = String::from("#include <stdio.h>\n#include <stddef.h>\n#include \"owo_abi.h\"\nint main(void) {\n");
+    let mut probe = String::from(
+        "#include <stdio.h>\n#include <stddef.h>\n#include \"owo_abi.h\"\nint main(void) {\n",
+    );
     let layout = rust_layout();
     for (st, field, _) in &layout {
-        let expr = if field.is_empty() { format!("sizeof(struct {st})") } else { format!("offsetof(struct {st}, {field})") };
+        let expr = if field.is_empty() {
+            format!("sizeof(struct {st})")
+        } else {
+            format!("offsetof(struct {st}, {field})")
+        };
         probe += &format!("  printf(\"%zu\\n\", (size_t){expr});\n");
     }
     let constants = rust_constants();
@@ -84,15 +129,25 @@ fn c_and_rust_agree_on_every_size_offset_and_constant() {
         .arg(&bin)
         .status()
         .unwrap_or_else(|e| panic!("cannot run the C compiler `{cc}`: {e}"));
-    assert!(status.success(), "the layout probe did not compile against owo_abi.h");
+    assert!(
+        status.success(),
+        "the layout probe did not compile against owo_abi.h"
+    );
     let out = Command::new(&bin).output().expect("run probe");
-    let c_values: Vec<u64> = String::from_utf8(out.stdout).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    let c_values: Vec<u64> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
     assert_eq!(c_values.len(), layout.len() + constants.len());
 
     let mut drift = Vec::new();
     for ((st, field, rust), c) in layout.iter().zip(&c_values) {
         if *rust as u64 != *c {
-            drift.push(format!("struct {st} {}: C {c}, Rust {rust}", if field.is_empty() { "size" } else { field }));
+            drift.push(format!(
+                "struct {st} {}: C {c}, Rust {rust}",
+                if field.is_empty() { "size" } else { field }
+            ));
         }
     }
     for ((name, rust), c) in constants.iter().zip(&c_values[layout.len()..]) {
@@ -100,5 +155,9 @@ fn c_and_rust_agree_on_every_size_offset_and_constant() {
             drift.push(format!("{name}: C {c}, Rust {rust}"));
         }
     }
-    assert!(drift.is_empty(), "owo_abi.h and common/src/abi.rs disagree:\n{}", drift.join("\n"));
+    assert!(
+        drift.is_empty(),
+        "owo_abi.h and common/src/abi.rs disagree:\n{}",
+        drift.join("\n")
+    );
 }

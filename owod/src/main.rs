@@ -28,7 +28,11 @@ const DEFAULT_CONFIG: &str = "/etc/owo/config.yaml";
 const QUEUE: usize = 4096;
 
 #[derive(Parser, Debug)]
-#[command(name = "owod", version, about = "OWO, the Open Workstation Observer: eBPF endpoint visibility")]
+#[command(
+    name = "owod",
+    version,
+    about = "OWO, the Open Workstation Observer: eBPF endpoint visibility"
+)]
 struct Args {
     /// The config file.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_CONFIG)]
@@ -53,12 +57,17 @@ fn main() -> ExitCode {
     let config = match Config::load(&args.config) {
         Ok(config) => config,
         Err(err) => {
-            eprintln!("owod: {err:#}");
+            eprintln!("owod: {:#}", anyhow::Error::from(err));
             return ExitCode::from(2);
         }
     };
     if args.check_config {
-        println!("{}: ok", args.config.display());
+        let file = &config.output.file;
+        if file.enabled {
+            println!("{}: ok; records go to {}", args.config.display(), file.path.display());
+        } else {
+            println!("{}: ok", args.config.display());
+        }
         return ExitCode::SUCCESS;
     }
     service::init_logging(&config.logging.level);
@@ -74,7 +83,11 @@ fn main() -> ExitCode {
 
 fn run(args: &Args, config: Config) -> anyhow::Result<()> {
     collector::preflight::check()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("cannot start the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(serve(args, config))
 }
 
@@ -87,8 +100,16 @@ async fn serve(args: &Args, config: Config) -> anyhow::Result<()> {
     if config.output.stderr {
         sinks.push(Box::new(StderrSink::new()));
     }
-    let hostname = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
-    let or_host = |s: &str| if s.is_empty() { hostname.clone() } else { s.to_owned() };
+    let hostname = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let or_host = |s: &str| {
+        if s.is_empty() {
+            hostname.clone()
+        } else {
+            s.to_owned()
+        }
+    };
     let run_id = uuid::Uuid::new_v4().to_string();
     let identity = Identity {
         agent_name: or_host(&config.agent.name),
@@ -109,7 +130,10 @@ async fn serve(args: &Args, config: Config) -> anyhow::Result<()> {
         })
         .collect();
     if !unavailable.is_empty() {
-        tracing::warn!("monitors enabled in the config but unavailable: {}", unavailable.join(", "));
+        tracing::warn!(
+            "monitors enabled in the config but unavailable: {}",
+            unavailable.join(", ")
+        );
     }
     let start = start_fields(args, &config, &collector, seeded);
     tracing::info!(run_id, programs = ?collector.program_ids, "owod {} attached; {seeded} processes seeded from /proc", env!("CARGO_PKG_VERSION"));
@@ -117,12 +141,18 @@ async fn serve(args: &Args, config: Config) -> anyhow::Result<()> {
     let (hub_tx, hub_rx) = mpsc::channel(QUEUE);
     let (proc_tx, proc_rx) = mpsc::channel(QUEUE);
     let (stop_tx, stop_rx) = watch::channel(false);
-    hub_tx.send(Outgoing::agent(start)).await.context("the exporter is gone")?;
-    let hub = tokio::spawn(Hub::new(identity, sinks).run(hub_rx, move |seq| stop_fields(seq, started)));
+    hub_tx
+        .send(Outgoing::agent(start))
+        .await
+        .context("the exporter is gone")?;
+    let hub =
+        tokio::spawn(Hub::new(identity, sinks).run(hub_rx, move |seq| stop_fields(seq, started)));
     let process = tokio::spawn(process::run(table, proc_rx, hub_tx));
     let collector = tokio::spawn(collector.run(proc_tx, stop_rx));
 
-    let signal = service::wait_for_stop().await.context("cannot install signal handlers")?;
+    let signal = service::wait_for_stop()
+        .await
+        .context("cannot install signal handlers")?;
     tracing::info!("{signal}: stopping");
     let _ = stop_tx.send(true);
     collector.await.context("the collector panicked")??;
@@ -132,14 +162,24 @@ async fn serve(args: &Args, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start_fields(args: &Args, config: &Config, collector: &Collector, seeded: usize) -> Map<String, Value> {
+fn start_fields(
+    args: &Args,
+    config: &Config,
+    collector: &Collector,
+    seeded: usize,
+) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("event_type".into(), "agent".into());
     m.insert("type".into(), "start".into());
     m.insert("version".into(), env!("CARGO_PKG_VERSION").into());
     m.insert("pid".into(), std::process::id().into());
-    m.insert("config_path".into(), args.config.display().to_string().into());
-    let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    m.insert(
+        "config_path".into(),
+        args.config.display().to_string().into(),
+    );
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
     m.insert("kernel".into(), kernel.into());
     let mut monitors = Map::new();
     for (name, state) in &collector.monitors {
@@ -153,7 +193,15 @@ fn start_fields(args: &Args, config: &Config, collector: &Collector, seeded: usi
     m.insert("monitors".into(), Value::Object(monitors));
     m.insert("bpf_prog_ids".into(), collector.program_ids.clone().into());
     m.insert("processes_seeded".into(), seeded.into());
-    m.insert("output_file".into(), config.output.file.enabled.then(|| config.output.file.path.display().to_string()).into());
+    m.insert(
+        "output_file".into(),
+        config
+            .output
+            .file
+            .enabled
+            .then(|| config.output.file.path.display().to_string())
+            .into(),
+    );
     m
 }
 

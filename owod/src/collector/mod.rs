@@ -110,59 +110,116 @@ impl Collector {
         let object = if config.monitor.ebpf_path.is_empty() {
             owo_ebpf::object().to_vec()
         } else {
-            std::fs::read(&config.monitor.ebpf_path)
-                .map_err(|source| CollectorError::ReadObject { path: config.monitor.ebpf_path.clone(), source })?
+            std::fs::read(&config.monitor.ebpf_path).map_err(|source| {
+                CollectorError::ReadObject {
+                    path: config.monitor.ebpf_path.clone(),
+                    source,
+                }
+            })?
         };
-        let mut ebpf = EbpfLoader::new().map_max_entries(PROC_RING, PROC_RING_BYTES).load(&object).map_err(CollectorError::Load)?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(PROC_RING, PROC_RING_BYTES)
+            .load(&object)
+            .map_err(CollectorError::Load)?;
 
         let monitors = monitor_states(config);
         {
-            let map = ebpf.map_mut(CONFIG_MAP).ok_or(CollectorError::MissingMap(CONFIG_MAP))?;
-            let mut flags: Array<&mut MapData, u32> = Array::try_from(map).map_err(|source| CollectorError::Map { map: CONFIG_MAP, source })?;
+            let map = ebpf
+                .map_mut(CONFIG_MAP)
+                .ok_or(CollectorError::MissingMap(CONFIG_MAP))?;
+            let mut flags: Array<&mut MapData, u32> =
+                Array::try_from(map).map_err(|source| CollectorError::Map {
+                    map: CONFIG_MAP,
+                    source,
+                })?;
             let set = |flags: &mut Array<&mut MapData, u32>, key: u32, value: u32| {
-                flags.set(key, value, 0).map_err(|source| CollectorError::Map { map: CONFIG_MAP, source })
+                flags
+                    .set(key, value, 0)
+                    .map_err(|source| CollectorError::Map {
+                        map: CONFIG_MAP,
+                        source,
+                    })
             };
             for monitor in Monitor::ALL {
-                let on = monitor == Monitor::Fork || matches!(monitors.get(monitor.name()), Some(MonitorState::On));
+                let on = monitor == Monitor::Fork
+                    || matches!(monitors.get(monitor.name()), Some(MonitorState::On));
                 set(&mut flags, monitor as u32, on.into())?;
             }
-            set(&mut flags, owo_common::abi::CFG_SELF_TGID, std::process::id())?;
+            set(
+                &mut flags,
+                owo_common::abi::CFG_SELF_TGID,
+                std::process::id(),
+            )?;
         }
 
         let mut program_ids = Vec::new();
         for (name, hook) in PROGRAMS {
-            let program = ebpf.program_mut(name).ok_or(CollectorError::MissingProgram(name))?;
-            let load_err = |source| CollectorError::LoadProgram { program: name, source };
+            let program = ebpf
+                .program_mut(name)
+                .ok_or(CollectorError::MissingProgram(name))?;
+            let load_err = |source| CollectorError::LoadProgram {
+                program: name,
+                source,
+            };
             match hook {
                 Hook::Tracepoint(category, event) => {
                     let tp: &mut TracePoint = program.try_into().map_err(load_err)?;
                     tp.load().map_err(load_err)?;
                     tp.attach(category, event)
-                        .map_err(|source| CollectorError::Attach { tracepoint: format!("{category}:{event}"), source })?;
+                        .map_err(|source| CollectorError::Attach {
+                            tracepoint: format!("{category}:{event}"),
+                            source,
+                        })?;
                     program_ids.push(tp.info().map_err(load_err)?.id());
                 }
                 Hook::Raw(event) => {
                     let tp: &mut RawTracePoint = program.try_into().map_err(load_err)?;
                     tp.load().map_err(load_err)?;
-                    tp.attach(event).map_err(|source| CollectorError::Attach { tracepoint: format!("raw:{event}"), source })?;
+                    tp.attach(event).map_err(|source| CollectorError::Attach {
+                        tracepoint: format!("raw:{event}"),
+                        source,
+                    })?;
                     program_ids.push(tp.info().map_err(load_err)?.id());
                 }
             }
         }
 
-        let ring = ebpf.take_map(PROC_RING).ok_or(CollectorError::MissingMap(PROC_RING))?;
-        let ring = RingBuf::try_from(ring).map_err(|source| CollectorError::Map { map: PROC_RING, source })?;
-        let drops = ebpf.take_map(DROPS_MAP).ok_or(CollectorError::MissingMap(DROPS_MAP))?;
-        let drops = PerCpuArray::try_from(drops).map_err(|source| CollectorError::Map { map: DROPS_MAP, source })?;
-        Ok(Collector { ebpf, ring, drops, monitors, program_ids })
+        let ring = ebpf
+            .take_map(PROC_RING)
+            .ok_or(CollectorError::MissingMap(PROC_RING))?;
+        let ring = RingBuf::try_from(ring).map_err(|source| CollectorError::Map {
+            map: PROC_RING,
+            source,
+        })?;
+        let drops = ebpf
+            .take_map(DROPS_MAP)
+            .ok_or(CollectorError::MissingMap(DROPS_MAP))?;
+        let drops = PerCpuArray::try_from(drops).map_err(|source| CollectorError::Map {
+            map: DROPS_MAP,
+            source,
+        })?;
+        Ok(Collector {
+            ebpf,
+            ring,
+            drops,
+            monitors,
+            program_ids,
+        })
     }
 
     /// Read until `shutdown` says stop, then detach and drain.
-    pub async fn run(self, tx: mpsc::Sender<Collected>, mut shutdown: watch::Receiver<bool>) -> Result<(), CollectorError> {
-        let Collector { ebpf, ring, drops, .. } = self;
+    pub async fn run(
+        self,
+        tx: mpsc::Sender<Collected>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), CollectorError> {
+        let Collector {
+            ebpf, ring, drops, ..
+        } = self;
         // SAFETY: the ring buffer owns its map fd and keeps it open, unchanged, for as long as it
         // lives, and the AsyncFd owns the ring buffer.
-        let mut ring = unsafe { AsyncFd::register(ring) }.map_err(|e| CollectorError::Poll(e.into()))?;
+        let mut ring =
+            unsafe { AsyncFd::register(ring) }.map_err(|e| CollectorError::Poll(e.into()))?;
         let mut losses = LossCounter::default();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
@@ -186,7 +243,13 @@ impl Collector {
 
 fn monitor_states(config: &Config) -> BTreeMap<&'static str, MonitorState> {
     let m = &config.monitor;
-    let state = |on: bool| if on { MonitorState::On } else { MonitorState::Off };
+    let state = |on: bool| {
+        if on {
+            MonitorState::On
+        } else {
+            MonitorState::Off
+        }
+    };
     let later = |on: bool, issue: &str| {
         if on {
             MonitorState::Unavailable(format!("not in this build yet ({issue})"))
@@ -205,7 +268,11 @@ fn monitor_states(config: &Config) -> BTreeMap<&'static str, MonitorState> {
     ])
 }
 
-async fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Collected>, losses: &mut LossCounter) {
+async fn drain(
+    ring: &mut RingBuf<MapData>,
+    tx: &mpsc::Sender<Collected>,
+    losses: &mut LossCounter,
+) {
     loop {
         let decoded = match ring.next() {
             Some(item) => decode(&item),
@@ -242,20 +309,39 @@ impl LossCounter {
     async fn report(&mut self, drops: &PerCpuArray<MapData, u64>, tx: &mpsc::Sender<Collected>) {
         let mut out = Vec::new();
         for monitor in Monitor::ALL {
-            let Ok(per_cpu) = drops.get(&(monitor as u32), 0) else { continue };
+            let Ok(per_cpu) = drops.get(&(monitor as u32), 0) else {
+                continue;
+            };
             let total: u64 = per_cpu.iter().sum();
             let seen = &mut self.kernel_seen[monitor as usize];
             if total > *seen {
-                out.push(Loss { monitor: Some(monitor), stage: "ringbuf", count: total - *seen, total });
+                out.push(Loss {
+                    monitor: Some(monitor),
+                    stage: "ringbuf",
+                    count: total - *seen,
+                    total,
+                });
                 *seen = total;
             }
         }
         if self.decode_errors > self.decode_reported {
-            out.push(Loss { monitor: None, stage: "decode", count: self.decode_errors - self.decode_reported, total: self.decode_errors });
+            out.push(Loss {
+                monitor: None,
+                stage: "decode",
+                count: self.decode_errors - self.decode_reported,
+                total: self.decode_errors,
+            });
             self.decode_reported = self.decode_errors;
         }
         for loss in out {
-            tracing::warn!(stage = loss.stage, count = loss.count, "lost {} records at stage `{}` (monitor `{}`)", loss.count, loss.stage, loss.monitor.map_or("-", Monitor::name));
+            tracing::warn!(
+                stage = loss.stage,
+                count = loss.count,
+                "lost {} records at stage `{}` (monitor `{}`)",
+                loss.count,
+                loss.stage,
+                loss.monitor.map_or("-", Monitor::name)
+            );
             let _ = tx.send(Collected::Loss(loss)).await;
         }
     }

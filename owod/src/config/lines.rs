@@ -78,7 +78,11 @@ impl MarkedEventReceiver for Recorder {
         let line = mark.line();
         match ev {
             Event::Scalar(text, ..) => {
-                if let Some(Frame::Mapping { path, key: key @ None }) = self.stack.last_mut() {
+                if let Some(Frame::Mapping {
+                    path,
+                    key: key @ None,
+                }) = self.stack.last_mut()
+                {
                     self.lines.insert(join(path, &text), line);
                     *key = Some(text);
                 } else {
@@ -118,9 +122,19 @@ fn kind(v: &Yaml) -> &'static str {
 
 /// Compare `user` with the shape of `default` (the default config as JSON): every key must be
 /// known and every value of the default's type.
-pub fn check_shape(user: &Yaml, default: &Json, path: &str, lines: &KeyLines, out: &mut Vec<Problem>) {
+pub fn check_shape(
+    user: &Yaml,
+    default: &Json,
+    path: &str,
+    lines: &KeyLines,
+    out: &mut Vec<Problem>,
+) {
     let mut wrong = |expected: &str| {
-        out.push(Problem::at(lines, path, format!("expected {expected}, found {}", kind(user))));
+        out.push(Problem::at(
+            lines,
+            path,
+            format!("expected {expected}, found {}", kind(user)),
+        ));
     };
     match default {
         Json::Null => {}
@@ -128,7 +142,11 @@ pub fn check_shape(user: &Yaml, default: &Json, path: &str, lines: &KeyLines, ou
         Json::Number(n) => match user {
             Yaml::Number(u) if n.is_u64() && !u.is_u64() => wrong("a whole number, 0 or more"),
             Yaml::Number(_) => {}
-            _ => wrong(if n.is_u64() { "a whole number, 0 or more" } else { "a number" }),
+            _ => wrong(if n.is_u64() {
+                "a whole number, 0 or more"
+            } else {
+                "a number"
+            }),
         },
         Json::String(_) if !matches!(user, Yaml::String(_)) => wrong("a string"),
         Json::Array(items) => match user {
@@ -145,7 +163,11 @@ pub fn check_shape(user: &Yaml, default: &Json, path: &str, lines: &KeyLines, ou
             Yaml::Mapping(map) => {
                 for (k, v) in map {
                     let Some(k) = k.as_str() else {
-                        out.push(Problem::at(lines, path, format!("keys must be strings, found {}", kind(k))));
+                        out.push(Problem::at(
+                            lines,
+                            path,
+                            format!("keys must be strings, found {}", kind(k)),
+                        ));
                         continue;
                     };
                     let child = join(path, k);

@@ -63,9 +63,18 @@ impl Default for MonitorConfig {
             ebpf_path: String::new(),
             file_events: true,
             file_watch_all_paths: false,
-            file_watch_paths: ["/etc", "/usr/bin", "/usr/sbin", "/bin", "/sbin", "/tmp", "/dev/shm", "/var/tmp"]
-                .map(String::from)
-                .to_vec(),
+            file_watch_paths: [
+                "/etc",
+                "/usr/bin",
+                "/usr/sbin",
+                "/bin",
+                "/sbin",
+                "/tmp",
+                "/dev/shm",
+                "/var/tmp",
+            ]
+            .map(String::from)
+            .to_vec(),
             network_events: true,
             privilege_events: true,
             exit_events: true,
@@ -86,7 +95,10 @@ pub struct EnrichConfig {
 
 impl Default for EnrichConfig {
     fn default() -> Self {
-        EnrichConfig { sha256: true, sha256_max_file_mb: 100 }
+        EnrichConfig {
+            sha256: true,
+            sha256_max_file_mb: 100,
+        }
     }
 }
 
@@ -101,23 +113,20 @@ pub struct BehaviorConfig {
 
 impl Default for BehaviorConfig {
     fn default() -> Self {
-        BehaviorConfig { enabled: true, window_seconds: 15 }
+        BehaviorConfig {
+            enabled: true,
+            window_seconds: 15,
+        }
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutputConfig {
     pub file: FileOutputConfig,
     /// Also write every record to stderr.
     pub stderr: bool,
     pub remote: RemoteConfig,
-}
-
-impl Default for OutputConfig {
-    fn default() -> Self {
-        OutputConfig { file: FileOutputConfig::default(), stderr: false, remote: RemoteConfig::default() }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -130,7 +139,10 @@ pub struct FileOutputConfig {
 
 impl Default for FileOutputConfig {
     fn default() -> Self {
-        FileOutputConfig { enabled: true, path: PathBuf::from("/var/log/edr/alerts.jsonl") }
+        FileOutputConfig {
+            enabled: true,
+            path: PathBuf::from("/var/log/edr/alerts.jsonl"),
+        }
     }
 }
 
@@ -170,7 +182,9 @@ pub struct LoggingConfig {
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        LoggingConfig { level: "info".to_owned() }
+        LoggingConfig {
+            level: "info".to_owned(),
+        }
     }
 }
 
@@ -184,7 +198,11 @@ pub struct Problem {
 
 impl Problem {
     fn at(lines: &KeyLines, key: &str, message: String) -> Problem {
-        Problem { key: key.to_owned(), line: lines.line(key), message }
+        Problem {
+            key: key.to_owned(),
+            line: lines.line(key),
+            message,
+        }
     }
 }
 
@@ -210,7 +228,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{} in `{}`:\n  {}", plural(.problems.len()), .path.display(), .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
-    Invalid { path: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 fn plural(n: usize) -> String {
@@ -225,8 +246,14 @@ pub const LOG_LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Config::parse(&text).map_err(|problems| ConfigError::Invalid { path: path.to_owned(), problems })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|problems| ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        })
     }
 
     /// Parse and validate; on failure, every problem found.
@@ -235,11 +262,16 @@ impl Config {
             Ok(v) => v,
             Err(e) => {
                 let line = e.location().map(|l| l.line());
-                return Err(vec![Problem { key: String::new(), line, message: format!("not valid YAML: {e}") }]);
+                return Err(vec![Problem {
+                    key: String::new(),
+                    line,
+                    message: format!("not valid YAML: {e}"),
+                }]);
             }
         };
         let lines = KeyLines::parse(text);
-        let default = serde_json::to_value(Config::default()).expect("the default config serializes");
+        let default =
+            serde_json::to_value(Config::default()).expect("the default config serializes");
         let mut problems = Vec::new();
         match user {
             // An empty file is the default config.
@@ -250,7 +282,11 @@ impl Config {
             return Err(problems);
         }
         let config: Config = serde_norway::from_value(user).map_err(|e| {
-            vec![Problem { key: String::new(), line: None, message: format!("cannot be read: {e}") }]
+            vec![Problem {
+                key: String::new(),
+                line: None,
+                message: format!("cannot be read: {e}"),
+            }]
         })?;
         config.validate(&lines)?;
         Ok(config)
@@ -260,18 +296,31 @@ impl Config {
     fn validate(&self, lines: &KeyLines) -> Result<(), Vec<Problem>> {
         let mut out = Vec::new();
         let mut problem = |key: &str, message: String| out.push(Problem::at(lines, key, message));
-        for (key, value) in [("agent.name", &self.agent.name), ("agent.hostname", &self.agent.hostname), ("agent.group", &self.agent.group)] {
+        for (key, value) in [
+            ("agent.name", &self.agent.name),
+            ("agent.hostname", &self.agent.hostname),
+            ("agent.group", &self.agent.group),
+        ] {
             if value.len() > 255 || value.chars().any(char::is_control) {
-                problem(key, "must be at most 255 bytes with no control characters".to_owned());
+                problem(
+                    key,
+                    "must be at most 255 bytes with no control characters".to_owned(),
+                );
             }
         }
         for (i, p) in self.monitor.file_watch_paths.iter().enumerate() {
             if !p.starts_with('/') {
-                problem(&format!("monitor.file_watch_paths.{i}"), format!("`{p}` is not an absolute path"));
+                problem(
+                    &format!("monitor.file_watch_paths.{i}"),
+                    format!("`{p}` is not an absolute path"),
+                );
             }
         }
         if !self.monitor.ebpf_path.is_empty() && !Path::new(&self.monitor.ebpf_path).is_file() {
-            problem("monitor.ebpf_path", format!("`{}` is not a file", self.monitor.ebpf_path));
+            problem(
+                "monitor.ebpf_path",
+                format!("`{}` is not a file", self.monitor.ebpf_path),
+            );
         }
         if self.enrich.sha256_max_file_mb == 0 {
             problem("enrich.sha256_max_file_mb", "must be at least 1".to_owned());
@@ -281,16 +330,33 @@ impl Config {
         }
         let file = &self.output.file;
         if file.enabled && (!file.path.is_absolute() || file.path.file_name().is_none()) {
-            problem("output.file.path", format!("`{}` is not an absolute file path", file.path.display()));
+            problem(
+                "output.file.path",
+                format!("`{}` is not an absolute file path", file.path.display()),
+            );
         }
         if self.output.remote.enabled {
-            problem("output.remote.enabled", "remote export is not in this build yet; turn it off (records would be lost)".to_owned());
+            problem(
+                "output.remote.enabled",
+                "remote export is not in this build yet; turn it off (records would be lost)"
+                    .to_owned(),
+            );
         }
         if !file.enabled && !self.output.stderr && !self.output.remote.enabled {
-            problem("output", "no output is enabled: every record would be lost".to_owned());
+            problem(
+                "output",
+                "no output is enabled: every record would be lost".to_owned(),
+            );
         }
         if !LOG_LEVELS.contains(&self.logging.level.as_str()) {
-            problem("logging.level", format!("`{}` is not one of {}", self.logging.level, LOG_LEVELS.join(", ")));
+            problem(
+                "logging.level",
+                format!(
+                    "`{}` is not one of {}",
+                    self.logging.level,
+                    LOG_LEVELS.join(", ")
+                ),
+            );
         }
         if out.is_empty() {
             Ok(())
@@ -320,30 +386,51 @@ mod tests {
     fn every_problem_is_reported_at_once_with_its_line() {
         let text = "agent:\n  name: ws1\nmonitor:\n  execve: yes please\n  bogus: 1\noutput:\n  file:\n    path: relative.jsonl\nlogging:\n  level: loud\nextra: {}\n";
         let problems = Config::parse(text).unwrap_err();
-        let got: Vec<(String, Option<usize>)> = problems.iter().map(|p| (p.key.clone(), p.line)).collect();
+        let got: Vec<(String, Option<usize>)> =
+            problems.iter().map(|p| (p.key.clone(), p.line)).collect();
         assert_eq!(
             got,
-            vec![("monitor.execve".into(), Some(4)), ("monitor.bogus".into(), Some(5)), ("extra".into(), Some(11))],
+            vec![
+                ("monitor.execve".into(), Some(4)),
+                ("monitor.bogus".into(), Some(5)),
+                ("extra".into(), Some(11))
+            ],
             "{problems:#?}"
         );
         assert!(problems[0].message.contains("boolean"), "{}", problems[0]);
         assert!(problems[1].message.contains("unknown key"));
-        assert_eq!(problems[0].to_string(), "line 4: `monitor.execve`: expected a boolean (true or false), found a string");
+        assert_eq!(
+            problems[0].to_string(),
+            "line 4: `monitor.execve`: expected a boolean (true or false), found a string"
+        );
     }
 
     #[test]
     fn value_problems_are_all_reported_with_lines() {
         let text = "output:\n  file:\n    path: relative.jsonl\n  stderr: false\nlogging:\n  level: loud\nenrich:\n  sha256_max_file_mb: 0\n";
         let problems = Config::parse(text).unwrap_err();
-        let got: Vec<(&str, Option<usize>)> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
-        assert_eq!(got, vec![("enrich.sha256_max_file_mb", Some(8)), ("output.file.path", Some(3)), ("logging.level", Some(6))]);
+        let got: Vec<(&str, Option<usize>)> =
+            problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("enrich.sha256_max_file_mb", Some(8)),
+                ("output.file.path", Some(3)),
+                ("logging.level", Some(6))
+            ]
+        );
     }
 
     #[test]
     fn types_inside_lists_are_checked() {
-        let problems = Config::parse("monitor:\n  file_watch_paths:\n    - /etc\n    - 5\n    - tmp\n").unwrap_err();
+        let problems =
+            Config::parse("monitor:\n  file_watch_paths:\n    - /etc\n    - 5\n    - tmp\n")
+                .unwrap_err();
         assert_eq!(problems.len(), 1, "{problems:#?}");
-        assert_eq!((problems[0].key.as_str(), problems[0].line), ("monitor.file_watch_paths.1", Some(4)));
+        assert_eq!(
+            (problems[0].key.as_str(), problems[0].line),
+            ("monitor.file_watch_paths.1", Some(4))
+        );
         let problems = Config::parse("monitor:\n  file_watch_paths: [/etc, tmp]\n").unwrap_err();
         assert_eq!(problems[0].key, "monitor.file_watch_paths.1");
     }

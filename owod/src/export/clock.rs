@@ -18,7 +18,10 @@ fn ns(clock: ClockId) -> i128 {
 
 impl BootClock {
     pub fn new() -> BootClock {
-        BootClock { offset_ns: Self::offset(), refreshed: Instant::now() }
+        BootClock {
+            offset_ns: Self::offset(),
+            refreshed: Instant::now(),
+        }
     }
 
     fn offset() -> i128 {
@@ -42,7 +45,9 @@ impl BootClock {
 fn format_ns(unix_ns: i128) -> String {
     let secs = unix_ns.div_euclid(1_000_000_000) as i64;
     let nanos = unix_ns.rem_euclid(1_000_000_000) as u32;
-    DateTime::<Utc>::from_timestamp(secs, nanos).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Nanos, true)
+    DateTime::<Utc>::from_timestamp(secs, nanos)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
 #[cfg(test)]
@@ -54,8 +59,13 @@ mod tests {
         let mut clock = BootClock::new();
         let boot_now = ns(ClockId::CLOCK_BOOTTIME) as u64;
         let wall = DateTime::parse_from_rfc3339(&clock.wall_clock(boot_now)).unwrap();
-        let skew = (Utc::now() - wall.with_timezone(&Utc)).num_milliseconds().abs();
+        let skew = (Utc::now() - wall.with_timezone(&Utc))
+            .num_milliseconds()
+            .abs();
         assert!(skew < 1000, "boot clock conversion is off by {skew} ms");
-        assert_eq!(format_ns(1_500_000_000_123_456_789), "2017-07-14T02:40:00.123456789Z");
+        assert_eq!(
+            format_ns(1_500_000_000_123_456_789),
+            "2017-07-14T02:40:00.123456789Z"
+        );
     }
 }

@@ -26,12 +26,28 @@ pub struct OpenError {
 
 impl FileSink {
     pub fn open(path: &Path) -> Result<FileSink, OpenError> {
-        let fail = |source| OpenError { path: path.to_owned(), source };
+        let fail = |source| OpenError {
+            path: path.to_owned(),
+            source,
+        };
         if let Some(dir) = path.parent() {
-            DirBuilder::new().recursive(true).mode(0o750).create(dir).map_err(fail)?;
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(dir)
+                .map_err(fail)?;
         }
-        let file = OpenOptions::new().append(true).create(true).mode(0o640).open(path).map_err(fail)?;
-        Ok(FileSink { path: path.to_owned(), out: BufWriter::with_capacity(256 * 1024, file), errors: SinkErrors::default() })
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .open(path)
+            .map_err(fail)?;
+        Ok(FileSink {
+            path: path.to_owned(),
+            out: BufWriter::with_capacity(256 * 1024, file),
+            errors: SinkErrors::default(),
+        })
     }
 }
 
@@ -41,13 +57,18 @@ impl Sink for FileSink {
     }
 
     fn write_line(&mut self, line: &str) {
-        let result = self.out.write_all(line.as_bytes()).and_then(|()| self.out.write_all(b"\n"));
-        self.errors.record(result, "file", &self.path.display().to_string());
+        let result = self
+            .out
+            .write_all(line.as_bytes())
+            .and_then(|()| self.out.write_all(b"\n"));
+        self.errors
+            .record(result, "file", &self.path.display().to_string());
     }
 
     fn flush(&mut self) {
         let result = self.out.flush();
-        self.errors.record(result, "file", &self.path.display().to_string());
+        self.errors
+            .record(result, "file", &self.path.display().to_string());
     }
 
     fn errors(&self) -> u64 {

@@ -26,11 +26,17 @@ pub struct Outgoing {
 
 impl Outgoing {
     pub fn event(ktime_ns: u64, fields: Map<String, Value>) -> Outgoing {
-        Outgoing { ktime_ns: Some(ktime_ns), fields }
+        Outgoing {
+            ktime_ns: Some(ktime_ns),
+            fields,
+        }
     }
 
     pub fn agent(fields: Map<String, Value>) -> Outgoing {
-        Outgoing { ktime_ns: None, fields }
+        Outgoing {
+            ktime_ns: None,
+            fields,
+        }
     }
 }
 
@@ -53,7 +59,10 @@ impl SinkErrors {
     pub fn record(&mut self, result: io::Result<()>, sink: &str, target: &str) {
         match result {
             Ok(()) if self.failing => {
-                tracing::info!("sink `{sink}` writes to {target} again ({} failed writes)", self.total);
+                tracing::info!(
+                    "sink `{sink}` writes to {target} again ({} failed writes)",
+                    self.total
+                );
                 self.failing = false;
             }
             Ok(()) => {}
@@ -86,10 +95,20 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(identity: Identity, sinks: Vec<Box<dyn Sink>>) -> Hub {
-        Hub { identity, sinks, clock: BootClock::new(), seq: 0, oversize: 0 }
+        Hub {
+            identity,
+            sinks,
+            clock: BootClock::new(),
+            seq: 0,
+            oversize: 0,
+        }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Outgoing>, stop: impl FnOnce(u64) -> Map<String, Value>) {
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Outgoing>,
+        stop: impl FnOnce(u64) -> Map<String, Value>,
+    ) {
         while let Some(first) = rx.recv().await {
             self.write(first);
             while let Ok(next) = rx.try_recv() {
@@ -98,7 +117,11 @@ impl Hub {
             self.flush();
         }
         let mut fields = stop(self.seq + 1);
-        let errors: Map<String, Value> = self.sinks.iter().map(|s| (s.name().to_owned(), s.errors().into())).collect();
+        let errors: Map<String, Value> = self
+            .sinks
+            .iter()
+            .map(|s| (s.name().to_owned(), s.errors().into()))
+            .collect();
         fields.insert("sink_write_errors".into(), Value::Object(errors));
         self.write(Outgoing::agent(fields));
         self.flush();
@@ -110,15 +133,25 @@ impl Hub {
         if line.len() > LINE_MAX {
             // Budgets make this unreachable for our own records; if it happens, say so in place.
             self.oversize += 1;
-            tracing::error!(seq = self.seq, "a record of {} bytes exceeds {LINE_MAX}; replaced by a loss record", line.len());
+            tracing::error!(
+                seq = self.seq,
+                "a record of {} bytes exceeds {LINE_MAX}; replaced by a loss record",
+                line.len()
+            );
             let mut loss = Map::new();
             loss.insert("event_type".into(), "agent".into());
             loss.insert("type".into(), "loss".into());
             loss.insert("stage".into(), "render".into());
-            loss.insert("lost_event_type".into(), out.fields.get("event_type").cloned().unwrap_or(Value::Null));
+            loss.insert(
+                "lost_event_type".into(),
+                out.fields.get("event_type").cloned().unwrap_or(Value::Null),
+            );
             loss.insert("count".into(), 1.into());
             loss.insert("total".into(), self.oversize.into());
-            line = self.render(&Outgoing { ktime_ns: out.ktime_ns, fields: loss });
+            line = self.render(&Outgoing {
+                ktime_ns: out.ktime_ns,
+                fields: loss,
+            });
         }
         for sink in &mut self.sinks {
             sink.write_line(&line);

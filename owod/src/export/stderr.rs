@@ -11,7 +11,10 @@ pub struct StderrSink {
 
 impl StderrSink {
     pub fn new() -> StderrSink {
-        StderrSink { out: BufWriter::with_capacity(64 * 1024, io::stderr()), errors: SinkErrors::default() }
+        StderrSink {
+            out: BufWriter::with_capacity(64 * 1024, io::stderr()),
+            errors: SinkErrors::default(),
+        }
     }
 }
 
@@ -21,7 +24,10 @@ impl Sink for StderrSink {
     }
 
     fn write_line(&mut self, line: &str) {
-        let result = self.out.write_all(line.as_bytes()).and_then(|()| self.out.write_all(b"\n"));
+        let result = self
+            .out
+            .write_all(line.as_bytes())
+            .and_then(|()| self.out.write_all(b"\n"));
         self.errors.record(result, "stderr", "standard error");
     }
 

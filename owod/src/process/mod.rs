@@ -15,10 +15,14 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::{collector::Collected, export::Outgoing};
-pub use table::ProcessTable;
 use table::ns_to_ticks;
+pub use table::ProcessTable;
 
-pub async fn run(mut table: ProcessTable, mut rx: mpsc::Receiver<Collected>, tx: mpsc::Sender<Outgoing>) {
+pub async fn run(
+    mut table: ProcessTable,
+    mut rx: mpsc::Receiver<Collected>,
+    tx: mpsc::Sender<Outgoing>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut evictions_reported = 0;
     loop {
@@ -49,12 +53,22 @@ pub async fn run(mut table: ProcessTable, mut rx: mpsc::Receiver<Collected>, tx:
 fn handle(table: &mut ProcessTable, event: Event) -> Option<Outgoing> {
     match event {
         Event::Fork(f) => {
-            table.fork(f.parent.pid, f.child_pid, ns_to_ticks(f.child_start_boottime_ns));
+            table.fork(
+                f.parent.pid,
+                f.child_pid,
+                ns_to_ticks(f.child_start_boottime_ns),
+            );
             None
         }
         Event::Exec(e) => {
             let fields = exec_fields(table, &e);
-            table.exec(e.task.pid, e.task.ppid, ns_to_ticks(e.start_boottime_ns), e.exe, e.args);
+            table.exec(
+                e.task.pid,
+                e.task.ppid,
+                ns_to_ticks(e.start_boottime_ns),
+                e.exe,
+                e.args,
+            );
             Some(Outgoing::event(e.task.ktime_ns, fields))
         }
         Event::Exit(e) => {
@@ -87,8 +101,20 @@ fn exec_fields(table: &ProcessTable, e: &ExecEvent) -> Map<String, Value> {
     if e.exe_truncated {
         m.insert("exe_truncated".into(), true.into());
     }
-    put_bytes(&mut m, "path", &e.filename, PATH_BUDGET, e.filename_truncated);
-    put_bytes(&mut m, "cmdline", &render::join_cmdline(&e.args), CMDLINE_BUDGET, e.args_truncated);
+    put_bytes(
+        &mut m,
+        "path",
+        &e.filename,
+        PATH_BUDGET,
+        e.filename_truncated,
+    );
+    put_bytes(
+        &mut m,
+        "cmdline",
+        &render::join_cmdline(&e.args),
+        CMDLINE_BUDGET,
+        e.args_truncated,
+    );
     put_args(&mut m, &e.args, e.args_truncated);
     if let Some(cwd) = &e.cwd {
         put_bytes(&mut m, "cwd", cwd, PATH_BUDGET, e.cwd_truncated);
@@ -97,13 +123,21 @@ fn exec_fields(table: &ProcessTable, e: &ExecEvent) -> Map<String, Value> {
         if let Some(exe) = &parent.exe {
             put_bytes(&mut m, "parent_path", exe, PATH_BUDGET, false);
         }
-        put_bytes(&mut m, "parent_cmdline", &render::join_cmdline(&parent.args), CMDLINE_BUDGET, false);
+        put_bytes(
+            &mut m,
+            "parent_cmdline",
+            &render::join_cmdline(&parent.args),
+            CMDLINE_BUDGET,
+            false,
+        );
     }
     m
 }
 
 fn exit_fields(table: &ProcessTable, e: &ExitEvent) -> Map<String, Value> {
-    let known = table.get(e.task.pid).filter(|p| p.start_ticks == ns_to_ticks(e.start_boottime_ns));
+    let known = table
+        .get(e.task.pid)
+        .filter(|p| p.start_ticks == ns_to_ticks(e.start_boottime_ns));
     let mut m = task_fields("exit", &e.task, known.and_then(|p| p.exe.as_deref()));
     m.insert("exit_code".into(), e.exit_code().into());
     if let Some(sig) = e.signal() {

@@ -47,19 +47,38 @@ fn ticks_per_second() -> u64 {
 
 impl ProcessTable {
     pub fn new(cap: usize) -> ProcessTable {
-        ProcessTable { entries: HashMap::new(), cap, evictions: 0 }
+        ProcessTable {
+            entries: HashMap::new(),
+            cap,
+            evictions: 0,
+        }
     }
 
     /// Every process that /proc shows now. Processes that vanish meanwhile are skipped.
     pub fn seed_from_proc(&mut self) -> usize {
-        let Ok(all) = procfs::process::all_processes() else { return 0 };
+        let Ok(all) = procfs::process::all_processes() else {
+            return 0;
+        };
         let mut n = 0;
         for process in all.flatten() {
             let Ok(stat) = process.stat() else { continue };
             let dir = format!("/proc/{}", stat.pid);
-            let exe = std::fs::read_link(format!("{dir}/exe")).ok().map(|p| p.as_os_str().as_bytes().to_vec());
-            let args = std::fs::read(format!("{dir}/cmdline")).map(|raw| owo_common::decode::split_args(&raw)).unwrap_or_default();
-            self.insert(stat.pid as u32, ProcessInfo { ppid: stat.ppid as u32, start_ticks: stat.starttime, exe, args, exited_at: None });
+            let exe = std::fs::read_link(format!("{dir}/exe"))
+                .ok()
+                .map(|p| p.as_os_str().as_bytes().to_vec());
+            let args = std::fs::read(format!("{dir}/cmdline"))
+                .map(|raw| owo_common::decode::split_args(&raw))
+                .unwrap_or_default();
+            self.insert(
+                stat.pid as u32,
+                ProcessInfo {
+                    ppid: stat.ppid as u32,
+                    start_ticks: stat.starttime,
+                    exe,
+                    args,
+                    exited_at: None,
+                },
+            );
             n += 1;
         }
         n
@@ -78,13 +97,41 @@ impl ProcessTable {
 
     /// A process forked: the child starts as a copy of its parent's image.
     pub fn fork(&mut self, parent: u32, child: u32, child_start_ticks: u64) {
-        let (exe, args) = self.get(parent).map(|p| (p.exe.clone(), p.args.clone())).unwrap_or_default();
-        self.insert(child, ProcessInfo { ppid: parent, start_ticks: child_start_ticks, exe, args, exited_at: None });
+        let (exe, args) = self
+            .get(parent)
+            .map(|p| (p.exe.clone(), p.args.clone()))
+            .unwrap_or_default();
+        self.insert(
+            child,
+            ProcessInfo {
+                ppid: parent,
+                start_ticks: child_start_ticks,
+                exe,
+                args,
+                exited_at: None,
+            },
+        );
     }
 
     /// A process executed a new image; its parent link stays as the kernel reported it.
-    pub fn exec(&mut self, pid: u32, ppid: u32, start_ticks: u64, exe: Option<Vec<u8>>, args: Vec<Vec<u8>>) {
-        self.insert(pid, ProcessInfo { ppid, start_ticks, exe, args, exited_at: None });
+    pub fn exec(
+        &mut self,
+        pid: u32,
+        ppid: u32,
+        start_ticks: u64,
+        exe: Option<Vec<u8>>,
+        args: Vec<Vec<u8>>,
+    ) {
+        self.insert(
+            pid,
+            ProcessInfo {
+                ppid,
+                start_ticks,
+                exe,
+                args,
+                exited_at: None,
+            },
+        );
     }
 
     /// The process with this identity ended; it stays for [`EXIT_GRACE`].
@@ -98,7 +145,10 @@ impl ProcessTable {
 
     /// Forget processes that exited more than [`EXIT_GRACE`] ago.
     pub fn expire(&mut self, now: Instant) {
-        self.entries.retain(|_, p| p.exited_at.is_none_or(|t| now.duration_since(t) < EXIT_GRACE));
+        self.entries.retain(|_, p| {
+            p.exited_at
+                .is_none_or(|t| now.duration_since(t) < EXIT_GRACE)
+        });
     }
 
     fn evict_one(&mut self) {
@@ -122,7 +172,9 @@ mod tests {
     fn seeding_knows_this_process_and_its_parent() {
         let mut table = ProcessTable::new(DEFAULT_CAP);
         assert!(table.seed_from_proc() > 1);
-        let me = table.get(std::process::id()).expect("this test process is in /proc");
+        let me = table
+            .get(std::process::id())
+            .expect("this test process is in /proc");
         assert_eq!(me.ppid, std::os::unix::process::parent_id());
         assert!(me.exe.is_some());
     }

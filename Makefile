@@ -1,0 +1,35 @@
+# OWO entry points. `make run` and `make test` install what is missing on Debian/Ubuntu first.
+
+# Debian packages the build and the tests need: clang + libbpf headers for the eBPF side,
+# a C toolchain for Rust linking and the ABI layout test, python3 for test programs.
+DEB_PACKAGES := clang libbpf-dev linux-libc-dev build-essential pkg-config python3 procps
+CARGO ?= cargo
+OWOD := target/release/owod
+CONFIG ?= config.yaml
+
+.PHONY: deps build run test lint bench clean
+
+deps:
+	@scripts/install-deps.sh $(DEB_PACKAGES)
+
+build: deps
+	$(CARGO) build --release --workspace
+
+# Run owod with the repo's config and follow its records live. Ctrl-C stops it cleanly.
+run: build
+	@scripts/run-live.sh $(OWOD) $(CONFIG)
+
+# The whole suite. As root the real eBPF tests run; OWO_REQUIRE_BPF=1 makes them fail, not skip.
+test: deps
+	$(CARGO) test --workspace
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Benchmarks are not tests: they print ratios against a baseline measured in the same run.
+bench: build
+	$(CARGO) run --release -p exec-loop -- --owod $(OWOD)
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,188 @@
+//! Shared by the real-eBPF tests: start a real `owod` with a config of the test's own, read the
+//! JSON lines it writes, wait for a record with a deadline, stop it with SIGTERM.
+
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{sys::signal::Signal, unistd::Pid};
+use serde_json::Value;
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Whether this machine can run the real eBPF tests. Without root or BTF they are skipped, and
+/// said so, unless `OWO_REQUIRE_BPF=1` (CI), where that is a failure.
+pub fn bpf_available(test: &str) -> bool {
+    let why = if !nix::unistd::geteuid().is_root() {
+        Some("not root")
+    } else if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        Some("the kernel has no BTF")
+    } else {
+        None
+    };
+    match why {
+        None => true,
+        Some(why) if std::env::var("OWO_REQUIRE_BPF").as_deref() == Ok("1") => {
+            panic!("{test}: OWO_REQUIRE_BPF=1 but the real eBPF tests cannot run here: {why}")
+        }
+        Some(why) => {
+            eprintln!(
+                "SKIPPED {test}: {why} (run as root, or set OWO_REQUIRE_BPF=1 to make this fail)"
+            );
+            false
+        }
+    }
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub output: PathBuf,
+    pub start: Value,
+}
+
+impl Daemon {
+    /// Start owod with `extra` YAML appended to a config that writes to a temp file, and wait
+    /// for its `start` record (written once every program is attached).
+    pub fn start(extra: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = dir.path().join("out/records.jsonl");
+        let config = dir.path().join("config.yaml");
+        let mut text = format!("output:\n  file:\n    path: {}\n", output.display());
+        text += extra;
+        fs::write(&config, text).expect("write config");
+        let log = fs::File::create(dir.path().join("owod.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_owod"))
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn owod");
+        let mut daemon = Daemon {
+            child,
+            dir,
+            output,
+            start: Value::Null,
+        };
+        daemon.start = daemon.wait_for("the start record", |r| r["event"]["type"] == "start");
+        daemon
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("owod.log")).unwrap_or_default()
+    }
+
+    /// Every record written so far; each line must be JSON within 64 KiB.
+    pub fn records(&self) -> Vec<Value> {
+        let text = match fs::read(&self.output) {
+            Ok(bytes) => String::from_utf8(bytes).expect("the output is valid UTF-8"),
+            Err(_) => return Vec::new(),
+        };
+        // A line still being written has no newline yet: leave it for the next read.
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        complete
+            .lines()
+            .map(|line| {
+                assert!(line.len() <= 64 * 1024, "a line of {} bytes", line.len());
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+            })
+            .collect()
+    }
+
+    /// Wait, with a deadline, until a record matches.
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(r) = self.records().into_iter().find(|r| pred(r)) {
+                return r;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "owod exited ({status}) before {what} arrived; its log:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no record for {what} within {DEADLINE:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// All records matching, once at least `n` of them have arrived.
+    pub fn wait_for_n(
+        &mut self,
+        what: &str,
+        n: usize,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        self.wait_for(what, |_| true);
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let found: Vec<Value> = self.records().into_iter().filter(|r| pred(r)).collect();
+            if found.len() >= n {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} records for {what}; log:\n{}",
+                found.len(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, and wait for the exit with a deadline.
+    pub fn stop(&mut self) -> ExitStatus {
+        nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM)
+            .expect("signal owod");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait owod") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "owod did not stop within {DEADLINE:?} of SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn program_ids(&self) -> Vec<u32> {
+        self.start["event"]["bpf_prog_ids"]
+            .as_array()
+            .expect("the start record lists its programs")
+            .iter()
+            .map(|v| v.as_u64().expect("a program id") as u32)
+            .collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A name no other test or process uses.
+pub fn marker(prefix: &str) -> String {
+    format!("owo-{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The `event` object of a record.
+pub fn event(r: &Value) -> &Value {
+    &r["event"]
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages given as arguments when any is missing, and checks for a Rust
+# toolchain new enough for aya (1.87).
+set -euo pipefail
+
+missing=()
+for pkg in "$@"; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "missing packages: ${missing[*]}; run as root, or: sudo apt-get install -y ${missing[*]}" >&2
+		exit 1
+	fi
+	echo "installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+	echo "no Rust toolchain: install Rust 1.87 or newer with rustup (https://rustup.rs)" >&2
+	exit 1
+fi
