@@ -64,7 +64,11 @@ fn main() -> ExitCode {
     if args.check_config {
         let file = &config.output.file;
         if file.enabled {
-            println!("{}: ok; records go to {}", args.config.display(), file.path.display());
+            println!(
+                "{}: ok; records go to {}",
+                args.config.display(),
+                file.path.display()
+            );
         } else {
             println!("{}: ok", args.config.display());
         }

@@ -252,7 +252,7 @@ fn monitor_states(config: &Config) -> BTreeMap<&'static str, MonitorState> {
     };
     let later = |on: bool, issue: &str| {
         if on {
-            MonitorState::Unavailable(format!("not in this build yet ({issue})"))
+            MonitorState::Unavailable(format!("not in this build yet, see {issue}"))
         } else {
             MonitorState::Off
         }
