@@ -312,7 +312,7 @@ fn a_full_ring_buffer_is_counted_and_reported_as_loss() {
         return;
     }
     use nix::{sys::signal::Signal, unistd::Pid};
-    let mut daemon = Daemon::start("");
+    let daemon = Daemon::start("");
     let owod = Pid::from_raw(daemon.child.id() as i32);
     let tag = marker("loss");
     // Each exec with 16 KiB of argv is a ~17 KiB record: 1500 of them overflow the 16 MiB
