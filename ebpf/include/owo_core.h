@@ -58,7 +58,11 @@ struct signal_struct {
 	atomic_t live;
 } OWO_CORE;
 
+/* include/linux/sched.h */
+#define OWO_PF_KTHREAD 0x00200000
+
 struct task_struct {
+	unsigned int flags;
 	int pid;
 	int tgid;
 	int exit_code;

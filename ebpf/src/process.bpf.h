@@ -98,8 +98,9 @@ int owo_exit(void *ctx)
 	struct task_struct *task = (void *)bpf_get_current_task();
 	struct owo_exit ev;
 
-	/* Only the last thread of a process: by now it has taken itself off `live`. */
-	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+	/* Only the last thread of a process (by now it has taken itself off `live`), and never a
+	 * kernel thread: those are the kernel's housekeeping, not something that ran. */
+	if (BPF_CORE_READ(task, signal, live.counter) != 0 || (BPF_CORE_READ(task, flags) & OWO_PF_KTHREAD))
 		return 0;
 	if (!owo_wanted(OWO_MON_EXIT))
 		return 0;
@@ -122,6 +123,8 @@ int owo_fork(struct bpf_raw_tracepoint_args *ctx)
 
 	if (child_pid != BPF_CORE_READ(child, tgid))
 		return 0; /* a new thread, not a new process */
+	if (BPF_CORE_READ(child, flags) & OWO_PF_KTHREAD)
+		return 0; /* the kernel's own workers */
 	if (!owo_wanted(OWO_MON_FORK))
 		return 0;
 	ev.parent_start_boottime_ns = BPF_CORE_READ(parent, start_boottime);

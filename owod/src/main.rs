@@ -78,8 +78,8 @@ fn main() -> ExitCode {
     match run(&args, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            // Logging goes to stderr: one line, with the whole chain of causes.
             tracing::error!("{err:#}");
-            eprintln!("owod: {err:#}");
             ExitCode::FAILURE
         }
     }

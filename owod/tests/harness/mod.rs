@@ -32,7 +32,9 @@ pub fn bpf_available(test: &str) -> bool {
         }
         Some(why) => {
             // Straight to fd 2: the test harness captures what passing tests print.
-            let line = format!("SKIPPED {test}: {why} (run as root, or set OWO_REQUIRE_BPF=1 to make this fail)\n");
+            let line = format!(
+                "SKIPPED {test}: {why} (run as root, or set OWO_REQUIRE_BPF=1 to make this fail)\n"
+            );
             let _ = nix::unistd::write(std::io::stderr(), line.as_bytes());
             false
         }
