@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use crate::{
     collector::{Collector, MonitorState},
     config::Config,
-    export::{file::FileSink, stderr::StderrSink, Hub, Identity, Outgoing, Sink},
+    export::{file::file_sink, stderr::stderr_sink, Hub, Identity, Outgoing, Sink},
     process::{table::DEFAULT_CAP, ProcessTable},
 };
 
@@ -99,10 +99,10 @@ async fn serve(args: &Args, config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if config.output.file.enabled {
-        sinks.push(Box::new(FileSink::open(&config.output.file.path)?));
+        sinks.push(Box::new(file_sink(&config.output.file.path)?));
     }
     if config.output.stderr {
-        sinks.push(Box::new(StderrSink::new()));
+        sinks.push(Box::new(stderr_sink()));
     }
     let hostname = hostname::get()
         .map(|h| h.to_string_lossy().into_owned())

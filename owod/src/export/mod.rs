@@ -8,7 +8,7 @@ mod clock;
 pub mod file;
 pub mod stderr;
 
-use std::io;
+use std::io::{self, BufWriter, Write};
 
 use owo_common::render::LINE_MAX;
 use serde_json::{Map, Value};
@@ -48,32 +48,74 @@ pub trait Sink: Send {
     fn errors(&self) -> u64;
 }
 
-/// Write errors of one sink: logged on the first of a streak, then counted.
-#[derive(Default)]
-pub struct SinkErrors {
-    pub total: u64,
+/// A sink that writes lines to anything `Write`, buffered. Write errors are logged on the first
+/// of a streak, then counted, and logged again when writes work again.
+pub struct LineSink<W: Write> {
+    name: &'static str,
+    target: String,
+    out: BufWriter<W>,
+    errors: u64,
     failing: bool,
 }
 
-impl SinkErrors {
-    pub fn record(&mut self, result: io::Result<()>, sink: &str, target: &str) {
+impl<W: Write> LineSink<W> {
+    pub fn new(name: &'static str, target: String, inner: W, buffer: usize) -> LineSink<W> {
+        LineSink {
+            name,
+            target,
+            out: BufWriter::with_capacity(buffer, inner),
+            errors: 0,
+            failing: false,
+        }
+    }
+
+    fn record(&mut self, result: io::Result<()>) {
         match result {
             Ok(()) if self.failing => {
                 tracing::info!(
-                    "sink `{sink}` writes to {target} again ({} failed writes)",
-                    self.total
+                    "sink `{}` writes to {} again ({} failed writes)",
+                    self.name,
+                    self.target,
+                    self.errors
                 );
                 self.failing = false;
             }
             Ok(()) => {}
             Err(err) => {
                 if !self.failing {
-                    tracing::error!("sink `{sink}` cannot write to {target}: {err} (counting until it recovers)");
+                    tracing::error!(
+                        "sink `{}` cannot write to {}: {err} (counting until it recovers)",
+                        self.name,
+                        self.target
+                    );
                     self.failing = true;
                 }
-                self.total += 1;
+                self.errors += 1;
             }
         }
+    }
+}
+
+impl<W: Write + Send> Sink for LineSink<W> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn write_line(&mut self, line: &str) {
+        let result = self
+            .out
+            .write_all(line.as_bytes())
+            .and_then(|()| self.out.write_all(b"\n"));
+        self.record(result);
+    }
+
+    fn flush(&mut self) {
+        let result = self.out.flush();
+        self.record(result);
+    }
+
+    fn errors(&self) -> u64 {
+        self.errors
     }
 }
 
