@@ -2,7 +2,8 @@
 //! without again, in one invocation. Prints execs/s for each, the ratio with/without, and how
 //! many of the loop's execs owod recorded. Needs root (it starts owod).
 //!
-//! `exec-loop [--owod PATH] [--execs N]`
+//! `exec-loop [--owod PATH] [--execs N] [--jobs J]`: J loops run at once (N execs in all), so
+//! that with J at the number of cores owod competes with the workload for CPU.
 
 use std::{
     fs,
@@ -16,13 +17,21 @@ use serde_json::Value;
 fn main() -> Result<()> {
     let mut owod = "target/release/owod".to_owned();
     let mut execs = 5000usize;
+    let mut jobs = 1usize;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--owod" => owod = args.next().context("--owod needs a path")?,
             "--execs" => execs = args.next().context("--execs needs a number")?.parse()?,
+            "--jobs" => {
+                jobs = args
+                    .next()
+                    .context("--jobs needs a number")?
+                    .parse::<usize>()?
+                    .max(1)
+            }
             other => {
-                bail!("unknown argument `{other}`; usage: exec-loop [--owod PATH] [--execs N]")
+                bail!("unknown argument `{other}`; usage: exec-loop [--owod PATH] [--execs N] [--jobs J]")
             }
         }
     }
@@ -32,14 +41,16 @@ fn main() -> Result<()> {
     }
     let tag = format!("owo-bench-{}", std::process::id());
 
-    let before = exec_loop(execs, &format!("{tag}-before"))?;
+    let before = exec_loops(execs, jobs, &format!("{tag}-before"))?;
     let dir = tempfile::tempdir()?;
     let output = dir.path().join("records.jsonl");
     let mut daemon = start_owod(&owod, dir.path(), &output)?;
-    let with = exec_loop(execs, &format!("{tag}-with"));
+    let cpu_before = cpu_seconds(daemon.id())?;
+    let with = exec_loops(execs, jobs, &format!("{tag}-with"));
+    let owod_cpu = cpu_seconds(daemon.id())? - cpu_before;
     stop(&mut daemon)?;
     let with = with?;
-    let after = exec_loop(execs, &format!("{tag}-after"))?;
+    let after = exec_loops(execs, jobs, &format!("{tag}-after"))?;
 
     let text = fs::read_to_string(&output)?;
     let records: Vec<Value> = text
@@ -64,7 +75,7 @@ fn main() -> Result<()> {
         .sum();
 
     let baseline = (before + after) / 2.0;
-    println!("exec-loop: {execs} fork+exec of /bin/true per phase");
+    println!("exec-loop: {execs} fork+exec of /bin/true per phase, {jobs} at a time");
     println!("  without owod (before): {before:>10.0} execs/s");
     println!("  with owod:             {with:>10.0} execs/s");
     println!("  without owod (after):  {after:>10.0} execs/s");
@@ -75,7 +86,37 @@ fn main() -> Result<()> {
     );
     println!("  exit records (true):   {exits}");
     println!("  records lost (counted): {losses}");
+    println!(
+        "  owod CPU during the loop: {owod_cpu:.2} s ({:.1} us per exec)",
+        owod_cpu * 1e6 / execs as f64
+    );
     Ok(())
+}
+
+/// `n` execs split over `jobs` threads; execs per second over the whole.
+fn exec_loops(n: usize, jobs: usize, marker: &str) -> Result<f64> {
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|j| scope.spawn(move || exec_loop(n / jobs + usize::from(j < n % jobs), marker)))
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().expect("an exec loop panicked").map(drop))
+    })?;
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// user + system CPU time of a process so far, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = &stat[stat.rfind(')').context("malformed stat")? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / hz)
 }
 
 /// fork+exec `/bin/true MARKER` `n` times, one after the other; execs per second.

@@ -171,7 +171,9 @@ impl Hub {
 
     fn write(&mut self, out: Outgoing) {
         self.seq += 1;
-        let mut line = self.render(&out);
+        let event_type = out.fields.get("event_type").cloned().unwrap_or(Value::Null);
+        let ktime_ns = out.ktime_ns;
+        let mut line = self.render(out);
         if line.len() > LINE_MAX {
             // Budgets make this unreachable for our own records; if it happens, say so in place.
             self.oversize += 1;
@@ -184,14 +186,11 @@ impl Hub {
             loss.insert("event_type".into(), "agent".into());
             loss.insert("type".into(), "loss".into());
             loss.insert("stage".into(), "render".into());
-            loss.insert(
-                "lost_event_type".into(),
-                out.fields.get("event_type").cloned().unwrap_or(Value::Null),
-            );
+            loss.insert("lost_event_type".into(), event_type);
             loss.insert("count".into(), 1.into());
             loss.insert("total".into(), self.oversize.into());
-            line = self.render(&Outgoing {
-                ktime_ns: out.ktime_ns,
+            line = self.render(Outgoing {
+                ktime_ns,
                 fields: loss,
             });
         }
@@ -200,7 +199,7 @@ impl Hub {
         }
     }
 
-    fn render(&mut self, out: &Outgoing) -> String {
+    fn render(&mut self, out: Outgoing) -> String {
         let timestamp = match out.ktime_ns {
             Some(ns) => self.clock.wall_clock(ns),
             None => self.clock.now(),
@@ -213,7 +212,7 @@ impl Hub {
         record.insert("timestamp".into(), timestamp.into());
         record.insert("seq".into(), self.seq.into());
         record.insert("run_id".into(), id.run_id.as_str().into());
-        record.insert("event".into(), Value::Object(out.fields.clone()));
+        record.insert("event".into(), Value::Object(out.fields));
         serde_json::to_string(&record).expect("a JSON map always serializes")
     }
 
