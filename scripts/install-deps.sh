@@ -22,3 +22,9 @@ if ! command -v cargo >/dev/null 2>&1; then
 	echo "no Rust toolchain: install Rust 1.87 or newer with rustup (https://rustup.rs)" >&2
 	exit 1
 fi
+# `make lint` needs rustfmt and clippy; a minimal rustup profile has neither.
+if command -v rustup >/dev/null 2>&1; then
+	for component in rustfmt clippy; do
+		rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+	done
+fi

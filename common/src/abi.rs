@@ -56,6 +56,9 @@ pub const MONITOR_COUNT: u32 = 8;
 pub const CFG_SELF_TGID: u32 = 15;
 pub const CFG_LEN: u32 = 16;
 
+/// `owo_header.flags`: the monitor is on, export the record (otherwise it only feeds the table).
+pub const HDR_REPORT: u32 = 1 << 0;
+
 pub const PATH_MAX: usize = 4096;
 pub const NAME_MAX: usize = 256;
 pub const ARGS_MAX: usize = 16384;
@@ -80,7 +83,7 @@ pub struct Header {
     pub ppid: u32,
     pub uid: u32,
     pub gid: u32,
-    pub _pad0: u32,
+    pub flags: u32,
     pub cgroup_id: u64,
     pub comm: [u8; 16],
 }

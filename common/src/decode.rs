@@ -72,6 +72,7 @@ fn task(hdr: &Header) -> Task {
         gid: hdr.gid,
         cgroup_id: hdr.cgroup_id,
         comm: until_nul(&hdr.comm).to_vec(),
+        report: hdr.flags & abi::HDR_REPORT != 0,
     }
 }
 
@@ -220,7 +221,7 @@ fn header(kind: u32, size: usize, t: &Task) -> Header {
         ppid: t.ppid,
         uid: t.uid,
         gid: t.gid,
-        _pad0: 0,
+        flags: if t.report { abi::HDR_REPORT } else { 0 },
         cgroup_id: t.cgroup_id,
         comm,
     }
@@ -240,6 +241,7 @@ mod tests {
             gid: 100,
             cgroup_id: 99,
             comm: b"bash".to_vec(),
+            report: true,
         }
     }
 
@@ -269,6 +271,13 @@ mod tests {
             Event::Exec(ExecEvent {
                 args_truncated: true,
                 exe_truncated: true,
+                ..exec()
+            }),
+            Event::Exec(ExecEvent {
+                task: Task {
+                    report: false,
+                    ..task()
+                },
                 ..exec()
             }),
             Event::Exit(ExitEvent {

@@ -13,6 +13,9 @@ pub struct Task {
     pub gid: u32,
     pub cgroup_id: u64,
     pub comm: Vec<u8>,
+    /// The monitor was on when the kernel saw it: export it. Otherwise the event only feeds
+    /// the process table.
+    pub report: bool,
 }
 
 /// A new program image (`sched_process_exec`).

@@ -20,7 +20,7 @@ fn rust_layout() -> Vec<(&'static str, &'static str, usize)> {
         "owo_header",
         abi::Header,
         size = size_of::<abi::Header>(),
-        [kind, size, ktime_ns, pid, tid, ppid, uid, gid, _pad0, cgroup_id, comm]
+        [kind, size, ktime_ns, pid, tid, ppid, uid, gid, flags, cgroup_id, comm]
     );
     // The C struct ends with the data array; the Rust mirror is its fixed part.
     fields!(
@@ -80,6 +80,7 @@ fn rust_constants() -> Vec<(&'static str, u64)> {
         ("OWO_MON_FORK", abi::Monitor::Fork as u64),
         ("OWO_CFG_SELF_TGID", abi::CFG_SELF_TGID.into()),
         ("OWO_CFG_LEN", abi::CFG_LEN.into()),
+        ("OWO_HDR_REPORT", abi::HDR_REPORT.into()),
         ("OWO_PATH_MAX", abi::PATH_MAX as u64),
         ("OWO_NAME_MAX", abi::NAME_MAX as u64),
         ("OWO_ARGS_MAX", abi::ARGS_MAX as u64),

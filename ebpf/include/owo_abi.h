@@ -36,6 +36,9 @@ enum owo_config_key {
 	OWO_CFG_LEN = 16,
 };
 
+/* owo_header.flags */
+#define OWO_HDR_REPORT (1u << 0) /* the monitor is on: export this; otherwise it only feeds the process table */
+
 /* Limits of the variable part of an exec record. */
 #define OWO_PATH_MAX 4096    /* one path section (filename, exe, cwd) */
 #define OWO_NAME_MAX 256     /* one path component, with its NUL */
@@ -51,7 +54,10 @@ enum owo_config_key {
 #define OWO_EXEC_HAS_EXE (1u << 4) /* the exe section is valid (a kernel thread has none) */
 #define OWO_EXEC_HAS_CWD (1u << 5)
 
-/* Common to every record: who did it and when. */
+/*
+ * Common to every record: who did it and when. Process-lane records are sent whether or not their
+ * monitor is on, because the process table needs them; OWO_HDR_REPORT says whether to export.
+ */
 struct owo_header {
 	__u32 kind;       /* enum owo_kind */
 	__u32 size;       /* bytes of the whole record, header included */
@@ -61,7 +67,7 @@ struct owo_header {
 	__u32 ppid;       /* real_parent's thread group id */
 	__u32 uid;
 	__u32 gid;
-	__u32 _pad0;
+	__u32 flags;      /* OWO_HDR_* */
 	__u64 cgroup_id;
 	__u8 comm[16];
 };

@@ -7,6 +7,7 @@
 #ifndef OWO_CORE_H
 #define OWO_CORE_H
 
+#include <stdbool.h>
 #include <linux/types.h>
 
 #define OWO_CORE __attribute__((preserve_access_index))
@@ -68,9 +69,19 @@ struct task_struct {
 	int exit_code;
 	__u64 start_boottime;
 	struct task_struct *real_parent;
+	struct task_struct *group_leader;
 	struct mm_struct *mm;
 	struct fs_struct *fs;
 	struct signal_struct *signal;
+} OWO_CORE;
+
+/* Tracepoint contexts, so that their layout is relocated too (PREEMPT_RT adds common fields). */
+struct trace_event_raw_sched_process_exec {
+	__u32 __data_loc_filename; /* offset in the low 16 bits, length in the high */
+} OWO_CORE;
+
+struct trace_event_raw_sched_process_exit {
+	bool group_dead; /* since Linux 6.16 */
 } OWO_CORE;
 
 #endif /* OWO_CORE_H */

@@ -49,12 +49,10 @@ static __always_inline __u32 owo_config_get(__u32 key)
 	return value ? *value : 0;
 }
 
-/* Is this monitor on, and is the current task someone other than owod itself? */
-static __always_inline bool owo_wanted(__u32 monitor)
+/* Is the current task owod itself? Its own activity is never reported. */
+static __always_inline bool owo_is_self(void)
 {
-	if (!owo_config_get(monitor))
-		return false;
-	return (bpf_get_current_pid_tgid() >> 32) != owo_config_get(OWO_CFG_SELF_TGID);
+	return (bpf_get_current_pid_tgid() >> 32) == owo_config_get(OWO_CFG_SELF_TGID);
 }
 
 static __always_inline void owo_count_drop(__u32 monitor)
@@ -74,7 +72,7 @@ static __always_inline void owo_proc_output(void *record, __u64 size, __u32 moni
 
 /* Fill the header from the current task. */
 static __always_inline void owo_fill_header(struct owo_header *hdr, __u32 kind, __u32 size,
-					    struct task_struct *task)
+					    struct task_struct *task, __u32 monitor)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 uid_gid = bpf_get_current_uid_gid();
@@ -87,7 +85,7 @@ static __always_inline void owo_fill_header(struct owo_header *hdr, __u32 kind, 
 	hdr->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	hdr->uid = (__u32)uid_gid;
 	hdr->gid = uid_gid >> 32;
-	hdr->_pad0 = 0;
+	hdr->flags = owo_config_get(monitor) ? OWO_HDR_REPORT : 0;
 	hdr->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(hdr->comm, sizeof(hdr->comm));
 }

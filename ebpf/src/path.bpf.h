@@ -86,10 +86,8 @@ static long owo_path_step(__u32 index, void *arg)
 	long n = bpf_probe_read_kernel_str(buf->data + len, OWO_NAME_MAX,
 					   owo_read_ptr(w->dentry, w->off.d_name_name));
 
-	if (n <= 0) {
-		w->done = true;
-		return 1;
-	}
+	if (n <= 0)
+		return 1; /* unreadable: not done, so the path is marked truncated */
 	w->len = len + n;
 	w->dentry = parent;
 	return 0;

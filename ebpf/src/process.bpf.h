@@ -6,34 +6,27 @@
 #include "maps.bpf.h"
 #include "path.bpf.h"
 
-/* tracefs: events/sched/sched_process_exec/format */
-struct owo_tp_sched_process_exec {
-	__u64 common;
-	__u32 filename_loc; /* __data_loc: offset in the low 16 bits, length in the high */
-	int pid;
-	int old_pid;
-};
-
 SEC("tracepoint/sched/sched_process_exec")
-int owo_exec(struct owo_tp_sched_process_exec *ctx)
+int owo_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
 	struct owo_exec *ev;
 	__u32 zero = 0, off, n;
 	bool truncated;
 
-	if (!owo_wanted(OWO_MON_EXECVE))
+	/* Sent even with the monitor off: the process table needs every exec. */
+	if (owo_is_self())
 		return 0;
 	ev = bpf_map_lookup_elem(&owo_exec_scratch, &zero);
 	if (!ev)
 		return 0;
 
-	ev->start_boottime_ns = BPF_CORE_READ(task, start_boottime);
+	ev->start_boottime_ns = BPF_CORE_READ(task, group_leader, start_boottime);
 	ev->flags = 0;
 
 	/* The filename as passed to exec, from the tracepoint's own copy. */
 	long len = bpf_probe_read_kernel_str(ev->data, OWO_PATH_MAX,
-					     (void *)ctx + (ctx->filename_loc & 0xffff));
+					     (void *)ctx + (BPF_CORE_READ(ctx, __data_loc_filename) & 0xffff));
 	off = len > 0 ? len - 1 : 0; /* drop the NUL */
 	if (off >= OWO_PATH_MAX - 1)
 		ev->flags |= OWO_EXEC_FILENAME_TRUNCATED;
@@ -77,37 +70,48 @@ int owo_exec(struct owo_tp_sched_process_exec *ctx)
 	}
 	ev->argv_bytes = argv_bytes > 0xffffffff ? 0xffffffff : argv_bytes;
 	ev->args_len = 0;
-	if (off <= 3 * OWO_PATH_MAX && args_len > 0 &&
-	    !bpf_probe_read_user(ev->data + off, args_len, (void *)arg_start)) {
-		ev->args_len = args_len;
-		off += args_len;
+	if (off <= 3 * OWO_PATH_MAX && args_len > 0) {
+		if (!bpf_probe_read_user(ev->data + off, args_len, (void *)arg_start)) {
+			ev->args_len = args_len;
+			off += args_len;
+		} else {
+			ev->flags |= OWO_EXEC_ARGS_TRUNCATED; /* unreadable: say so, never an empty argv */
+		}
 	}
 
 	__u64 size = offsetof(struct owo_exec, data) + off;
 
 	if (size > sizeof(*ev))
 		return 0;
-	owo_fill_header(&ev->hdr, OWO_KIND_EXEC, size, task);
+	owo_fill_header(&ev->hdr, OWO_KIND_EXEC, size, task, OWO_MON_EXECVE);
 	owo_proc_output(ev, size, OWO_MON_EXECVE);
 	return 0;
 }
 
 SEC("tracepoint/sched/sched_process_exit")
-int owo_exit(void *ctx)
+int owo_exit(struct trace_event_raw_sched_process_exit *ctx)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
 	struct owo_exit ev;
+	bool group_dead;
 
-	/* Only the last thread of a process (by now it has taken itself off `live`), and never a
-	 * kernel thread: those are the kernel's housekeeping, not something that ran. */
-	if (BPF_CORE_READ(task, signal, live.counter) != 0 || (BPF_CORE_READ(task, flags) & OWO_PF_KTHREAD))
+	/*
+	 * Only the last thread of a process. The tracepoint says so itself since 6.16; before, a
+	 * thread whose exit took `live` to 0 is the last, but two threads exiting together can both
+	 * see 0, so owod also drops a second exit of the same process.
+	 */
+	if (bpf_core_field_exists(ctx->group_dead))
+		group_dead = BPF_CORE_READ(ctx, group_dead);
+	else
+		group_dead = BPF_CORE_READ(task, signal, live.counter) == 0;
+	/* Kernel threads are the kernel's housekeeping, not something that ran. */
+	if (!group_dead || (BPF_CORE_READ(task, flags) & OWO_PF_KTHREAD) || owo_is_self())
 		return 0;
-	if (!owo_wanted(OWO_MON_EXIT))
-		return 0;
-	ev.start_boottime_ns = BPF_CORE_READ(task, start_boottime);
+	/* Sent even with the monitor off: the process table needs every exit. */
+	ev.start_boottime_ns = BPF_CORE_READ(task, group_leader, start_boottime);
 	ev.exit_code = BPF_CORE_READ(task, exit_code);
 	ev._pad0 = 0;
-	owo_fill_header(&ev.hdr, OWO_KIND_EXIT, sizeof(ev), task);
+	owo_fill_header(&ev.hdr, OWO_KIND_EXIT, sizeof(ev), task, OWO_MON_EXIT);
 	owo_proc_output(&ev, sizeof(ev), OWO_MON_EXIT);
 	return 0;
 }
@@ -125,13 +129,13 @@ int owo_fork(struct bpf_raw_tracepoint_args *ctx)
 		return 0; /* a new thread, not a new process */
 	if (BPF_CORE_READ(child, flags) & OWO_PF_KTHREAD)
 		return 0; /* the kernel's own workers */
-	if (!owo_wanted(OWO_MON_FORK))
+	if (owo_is_self())
 		return 0;
-	ev.parent_start_boottime_ns = BPF_CORE_READ(parent, start_boottime);
+	ev.parent_start_boottime_ns = BPF_CORE_READ(parent, group_leader, start_boottime);
 	ev.child_start_boottime_ns = BPF_CORE_READ(child, start_boottime);
 	ev.child_pid = child_pid;
 	ev._pad0 = 0;
-	owo_fill_header(&ev.hdr, OWO_KIND_FORK, sizeof(ev), parent);
+	owo_fill_header(&ev.hdr, OWO_KIND_FORK, sizeof(ev), parent, OWO_MON_FORK);
 	owo_proc_output(&ev, sizeof(ev), OWO_MON_FORK);
 	return 0;
 }

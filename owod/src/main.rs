@@ -8,7 +8,7 @@ mod export;
 mod process;
 mod service;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -43,17 +43,21 @@ struct Args {
 }
 
 /// The original agent spelled its flags with one dash (`-config PATH`, `-version`).
-fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
-    args.map(|a| match a.as_str() {
-        "-config" | "-version" | "-check-config" => format!("-{a}"),
-        _ if a.starts_with("-config=") => format!("-{a}"),
+fn normalize_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    args.map(|a| match a.to_str() {
+        Some("-config" | "-version" | "-check-config") => {
+            let mut long = OsString::from("-");
+            long.push(&a);
+            long
+        }
+        Some(s) if s.starts_with("-config=") => format!("-{s}").into(),
         _ => a,
     })
     .collect()
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse_from(normalize_args(std::env::args()));
+    let args = Args::parse_from(normalize_args(std::env::args_os()));
     let config = match Config::load(&args.config) {
         Ok(config) => config,
         Err(err) => {
@@ -97,6 +101,7 @@ fn run(args: &Args, config: Config) -> anyhow::Result<()> {
 
 async fn serve(args: &Args, config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let mut signals = service::Signals::install().context("cannot install signal handlers")?;
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if config.output.file.enabled {
         sinks.push(Box::new(file_sink(&config.output.file.path)?));
@@ -122,9 +127,11 @@ async fn serve(args: &Args, config: Config) -> anyhow::Result<()> {
         run_id: run_id.clone(),
     };
 
+    // Attach first, then read /proc: a process that starts in between is in both, and the
+    // queued events applied after the seed bring it up to date.
+    let collector = Collector::load(&config)?;
     let mut table = ProcessTable::new(DEFAULT_CAP);
     let seeded = table.seed_from_proc();
-    let collector = Collector::load(&config)?;
     let unavailable: Vec<String> = collector
         .monitors
         .iter()
@@ -152,16 +159,32 @@ async fn serve(args: &Args, config: Config) -> anyhow::Result<()> {
     let hub =
         tokio::spawn(Hub::new(identity, sinks).run(hub_rx, move |seq| stop_fields(seq, started)));
     let process = tokio::spawn(process::run(table, proc_rx, hub_tx));
-    let collector = tokio::spawn(collector.run(proc_tx, stop_rx));
+    let mut collector = tokio::spawn(collector.run(proc_tx, stop_rx));
 
-    let signal = service::wait_for_stop()
-        .await
-        .context("cannot install signal handlers")?;
-    tracing::info!("{signal}: stopping");
+    // The collector is the head of the pipeline: if any later stage dies, its sends fail and it
+    // ends too, so watching it catches a pipeline that stopped by itself.
+    let early = tokio::select! {
+        signal = signals.wait_for_stop() => {
+            tracing::info!("{signal}: stopping");
+            None
+        }
+        result = &mut collector => Some(result),
+    };
+    let stopped_by_itself = early.is_some();
     let _ = stop_tx.send(true);
-    collector.await.context("the collector panicked")??;
-    process.await.context("the process stage panicked")?;
-    hub.await.context("the exporter panicked")?;
+    let collected = match early {
+        Some(result) => result,
+        None => collector.await,
+    };
+    let processed = process.await;
+    let exported = hub.await;
+    collected.context("the collector panicked")??;
+    processed.context("the process stage panicked")?;
+    exported.context("the exporter panicked")?;
+    anyhow::ensure!(
+        !stopped_by_itself,
+        "the event pipeline stopped without being asked to"
+    );
     tracing::info!("stopped; every program detached");
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! tree; until then they are caught, so that their default action cannot kill the daemon
 //! without a flush, and logged.
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Log to stderr; colour only on a terminal.
 pub fn init_logging(level: &str) {
@@ -17,18 +17,34 @@ pub fn init_logging(level: &str) {
         .init();
 }
 
-/// Resolves when the daemon should stop; names the signal.
-pub async fn wait_for_stop() -> std::io::Result<&'static str> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok("SIGTERM"),
-            _ = int.recv() => return Ok("SIGINT"),
-            _ = hup.recv() => tracing::warn!("SIGHUP: reloading the config is not in this build yet; the running config stays"),
-            _ = usr1.recv() => tracing::warn!("SIGUSR1: the process tree dump is not in this build yet"),
+/// The signals owod handles, installed before anything is loaded so that a stop request during
+/// start-up still ends in a clean stop rather than the default action.
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+    usr1: Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+        })
+    }
+
+    /// Resolves when the daemon should stop; names the signal.
+    pub async fn wait_for_stop(&mut self) -> &'static str {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => tracing::warn!("SIGHUP: reloading the config is not in this build yet; the running config stays"),
+                _ = self.usr1.recv() => tracing::warn!("SIGUSR1: the process tree dump is not in this build yet"),
+            }
         }
     }
 }

@@ -76,6 +76,8 @@ pub enum CollectorError {
     },
     #[error("cannot poll the ring buffer")]
     Poll(#[source] std::io::Error),
+    #[error("the process stage stopped, so nothing read can be delivered")]
+    PipelineClosed,
 }
 
 const PROC_RING: &str = "owo_proc_events";
@@ -227,7 +229,7 @@ impl Collector {
                 _ = shutdown.changed() => break,
                 guard = ring.readable_mut() => {
                     let mut guard = guard.map_err(CollectorError::Poll)?;
-                    drain(guard.get_inner_mut(), &tx, &mut losses).await;
+                    drain(guard.get_inner_mut(), &tx, &mut losses).await?;
                     guard.clear_ready();
                 }
                 _ = tick.tick() => losses.report(&drops, &tx).await,
@@ -235,7 +237,7 @@ impl Collector {
         }
         // Detach first so that nothing new arrives, then take what is still in the ring.
         drop(ebpf);
-        drain(ring.get_mut(), &tx, &mut losses).await;
+        drain(ring.get_mut(), &tx, &mut losses).await?;
         losses.report(&drops, &tx).await;
         Ok(())
     }
@@ -272,19 +274,17 @@ async fn drain(
     ring: &mut RingBuf<MapData>,
     tx: &mpsc::Sender<Collected>,
     losses: &mut LossCounter,
-) {
+) -> Result<(), CollectorError> {
     loop {
         let decoded = match ring.next() {
             Some(item) => decode(&item),
-            None => return,
+            None => return Ok(()),
         };
         match decoded {
-            // A closed channel means the pipeline is gone: nothing left to deliver to.
-            Ok(event) => {
-                if tx.send(Collected::Event(event)).await.is_err() {
-                    return;
-                }
-            }
+            Ok(event) => tx
+                .send(Collected::Event(event))
+                .await
+                .map_err(|_| CollectorError::PipelineClosed)?,
             Err(err) => losses.decode_error(err),
         }
     }

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::{collector::Collected, export::Outgoing};
 use table::ns_to_ticks;
+use table::Exited;
 pub use table::ProcessTable;
 
 pub async fn run(
@@ -50,6 +51,7 @@ pub async fn run(
     }
 }
 
+/// Keep the table, and make a record when the event's monitor was on (the kernel says so).
 fn handle(table: &mut ProcessTable, event: Event) -> Option<Outgoing> {
     match event {
         Event::Fork(f) => {
@@ -61,7 +63,10 @@ fn handle(table: &mut ProcessTable, event: Event) -> Option<Outgoing> {
             None
         }
         Event::Exec(e) => {
-            let fields = exec_fields(table, &e);
+            let out = e
+                .task
+                .report
+                .then(|| Outgoing::event(e.task.ktime_ns, exec_fields(table, &e)));
             table.exec(
                 e.task.pid,
                 e.task.ppid,
@@ -69,12 +74,18 @@ fn handle(table: &mut ProcessTable, event: Event) -> Option<Outgoing> {
                 e.exe,
                 e.args,
             );
-            Some(Outgoing::event(e.task.ktime_ns, fields))
+            out
         }
         Event::Exit(e) => {
-            let fields = exit_fields(table, &e);
-            table.exit(e.task.pid, ns_to_ticks(e.start_boottime_ns), Instant::now());
-            Some(Outgoing::event(e.task.ktime_ns, fields))
+            let out = e
+                .task
+                .report
+                .then(|| Outgoing::event(e.task.ktime_ns, exit_fields(table, &e)));
+            // Two threads ending together can both look like the last one (kernels before 6.16).
+            match table.exit(e.task.pid, ns_to_ticks(e.start_boottime_ns), Instant::now()) {
+                Exited::Again => None,
+                Exited::Now | Exited::Unknown => out,
+            }
         }
     }
 }

@@ -24,6 +24,16 @@ pub struct ProcessInfo {
     pub exited_at: Option<Instant>,
 }
 
+/// What an exit did to the table.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exited {
+    Now,
+    /// This process had already exited: a duplicate.
+    Again,
+    /// Not in the table (or a different process under that pid).
+    Unknown,
+}
+
 pub struct ProcessTable {
     entries: HashMap<u32, ProcessInfo>,
     cap: usize,
@@ -135,11 +145,16 @@ impl ProcessTable {
     }
 
     /// The process with this identity ended; it stays for [`EXIT_GRACE`].
-    pub fn exit(&mut self, pid: u32, start_ticks: u64, now: Instant) {
-        if let Some(p) = self.entries.get_mut(&pid) {
-            if p.start_ticks == start_ticks {
-                p.exited_at = Some(now);
-            }
+    pub fn exit(&mut self, pid: u32, start_ticks: u64, now: Instant) -> Exited {
+        match self.entries.get_mut(&pid) {
+            Some(p) if p.start_ticks == start_ticks => match p.exited_at {
+                Some(_) => Exited::Again,
+                None => {
+                    p.exited_at = Some(now);
+                    Exited::Now
+                }
+            },
+            _ => Exited::Unknown,
         }
     }
 
@@ -187,9 +202,10 @@ mod tests {
         assert_eq!(table.get(11).unwrap().exe.as_deref(), Some(&b"/bin/sh"[..]));
         assert_eq!(table.get(11).unwrap().ppid, 10);
         let t0 = Instant::now();
-        table.exit(11, 999, t0); // another process that once had pid 11
+        assert_eq!(table.exit(11, 999, t0), Exited::Unknown); // another process that once had pid 11
         assert!(table.get(11).unwrap().exited_at.is_none());
-        table.exit(11, 6, t0);
+        assert_eq!(table.exit(11, 6, t0), Exited::Now);
+        assert_eq!(table.exit(11, 6, t0), Exited::Again);
         table.expire(t0 + EXIT_GRACE / 2);
         assert!(table.get(11).is_some());
         table.expire(t0 + EXIT_GRACE);

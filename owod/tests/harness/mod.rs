@@ -83,12 +83,11 @@ impl Daemon {
 
     /// Every record written so far; each line must be JSON within 64 KiB.
     pub fn records(&self) -> Vec<Value> {
-        let text = match fs::read(&self.output) {
-            Ok(bytes) => String::from_utf8(bytes).expect("the output is valid UTF-8"),
-            Err(_) => return Vec::new(),
-        };
-        // A line still being written has no newline yet: leave it for the next read.
-        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        let bytes = fs::read(&self.output).unwrap_or_default();
+        // A line still being written has no newline yet (and may end inside a character):
+        // leave it for the next read.
+        let complete = &bytes[..bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)];
+        let complete = std::str::from_utf8(complete).expect("the output is valid UTF-8");
         complete
             .lines()
             .map(|line| {
@@ -142,6 +141,20 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Run `true MARKER` and wait for its record: records are written in order, so every record
+    /// of something that happened before is written by then.
+    pub fn barrier(&mut self) {
+        let tag = marker("barrier");
+        let status = std::process::Command::new("true")
+            .arg(&tag)
+            .status()
+            .expect("run true");
+        assert!(status.success());
+        self.wait_for("the barrier exec", |r| {
+            r["event"]["args"][1] == tag.as_str()
+        });
     }
 
     /// SIGTERM, and wait for the exit with a deadline.

@@ -1,0 +1,85 @@
+//! Real eBPF: a ring buffer that overflows is counted and reported. In a test binary of its own
+//! so that no other test's daemon or processes share the counts it checks.
+
+mod harness;
+
+use std::process::Command;
+
+use harness::{bpf_available, event, marker, Daemon};
+use serde_json::Value;
+
+#[test]
+fn a_full_ring_buffer_is_counted_and_reported_as_loss() {
+    if !bpf_available("a_full_ring_buffer_is_counted_and_reported_as_loss") {
+        return;
+    }
+    use nix::{sys::signal::Signal, unistd::Pid};
+    let daemon = Daemon::start("");
+    let owod = Pid::from_raw(daemon.child.id() as i32);
+    let tag = marker("loss");
+    // Each exec with 16 KiB of argv is a ~17 KiB record: 1500 of them overflow the 16 MiB
+    // process ring while owod is stopped and cannot read.
+    let filler = "x".repeat(16 * 1024);
+    let n = 1500;
+    nix::sys::signal::kill(owod, Signal::SIGSTOP).unwrap();
+    for _ in 0..n {
+        Command::new("true").args([&tag, &filler]).status().unwrap();
+    }
+    nix::sys::signal::kill(owod, Signal::SIGCONT).unwrap();
+    // Records come in order, so once a later exec is written every marked one that survived is
+    // too. While the ring is still full that exec is lost as well, so repeat it until one lands.
+    // The counted losses follow within a second (they are read once a second).
+    let done = marker("loss-done");
+    let deadline = std::time::Instant::now() + harness::DEADLINE;
+    'landed: loop {
+        Command::new("true").arg(&done).status().unwrap();
+        for _ in 0..10 {
+            if daemon
+                .records()
+                .iter()
+                .any(|r| event(r)["args"][1] == done.as_str())
+            {
+                break 'landed;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "owod never caught up after the burst; log:\n{}",
+            daemon.log()
+        );
+    }
+    loop {
+        let records = daemon.records();
+        let seen = records
+            .iter()
+            .filter(|r| event(r)["event_type"] == "execve" && event(r)["args"][1] == tag.as_str())
+            .count();
+        let losses: Vec<&Value> = records
+            .iter()
+            .filter(|r| event(r)["type"] == "loss" && event(r)["monitor"] == "execve")
+            .collect();
+        let lost: u64 = losses
+            .iter()
+            .map(|r| event(r)["count"].as_u64().unwrap())
+            .sum();
+        assert!(seen < n, "all {n} execs arrived: the ring did not overflow");
+        if let Some(first) = losses.first() {
+            assert_eq!(
+                (
+                    event(first)["event_type"].as_str(),
+                    event(first)["stage"].as_str()
+                ),
+                (Some("agent"), Some("ringbuf"))
+            );
+        }
+        if seen as u64 + lost >= n as u64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{seen} seen + {lost} counted lost < {n}: some vanished silently"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
