@@ -224,8 +224,7 @@ fn threads_exiting_do_not_make_exit_records() {
     let last_exec = daemon
         .records()
         .into_iter()
-        .filter(|r| event(r)["event_type"] == "execve" && event(r)["pid"] == pid)
-        .last()
+        .rfind(|r| event(r)["event_type"] == "execve" && event(r)["pid"] == pid)
         .unwrap();
     assert_eq!(
         event(&exit)["exe"],
