@@ -29,7 +29,9 @@ lint: deps
 
 # Benchmarks are not tests: they print ratios against a baseline measured in the same run.
 bench: build
-	$(CARGO) run --release -p exec-loop -- --owod $(OWOD)
+	$(CARGO) run --release -p owo-bench --bin exec-loop -- --owod $(OWOD)
+	$(CARGO) run --release -p owo-bench --bin file-loop -- --owod $(OWOD)
+	$(CARGO) run --release -p owo-bench --bin connect-loop -- --owod $(OWOD)
 
 clean:
 	$(CARGO) clean

@@ -5,6 +5,47 @@
 pub const KIND_EXEC: u32 = 1;
 pub const KIND_EXIT: u32 = 2;
 pub const KIND_FORK: u32 = 3;
+pub const KIND_FILE: u32 = 4;
+pub const KIND_NET: u32 = 5;
+pub const KIND_PRIV: u32 = 6;
+pub const KIND_MODULE: u32 = 7;
+pub const KIND_WRITE: u32 = 8;
+
+/// `enum owo_syscall`: the syscall behind an activity record, by its name.
+pub const SYSCALLS: [(u32, &str); 24] = [
+    (1, "open"),
+    (2, "openat"),
+    (3, "openat2"),
+    (4, "creat"),
+    (5, "unlink"),
+    (6, "unlinkat"),
+    (7, "rmdir"),
+    (8, "rename"),
+    (9, "renameat"),
+    (10, "renameat2"),
+    (11, "connect"),
+    (12, "accept"),
+    (13, "accept4"),
+    (14, "sendto"),
+    (15, "sendmsg"),
+    (16, "setuid"),
+    (17, "setgid"),
+    (18, "setreuid"),
+    (19, "setregid"),
+    (20, "setresuid"),
+    (21, "setresgid"),
+    (22, "init_module"),
+    (23, "finit_module"),
+    (24, "write"),
+];
+
+/// The name of an `enum owo_syscall` value.
+pub fn syscall_name(value: u32) -> Option<&'static str> {
+    SYSCALLS
+        .iter()
+        .find(|(v, _)| *v == value)
+        .map(|(_, name)| *name)
+}
 
 /// `enum owo_monitor`: the index of a monitor's flag in `owo_config` and of its loss counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,6 +94,7 @@ impl Monitor {
 
 pub const MONITOR_COUNT: u32 = 8;
 /// `enum owo_config_key`.
+pub const CFG_FILE_ALL_PATHS: u32 = 14;
 pub const CFG_SELF_TGID: u32 = 15;
 pub const CFG_LEN: u32 = 16;
 
@@ -63,6 +105,13 @@ pub const PATH_MAX: usize = 4096;
 pub const NAME_MAX: usize = 256;
 pub const ARGS_MAX: usize = 16384;
 pub const EXEC_DATA_MAX: usize = 3 * PATH_MAX + ARGS_MAX;
+pub const WATCH_MAX: usize = 256;
+pub const WATCH_PATHS: u32 = 64;
+pub const PAYLOAD_MAX: usize = 512;
+
+pub const PATH_TRUNCATED: u32 = 1 << 0;
+pub const PATH2_TRUNCATED: u32 = 1 << 1;
+pub const PATH_PRESENT: u32 = 1 << 2;
 
 pub const EXEC_FILENAME_TRUNCATED: u32 = 1 << 0;
 pub const EXEC_EXE_TRUNCATED: u32 = 1 << 1;
@@ -123,6 +172,80 @@ pub struct Fork {
     pub _pad0: u32,
 }
 
+/// The fixed part of `struct owo_file`; `data` (path, then path2 at `PATH_MAX`) follows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileFixed {
+    pub hdr: Header,
+    pub ret: i64,
+    pub syscall: u32,
+    pub flags: u32,
+    pub mode: u32,
+    pub path_len: u32,
+    pub path2_len: u32,
+    pub path_flags: u32,
+}
+
+/// The fixed part of `struct owo_net`; `payload` follows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetFixed {
+    pub hdr: Header,
+    pub ret: i64,
+    pub syscall: u32,
+    pub family: u16,
+    pub protocol: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub payload_len: u32,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+/// `struct owo_priv`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Priv {
+    pub hdr: Header,
+    pub ret: i64,
+    pub syscall: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    pub new_uid: u32,
+    pub new_gid: u32,
+    pub new_euid: u32,
+    pub new_egid: u32,
+    pub arg0: u32,
+    pub arg1: u32,
+    pub arg2: u32,
+}
+
+/// The fixed part of `struct owo_module`; `data` follows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModuleFixed {
+    pub hdr: Header,
+    pub ret: i64,
+    pub syscall: u32,
+    pub flags: u32,
+    pub path_len: u32,
+    pub _pad0: u32,
+}
+
+/// The fixed part of `struct owo_write`; `data` follows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteFixed {
+    pub hdr: Header,
+    pub count: u64,
+    pub fd: u32,
+    pub flags: u32,
+    pub path_len: u32,
+    pub _pad0: u32,
+}
+
 /// Plain-old-data ABI structs: every bit pattern is a valid value (integers and byte arrays only).
 ///
 /// # Safety
@@ -151,8 +274,13 @@ pub unsafe trait Pod: Copy {
     }
 }
 
-// SAFETY: all four are repr(C) with integer fields only and explicit padding.
+// SAFETY: all of them are repr(C) with integer fields only and explicit padding.
 unsafe impl Pod for Header {}
 unsafe impl Pod for ExecFixed {}
 unsafe impl Pod for Exit {}
 unsafe impl Pod for Fork {}
+unsafe impl Pod for FileFixed {}
+unsafe impl Pod for NetFixed {}
+unsafe impl Pod for Priv {}
+unsafe impl Pod for ModuleFixed {}
+unsafe impl Pod for WriteFixed {}

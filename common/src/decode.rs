@@ -3,7 +3,10 @@
 
 use crate::{
     abi::{self, Header, Pod},
-    event::{Event, ExecEvent, ExitEvent, ForkEvent, Task},
+    event::{
+        Creds, Event, ExecEvent, ExitEvent, FileEvent, ForkEvent, ModuleEvent, NetEvent, PrivEvent,
+        Task, WriteEvent,
+    },
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -18,7 +21,7 @@ pub enum DecodeError {
     UnknownKind(u32),
     #[error("record says it has {declared} bytes but {got} arrived")]
     SizeMismatch { declared: u32, got: usize },
-    #[error("sections of the exec record overrun it ({need} bytes of data needed, {got} present)")]
+    #[error("sections of the record overrun it ({need} bytes of data needed, {got} present)")]
     SectionOverrun { need: usize, got: usize },
 }
 
@@ -48,6 +51,51 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 parent_start_boottime_ns: raw.parent_start_boottime_ns,
                 child_pid: raw.child_pid,
                 child_start_boottime_ns: raw.child_start_boottime_ns,
+            }))
+        }
+        abi::KIND_FILE => decode_file(bytes),
+        abi::KIND_NET => decode_net(bytes),
+        abi::KIND_PRIV => {
+            let raw: abi::Priv = read(bytes, "owo_priv")?;
+            Ok(Event::Priv(PrivEvent {
+                task: task(&raw.hdr),
+                syscall: raw.syscall,
+                ret: raw.ret,
+                before: Creds {
+                    uid: raw.uid,
+                    gid: raw.gid,
+                    euid: raw.euid,
+                    egid: raw.egid,
+                },
+                after: Creds {
+                    uid: raw.new_uid,
+                    gid: raw.new_gid,
+                    euid: raw.new_euid,
+                    egid: raw.new_egid,
+                },
+                args: [raw.arg0, raw.arg1, raw.arg2],
+            }))
+        }
+        abi::KIND_MODULE => {
+            let raw: abi::ModuleFixed = read(bytes, "owo_module")?;
+            let path = section(bytes, std::mem::size_of::<abi::ModuleFixed>(), raw.path_len)?;
+            Ok(Event::Module(ModuleEvent {
+                task: task(&raw.hdr),
+                syscall: raw.syscall,
+                ret: raw.ret,
+                path: (!path.is_empty()).then(|| path.to_vec()),
+                path_truncated: raw.flags & abi::PATH_TRUNCATED != 0,
+            }))
+        }
+        abi::KIND_WRITE => {
+            let raw: abi::WriteFixed = read(bytes, "owo_write")?;
+            let path = section(bytes, std::mem::size_of::<abi::WriteFixed>(), raw.path_len)?;
+            Ok(Event::Write(WriteEvent {
+                task: task(&raw.hdr),
+                fd: raw.fd,
+                count: raw.count,
+                path: (raw.flags & abi::PATH_PRESENT != 0).then(|| path.to_vec()),
+                path_truncated: raw.flags & abi::PATH_TRUNCATED != 0,
             }))
         }
         other => Err(DecodeError::UnknownKind(other)),
@@ -97,9 +145,9 @@ fn decode_exec(bytes: &[u8]) -> Result<Event, DecodeError> {
         start_boottime_ns: raw.start_boottime_ns,
         filename: filename.to_vec(),
         filename_truncated: flag(abi::EXEC_FILENAME_TRUNCATED),
-        exe: flag(abi::EXEC_HAS_EXE).then(|| join_components(exe)),
+        exe: flag(abi::EXEC_HAS_EXE).then(|| exe.to_vec()),
         exe_truncated: flag(abi::EXEC_EXE_TRUNCATED),
-        cwd: flag(abi::EXEC_HAS_CWD).then(|| join_components(cwd)),
+        cwd: flag(abi::EXEC_HAS_CWD).then(|| cwd.to_vec()),
         cwd_truncated: flag(abi::EXEC_CWD_TRUNCATED),
         args: split_args(args),
         args_truncated: flag(abi::EXEC_ARGS_TRUNCATED),
@@ -107,22 +155,55 @@ fn decode_exec(bytes: &[u8]) -> Result<Event, DecodeError> {
     }))
 }
 
-fn until_nul(bytes: &[u8]) -> &[u8] {
-    bytes.split(|&b| b == 0).next().unwrap_or_default()
+/// `len` bytes at `start`, checked against the record.
+fn section(bytes: &[u8], start: usize, len: u32) -> Result<&[u8], DecodeError> {
+    let end = start.saturating_add(len as usize);
+    bytes.get(start..end).ok_or(DecodeError::SectionOverrun {
+        need: end - start,
+        got: bytes.len().saturating_sub(start),
+    })
 }
 
-/// Path components arrive leaf first, each NUL-terminated: `c\0b\0a\0` is `/a/b/c`.
-pub fn join_components(section: &[u8]) -> Vec<u8> {
-    let section = section.strip_suffix(&[0]).unwrap_or(section);
-    if section.is_empty() {
-        return b"/".to_vec();
-    }
-    let mut path = Vec::with_capacity(section.len() + 1);
-    for component in section.rsplit(|&b| b == 0) {
-        path.push(b'/');
-        path.extend_from_slice(component);
-    }
-    path
+fn decode_file(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let raw: abi::FileFixed = read(bytes, "owo_file")?;
+    let start = std::mem::size_of::<abi::FileFixed>();
+    let path = section(bytes, start, raw.path_len)?;
+    let path2 = match raw.path2_len {
+        0 => None,
+        len => Some(section(bytes, start + abi::PATH_MAX, len)?.to_vec()),
+    };
+    Ok(Event::File(FileEvent {
+        task: task(&raw.hdr),
+        syscall: raw.syscall,
+        ret: raw.ret,
+        flags: raw.flags,
+        mode: raw.mode,
+        path: path.to_vec(),
+        path_truncated: raw.path_flags & abi::PATH_TRUNCATED != 0,
+        path2,
+        path2_truncated: raw.path_flags & abi::PATH2_TRUNCATED != 0,
+    }))
+}
+
+fn decode_net(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let raw: abi::NetFixed = read(bytes, "owo_net")?;
+    let payload = section(bytes, std::mem::size_of::<abi::NetFixed>(), raw.payload_len)?;
+    Ok(Event::Net(NetEvent {
+        task: task(&raw.hdr),
+        syscall: raw.syscall,
+        ret: raw.ret,
+        family: raw.family,
+        protocol: raw.protocol,
+        saddr: raw.saddr,
+        sport: raw.sport,
+        daddr: raw.daddr,
+        dport: raw.dport,
+        payload: payload.to_vec(),
+    }))
+}
+
+fn until_nul(bytes: &[u8]) -> &[u8] {
+    bytes.split(|&b| b == 0).next().unwrap_or_default()
 }
 
 /// argv is NUL-separated with a NUL after the last argument; empty arguments are real arguments.
@@ -135,101 +216,10 @@ pub fn split_args(section: &[u8]) -> Vec<Vec<u8>> {
     section.split(|&b| b == 0).map(<[u8]>::to_vec).collect()
 }
 
-/// Encode an exec event as the kernel would: the inverse of [`decode`], for tests and fuzzing.
-pub fn encode_exec(ev: &ExecEvent) -> Vec<u8> {
-    fn components(path: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for c in path.split(|&b| b == b'/').filter(|c| !c.is_empty()).rev() {
-            out.extend_from_slice(c);
-            out.push(0);
-        }
-        out
-    }
-    let exe = ev.exe.as_deref().map(components).unwrap_or_default();
-    let cwd = ev.cwd.as_deref().map(components).unwrap_or_default();
-    let mut args = Vec::new();
-    for a in &ev.args {
-        args.extend_from_slice(a);
-        args.push(0);
-    }
-    let mut flags = 0;
-    for (set, bit) in [
-        (ev.filename_truncated, abi::EXEC_FILENAME_TRUNCATED),
-        (ev.exe_truncated, abi::EXEC_EXE_TRUNCATED),
-        (ev.cwd_truncated, abi::EXEC_CWD_TRUNCATED),
-        (ev.args_truncated, abi::EXEC_ARGS_TRUNCATED),
-        (ev.exe.is_some(), abi::EXEC_HAS_EXE),
-        (ev.cwd.is_some(), abi::EXEC_HAS_CWD),
-    ] {
-        if set {
-            flags |= bit;
-        }
-    }
-    let fixed_len = std::mem::size_of::<abi::ExecFixed>();
-    let size = fixed_len + ev.filename.len() + exe.len() + cwd.len() + args.len();
-    let fixed = abi::ExecFixed {
-        hdr: header(abi::KIND_EXEC, size, &ev.task),
-        start_boottime_ns: ev.start_boottime_ns,
-        filename_len: ev.filename.len() as u32,
-        exe_len: exe.len() as u32,
-        cwd_len: cwd.len() as u32,
-        args_len: args.len() as u32,
-        argv_bytes: ev.argv_bytes,
-        flags,
-    };
-    let mut out = fixed.as_bytes().to_vec();
-    for section in [&ev.filename[..], &exe, &cwd, &args] {
-        out.extend_from_slice(section);
-    }
-    out
-}
-
-/// Encode an exit or fork event as the kernel would (for tests).
-pub fn encode(ev: &Event) -> Vec<u8> {
-    match ev {
-        Event::Exec(e) => encode_exec(e),
-        Event::Exit(e) => abi::Exit {
-            hdr: header(abi::KIND_EXIT, std::mem::size_of::<abi::Exit>(), &e.task),
-            start_boottime_ns: e.start_boottime_ns,
-            exit_code: e.status,
-            _pad0: 0,
-        }
-        .as_bytes()
-        .to_vec(),
-        Event::Fork(e) => abi::Fork {
-            hdr: header(abi::KIND_FORK, std::mem::size_of::<abi::Fork>(), &e.parent),
-            parent_start_boottime_ns: e.parent_start_boottime_ns,
-            child_start_boottime_ns: e.child_start_boottime_ns,
-            child_pid: e.child_pid,
-            _pad0: 0,
-        }
-        .as_bytes()
-        .to_vec(),
-    }
-}
-
-fn header(kind: u32, size: usize, t: &Task) -> Header {
-    let mut comm = [0u8; 16];
-    let n = t.comm.len().min(15);
-    comm[..n].copy_from_slice(&t.comm[..n]);
-    Header {
-        kind,
-        size: size as u32,
-        ktime_ns: t.ktime_ns,
-        pid: t.pid,
-        tid: t.tid,
-        ppid: t.ppid,
-        uid: t.uid,
-        gid: t.gid,
-        flags: if t.report { abi::HDR_REPORT } else { 0 },
-        cgroup_id: t.cgroup_id,
-        comm,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encode::encode;
 
     fn task() -> Task {
         Task {
@@ -285,6 +275,75 @@ mod tests {
                 start_boottime_ns: 3,
                 status: 3 << 8,
             }),
+            Event::File(FileEvent {
+                task: task(),
+                syscall: 2,
+                ret: -2,
+                flags: 0o100,
+                mode: 0o644,
+                path: b"/tmp/a b".to_vec(),
+                path_truncated: true,
+                ..Default::default()
+            }),
+            Event::File(FileEvent {
+                task: task(),
+                syscall: 10,
+                path: b"/tmp/old".to_vec(),
+                path2: Some(b"/tmp/new".to_vec()),
+                path2_truncated: true,
+                ..Default::default()
+            }),
+            Event::Net(NetEvent {
+                task: task(),
+                syscall: 14,
+                ret: 29,
+                family: 2,
+                protocol: 17,
+                saddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                sport: 40000,
+                daddr: [127, 0, 0, 53, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                dport: 53,
+                payload: vec![1, 2, 3],
+            }),
+            Event::Priv(PrivEvent {
+                task: task(),
+                syscall: 20,
+                before: Creds {
+                    uid: 0,
+                    gid: 0,
+                    euid: 0,
+                    egid: 0,
+                },
+                after: Creds {
+                    uid: 65534,
+                    gid: 0,
+                    euid: 65534,
+                    egid: 0,
+                },
+                args: [65534, 65534, u32::MAX],
+                ..Default::default()
+            }),
+            Event::Module(ModuleEvent {
+                task: task(),
+                syscall: 23,
+                ret: -1,
+                path: Some(b"/lib/modules/x.ko".to_vec()),
+                path_truncated: false,
+            }),
+            Event::Write(WriteEvent {
+                task: task(),
+                fd: 3,
+                count: 10,
+                path: Some(b"/tmp/w".to_vec()),
+                path_truncated: false,
+            }),
+            Event::Write(WriteEvent {
+                task: task(),
+                fd: 3,
+                count: 10,
+                path: None,
+                path_truncated: false,
+            }),
             Event::Fork(ForkEvent {
                 parent: task(),
                 parent_start_boottime_ns: 1,
@@ -314,6 +373,17 @@ mod tests {
             Event::Exec(exec()),
             Event::Exit(ExitEvent {
                 task: task(),
+                ..Default::default()
+            }),
+            Event::File(FileEvent {
+                task: task(),
+                path: b"/x".to_vec(),
+                path2: Some(b"/y".to_vec()),
+                ..Default::default()
+            }),
+            Event::Net(NetEvent {
+                task: task(),
+                payload: vec![9; 20],
                 ..Default::default()
             }),
         ] {
@@ -366,9 +436,7 @@ mod tests {
     }
 
     #[test]
-    fn components_join_leaf_last() {
-        assert_eq!(join_components(b"c\0b\0a\0"), b"/a/b/c");
-        assert_eq!(join_components(b""), b"/");
+    fn args_keep_empty_and_partial_arguments() {
         assert_eq!(
             split_args(b"a\0\0b\0"),
             vec![b"a".to_vec(), b"".to_vec(), b"b".to_vec()]

@@ -75,11 +75,89 @@ pub struct ForkEvent {
     pub child_start_boottime_ns: u64,
 }
 
+/// open/openat/openat2/creat, unlink/unlinkat/rmdir, rename/renameat/renameat2.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileEvent {
+    pub task: Task,
+    pub syscall: u32,
+    pub ret: i64,
+    /// Open flags, or the unlinkat/renameat2 flags.
+    pub flags: u32,
+    pub mode: u32,
+    /// Absolute.
+    pub path: Vec<u8>,
+    pub path_truncated: bool,
+    /// The new name of a rename.
+    pub path2: Option<Vec<u8>>,
+    pub path2_truncated: bool,
+}
+
+/// connect, accept/accept4, sendto/sendmsg. For accept, `s*` is the peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetEvent {
+    pub task: Task,
+    pub syscall: u32,
+    pub ret: i64,
+    pub family: u16,
+    pub protocol: u16,
+    pub saddr: [u8; 16],
+    pub sport: u16,
+    pub daddr: [u8; 16],
+    pub dport: u16,
+    /// The first bytes of a datagram to port 53.
+    pub payload: Vec<u8>,
+}
+
+/// set*id: credentials before and after, and the arguments (`u32::MAX` = unchanged).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrivEvent {
+    pub task: Task,
+    pub syscall: u32,
+    pub ret: i64,
+    pub before: Creds,
+    pub after: Creds,
+    pub args: [u32; 3],
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Creds {
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+}
+
+/// init_module / finit_module.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModuleEvent {
+    pub task: Task,
+    pub syscall: u32,
+    pub ret: i64,
+    /// The module file (finit_module).
+    pub path: Option<Vec<u8>>,
+    pub path_truncated: bool,
+}
+
+/// write(2) to a watched file. `path` comes with the first write on an open file only.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteEvent {
+    pub task: Task,
+    pub fd: u32,
+    pub count: u64,
+    pub path: Option<Vec<u8>>,
+    pub path_truncated: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     Exec(ExecEvent),
     Exit(ExitEvent),
     Fork(ForkEvent),
+    File(FileEvent),
+    Net(NetEvent),
+    Priv(PrivEvent),
+    Module(ModuleEvent),
+    Write(WriteEvent),
 }
 
 impl Event {
@@ -88,6 +166,11 @@ impl Event {
             Event::Exec(e) => &e.task,
             Event::Exit(e) => &e.task,
             Event::Fork(e) => &e.parent,
+            Event::File(e) => &e.task,
+            Event::Net(e) => &e.task,
+            Event::Priv(e) => &e.task,
+            Event::Module(e) => &e.task,
+            Event::Write(e) => &e.task,
         }
     }
 }

@@ -5,6 +5,8 @@
 
 pub mod abi;
 pub mod decode;
+pub mod dns;
+pub mod encode;
 pub mod event;
 pub mod render;
 

@@ -60,15 +60,89 @@ fn rust_layout() -> Vec<(&'static str, &'static str, usize)> {
             _pad0
         ]
     );
+    fields!(
+        out,
+        "owo_file",
+        abi::FileFixed,
+        size = size_of::<abi::FileFixed>() + 2 * abi::PATH_MAX,
+        [hdr, ret, syscall, flags, mode, path_len, path2_len, path_flags]
+    );
+    out.push(("owo_file", "data", size_of::<abi::FileFixed>()));
+    fields!(
+        out,
+        "owo_net",
+        abi::NetFixed,
+        size = size_of::<abi::NetFixed>() + abi::PAYLOAD_MAX,
+        [
+            hdr,
+            ret,
+            syscall,
+            family,
+            protocol,
+            sport,
+            dport,
+            payload_len,
+            saddr,
+            daddr
+        ]
+    );
+    out.push(("owo_net", "payload", size_of::<abi::NetFixed>()));
+    fields!(
+        out,
+        "owo_priv",
+        abi::Priv,
+        size = size_of::<abi::Priv>(),
+        [
+            hdr, ret, syscall, uid, gid, euid, egid, new_uid, new_gid, new_euid, new_egid, arg0,
+            arg1, arg2
+        ]
+    );
+    fields!(
+        out,
+        "owo_module",
+        abi::ModuleFixed,
+        size = size_of::<abi::ModuleFixed>() + abi::PATH_MAX,
+        [hdr, ret, syscall, flags, path_len, _pad0]
+    );
+    out.push(("owo_module", "data", size_of::<abi::ModuleFixed>()));
+    fields!(
+        out,
+        "owo_write",
+        abi::WriteFixed,
+        size = size_of::<abi::WriteFixed>() + abi::PATH_MAX,
+        [hdr, count, fd, flags, path_len, _pad0]
+    );
+    out.push(("owo_write", "data", size_of::<abi::WriteFixed>()));
     out
 }
 
 /// The constants that both sides must agree on, as (C expression, Rust value).
-fn rust_constants() -> Vec<(&'static str, u64)> {
-    vec![
+fn rust_constants() -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = abi::SYSCALLS
+        .iter()
+        .map(|(value, name)| {
+            (
+                format!("OWO_SYS_{}", name.to_uppercase()),
+                u64::from(*value),
+            )
+        })
+        .collect();
+    let fixed: Vec<(&'static str, u64)> = vec![
         ("OWO_KIND_EXEC", abi::KIND_EXEC.into()),
         ("OWO_KIND_EXIT", abi::KIND_EXIT.into()),
         ("OWO_KIND_FORK", abi::KIND_FORK.into()),
+        ("OWO_KIND_FILE", abi::KIND_FILE.into()),
+        ("OWO_KIND_NET", abi::KIND_NET.into()),
+        ("OWO_KIND_PRIV", abi::KIND_PRIV.into()),
+        ("OWO_KIND_MODULE", abi::KIND_MODULE.into()),
+        ("OWO_KIND_WRITE", abi::KIND_WRITE.into()),
+        ("OWO_CFG_FILE_ALL_PATHS", abi::CFG_FILE_ALL_PATHS.into()),
+        ("OWO_WATCH_MAX", abi::WATCH_MAX as u64),
+        ("OWO_WATCH_PATHS", abi::WATCH_PATHS.into()),
+        ("OWO_PAYLOAD_MAX", abi::PAYLOAD_MAX as u64),
+        ("OWO_PATH_TRUNCATED", abi::PATH_TRUNCATED.into()),
+        ("OWO_PATH2_TRUNCATED", abi::PATH2_TRUNCATED.into()),
+        ("OWO_PATH_PRESENT", abi::PATH_PRESENT.into()),
         ("OWO_MON_COUNT", abi::MONITOR_COUNT.into()),
         ("OWO_MON_EXECVE", abi::Monitor::Execve as u64),
         ("OWO_MON_EXIT", abi::Monitor::Exit as u64),
@@ -94,7 +168,13 @@ fn rust_constants() -> Vec<(&'static str, u64)> {
         ("OWO_EXEC_ARGS_TRUNCATED", abi::EXEC_ARGS_TRUNCATED.into()),
         ("OWO_EXEC_HAS_EXE", abi::EXEC_HAS_EXE.into()),
         ("OWO_EXEC_HAS_CWD", abi::EXEC_HAS_CWD.into()),
-    ]
+    ];
+    out.extend(
+        fixed
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value)),
+    );
+    out
 }
 
 #[test]

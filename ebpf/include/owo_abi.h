@@ -15,6 +15,39 @@ enum owo_kind {
 	OWO_KIND_EXEC = 1,
 	OWO_KIND_EXIT = 2,
 	OWO_KIND_FORK = 3,
+	OWO_KIND_FILE = 4,
+	OWO_KIND_NET = 5,
+	OWO_KIND_PRIV = 6,
+	OWO_KIND_MODULE = 7,
+	OWO_KIND_WRITE = 8,
+};
+
+/* The syscall behind an activity record. */
+enum owo_syscall {
+	OWO_SYS_OPEN = 1,
+	OWO_SYS_OPENAT = 2,
+	OWO_SYS_OPENAT2 = 3,
+	OWO_SYS_CREAT = 4,
+	OWO_SYS_UNLINK = 5,
+	OWO_SYS_UNLINKAT = 6,
+	OWO_SYS_RMDIR = 7,
+	OWO_SYS_RENAME = 8,
+	OWO_SYS_RENAMEAT = 9,
+	OWO_SYS_RENAMEAT2 = 10,
+	OWO_SYS_CONNECT = 11,
+	OWO_SYS_ACCEPT = 12,
+	OWO_SYS_ACCEPT4 = 13,
+	OWO_SYS_SENDTO = 14,
+	OWO_SYS_SENDMSG = 15,
+	OWO_SYS_SETUID = 16,
+	OWO_SYS_SETGID = 17,
+	OWO_SYS_SETREUID = 18,
+	OWO_SYS_SETREGID = 19,
+	OWO_SYS_SETRESUID = 20,
+	OWO_SYS_SETRESGID = 21,
+	OWO_SYS_INIT_MODULE = 22,
+	OWO_SYS_FINIT_MODULE = 23,
+	OWO_SYS_WRITE = 24,
 };
 
 /* Monitors, the index of their on/off flag in `owo_config` and of their loss counter. */
@@ -32,6 +65,7 @@ enum owo_monitor {
 
 /* Keys of the `owo_config` array map (__u32 values). 0..OWO_MON_COUNT-1 are the monitor flags. */
 enum owo_config_key {
+	OWO_CFG_FILE_ALL_PATHS = 14, /* 1: report file events everywhere, not only under watched paths */
 	OWO_CFG_SELF_TGID = 15, /* owod's own pid: its own activity is never reported */
 	OWO_CFG_LEN = 16,
 };
@@ -45,6 +79,14 @@ enum owo_config_key {
 #define OWO_PATH_DEPTH 48    /* components walked before a path is marked truncated */
 #define OWO_ARGS_MAX 16384   /* bytes of argv read from the new image */
 #define OWO_EXEC_DATA_MAX (3 * OWO_PATH_MAX + OWO_ARGS_MAX)
+#define OWO_WATCH_MAX 256    /* bytes of a watched path prefix (an LPM trie key) */
+#define OWO_WATCH_PATHS 64   /* watched path prefixes at most */
+#define OWO_PAYLOAD_MAX 512  /* bytes of a datagram kept (for DNS) */
+
+/* owo_file.path_flags, owo_write.flags, owo_module.flags */
+#define OWO_PATH_TRUNCATED (1u << 0)
+#define OWO_PATH2_TRUNCATED (1u << 1)
+#define OWO_PATH_PRESENT (1u << 2) /* owo_write: the path is sent (first write on this fd) */
 
 /* owo_exec.flags */
 #define OWO_EXEC_FILENAME_TRUNCATED (1u << 0)
@@ -74,11 +116,10 @@ struct owo_header {
 _Static_assert(sizeof(struct owo_header) == 64, "owo_header size");
 
 /*
- * A program image was executed (sched_process_exec). `data` holds, back to back: the filename as
- * passed to exec (filename_len bytes, no NUL), the executable's path and the working directory,
- * each as its components from the leaf up to the root, each component NUL-terminated (user space
- * joins them in reverse), then argv as read from the new image (args_len bytes, NUL-separated).
- * Only `size` bytes are sent.
+ * A program image was executed (sched_process_exec). `data` holds, back to back, without NULs:
+ * the filename as passed to exec (filename_len bytes), the absolute path of the executable and
+ * of the working directory, then argv as read from the new image (args_len bytes, each argument
+ * NUL-terminated). Only `size` bytes are sent.
  */
 struct owo_exec {
 	struct owo_header hdr;
@@ -111,5 +152,73 @@ struct owo_fork {
 	__u32 _pad0;
 };
 _Static_assert(sizeof(struct owo_fork) == 88, "owo_fork size");
+
+/* Activity lane. Every record's `ret` is the syscall's return value. */
+
+/* A file was opened, created, unlinked or renamed. `data`: path (path_len), then path2. */
+struct owo_file {
+	struct owo_header hdr;
+	__s64 ret;
+	__u32 syscall;    /* enum owo_syscall */
+	__u32 flags;      /* open flags, or unlinkat/renameat2 flags */
+	__u32 mode;
+	__u32 path_len;
+	__u32 path2_len;
+	__u32 path_flags; /* OWO_PATH_* */
+	__u8 data[2 * OWO_PATH_MAX];
+};
+_Static_assert(sizeof(struct owo_file) == 96 + 2 * OWO_PATH_MAX, "owo_file size");
+
+/* connect, accept, sendto/sendmsg. Ports in host order; addresses as on the wire. */
+struct owo_net {
+	struct owo_header hdr;
+	__s64 ret;
+	__u32 syscall;
+	__u16 family;     /* AF_INET, AF_INET6 */
+	__u16 protocol;   /* IPPROTO_TCP, IPPROTO_UDP, ... from the socket */
+	__u16 sport;
+	__u16 dport;
+	__u32 payload_len; /* bytes of payload kept (port 53 only) */
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u8 payload[OWO_PAYLOAD_MAX];
+};
+_Static_assert(sizeof(struct owo_net) == 120 + OWO_PAYLOAD_MAX, "owo_net size");
+
+/* set*id: the credentials before and after the call, and its arguments (-1: unchanged). */
+struct owo_priv {
+	struct owo_header hdr;
+	__s64 ret;
+	__u32 syscall;
+	__u32 uid, gid, euid, egid;
+	__u32 new_uid, new_gid, new_euid, new_egid;
+	__u32 arg0, arg1, arg2;
+};
+_Static_assert(sizeof(struct owo_priv) == 120, "owo_priv size");
+
+/* init_module / finit_module. `data`: the module file's path (finit_module). */
+struct owo_module {
+	struct owo_header hdr;
+	__s64 ret;
+	__u32 syscall;
+	__u32 flags;      /* OWO_PATH_* */
+	__u32 path_len;
+	__u32 _pad0;
+	__u8 data[OWO_PATH_MAX];
+};
+_Static_assert(sizeof(struct owo_module) == 88 + OWO_PATH_MAX, "owo_module size");
+
+/* write(2) to a file under a watched path, seen at syscall entry. The path is sent with the first
+ * write on an open file (OWO_PATH_PRESENT); later writes on it leave it to user space's cache. */
+struct owo_write {
+	struct owo_header hdr;
+	__u64 count;
+	__u32 fd;
+	__u32 flags;      /* OWO_PATH_* */
+	__u32 path_len;
+	__u32 _pad0;
+	__u8 data[OWO_PATH_MAX];
+};
+_Static_assert(sizeof(struct owo_write) == 88 + OWO_PATH_MAX, "owo_write size");
 
 #endif /* OWO_ABI_H */

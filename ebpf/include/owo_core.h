@@ -43,6 +43,56 @@ struct path {
 
 struct file {
 	struct path f_path;
+	void *private_data;
+} OWO_CORE;
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+} OWO_CORE;
+
+struct files_struct {
+	struct fdtable *fdt;
+} OWO_CORE;
+
+typedef struct {
+	__u32 val;
+} OWO_CORE kuid_t;
+
+typedef struct {
+	__u32 val;
+} OWO_CORE kgid_t;
+
+struct cred {
+	kuid_t uid;
+	kgid_t gid;
+	kuid_t euid;
+	kgid_t egid;
+} OWO_CORE;
+
+struct in6_addr {
+	__u8 u6_addr8[16];
+} OWO_CORE;
+
+struct sock_common {
+	__u32 skc_daddr;      /* __be32 */
+	__u32 skc_rcv_saddr;  /* __be32 */
+	__u16 skc_dport;      /* __be16 */
+	__u16 skc_num;        /* host order */
+	unsigned short skc_family;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
+} OWO_CORE;
+
+struct sock {
+	struct sock_common __sk_common;
+	__u16 sk_protocol;
+	__u16 sk_type;
+} OWO_CORE;
+
+struct socket {
+	short type;
+	struct sock *sk;
 } OWO_CORE;
 
 struct fs_struct {
@@ -73,6 +123,8 @@ struct task_struct {
 	struct mm_struct *mm;
 	struct fs_struct *fs;
 	struct signal_struct *signal;
+	const struct cred *cred;
+	struct files_struct *files;
 } OWO_CORE;
 
 /* Tracepoint contexts, so that their layout is relocated too (PREEMPT_RT adds common fields). */

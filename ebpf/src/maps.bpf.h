@@ -55,6 +55,12 @@ static __always_inline bool owo_is_self(void)
 	return (bpf_get_current_pid_tgid() >> 32) == owo_config_get(OWO_CFG_SELF_TGID);
 }
 
+/* Is this monitor on, and is the current task someone other than owod itself? */
+static __always_inline bool owo_wanted(__u32 monitor)
+{
+	return owo_config_get(monitor) && !owo_is_self();
+}
+
 static __always_inline void owo_count_drop(__u32 monitor)
 {
 	__u64 *count = bpf_map_lookup_elem(&owo_ringbuf_drops, &monitor);

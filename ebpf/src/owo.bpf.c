@@ -5,5 +5,10 @@
  */
 #include "maps.bpf.h"
 #include "process.bpf.h"
+#include "file.bpf.h"
+#include "net.bpf.h"
+#include "privilege.bpf.h"
+#include "module.bpf.h"
+#include "write.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";

@@ -1,18 +1,29 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * Path of a struct path, walked in the kernel so that it is right even for a process that is
- * gone by the time user space looks. Components are written leaf first, each NUL-terminated;
- * user space joins them in reverse. Every write moves forward, which the verifier can bound,
- * and the walk runs under bpf_loop so that the verifier checks one step, not every depth.
+ * Absolute paths, built in the kernel so that they are right even for a process that is gone by
+ * the time user space looks, and so that file events can be filtered by path prefix here.
+ *
+ * A path is built in the per-CPU `owo_path_scratch`, root first ("/usr/bin/ls"): one bpf_loop
+ * walks from the dentry up to the root, across mounts, remembering each name; a second writes
+ * the names out in reverse. bpf_loop keeps the verifier's work to one step of each loop.
+ * The loader applies CO-RE relocations to program bodies only, not to the loop callbacks, so the
+ * callers resolve field offsets and hand them over in the loop context.
  */
 #ifndef OWO_PATH_BPF_H
 #define OWO_PATH_BPF_H
 
 #include "maps.bpf.h"
 
-/* Where the walk writes; the caller copies the result into its record. */
 struct owo_path_buf {
-	__u8 data[OWO_PATH_MAX];
+	/* Loop state lives here, not in the loop context on the stack: the verifier does not track
+	 * map contents, so every iteration looks the same to it and the loops verify at once. */
+	__u32 depth;
+	__u32 len;
+	__u32 truncated;
+	__u32 done;
+	__u64 names[64];             /* name pointers, leaf first (OWO_PATH_DEPTH used; 64 to mask) */
+	__u32 lpm_prefixlen;         /* with the first bytes of `path`, a key of `owo_watch_paths` */
+	__u8 path[2 * OWO_PATH_MAX]; /* the path, NUL-terminated; room for appends past the limit */
 };
 
 struct {
@@ -22,10 +33,14 @@ struct {
 	__type(value, struct owo_path_buf);
 } owo_path_scratch SEC(".maps");
 
-/*
- * Field offsets are resolved (CO-RE) in the caller and handed to the step, which reads raw:
- * the loader relocates CO-RE accesses in the program itself, not in the callback.
- */
+static __always_inline struct owo_path_buf *owo_path_buf(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&owo_path_scratch, &zero);
+}
+
+/* Field offsets, resolved (CO-RE) by the caller. */
 struct owo_path_offsets {
 	__u64 mnt_root;       /* struct vfsmount.mnt_root */
 	__u64 d_parent;       /* struct dentry.d_parent */
@@ -40,9 +55,6 @@ struct owo_path_walk {
 	void *dentry;
 	void *vfsmnt;
 	void *mnt;
-	__u32 len;
-	bool truncated;
-	bool done;
 };
 
 static __always_inline void *owo_read_ptr(void *base, __u64 offset)
@@ -53,55 +65,84 @@ static __always_inline void *owo_read_ptr(void *base, __u64 offset)
 	return value;
 }
 
-static long owo_path_step(__u32 index, void *arg)
+/* One step up: remember this dentry's name, or cross to the mount point above. */
+static long owo_path_collect(__u32 index, void *arg)
 {
 	struct owo_path_walk *w = arg;
+	struct owo_path_buf *buf = owo_path_buf();
 	void *mnt_root = owo_read_ptr(w->vfsmnt, w->off.mnt_root);
 	void *parent = owo_read_ptr(w->dentry, w->off.d_parent);
-	__u32 zero = 0;
 
+	if (!buf)
+		return 1;
 	if (w->dentry == mnt_root || w->dentry == parent) {
 		void *mnt_parent = owo_read_ptr(w->mnt, w->off.mnt_parent);
 
 		if (w->dentry != mnt_root || w->mnt == mnt_parent) {
-			w->done = true; /* the root of everything (or of a detached tree) */
+			buf->done = 1; /* the root of everything (or of a detached tree) */
 			return 1;
 		}
-		/* Cross from the root of this mount to where it is mounted. */
 		w->dentry = owo_read_ptr(w->mnt, w->off.mnt_mountpoint);
 		w->mnt = mnt_parent;
 		w->vfsmnt = mnt_parent + w->off.mnt;
 		return 0;
 	}
 
-	struct owo_path_buf *buf = bpf_map_lookup_elem(&owo_path_scratch, &zero);
-	__u32 len = w->len;
+	__u64 depth = buf->depth;
 
-	if (!buf)
+	if (depth >= OWO_PATH_DEPTH)
 		return 1;
-	if (len > OWO_PATH_MAX - OWO_NAME_MAX) {
-		w->truncated = true;
-		return 1;
-	}
-	long n = bpf_probe_read_kernel_str(buf->data + len, OWO_NAME_MAX,
-					   owo_read_ptr(w->dentry, w->off.d_name_name));
-
-	if (n <= 0)
-		return 1; /* unreadable: not done, so the path is marked truncated */
-	w->len = len + n;
+	asm volatile("%0 &= 63" : "+r"(depth));
+	buf->names[depth] = (__u64)owo_read_ptr(w->dentry, w->off.d_name_name);
+	buf->depth = depth + 1;
 	w->dentry = parent;
 	return 0;
 }
 
-/*
- * Write the components of `path` into `dst` (room for OWO_PATH_MAX bytes). Returns the bytes
- * written; sets *truncated when the path was deeper or longer than the limits.
- */
-static __always_inline __u32 owo_path_components(const struct path *path, __u8 *dst, bool *truncated)
+/* One name out, root first: "/" then the name. */
+static long owo_path_emit(__u32 index, void *arg)
 {
-	struct owo_path_walk w = {};
-	__u32 zero = 0;
+	struct owo_path_buf *buf = owo_path_buf();
 
+	if (!buf || index >= buf->depth)
+		return 1;
+	__u64 idx = buf->depth - 1 - index;
+	__u64 len = buf->len;
+
+	/* Masked in asm: clang drops a C mask it can prove redundant, and the verifier cannot. */
+	asm volatile("%0 &= 63" : "+r"(idx));
+	if (len > OWO_PATH_MAX - OWO_NAME_MAX - 1) {
+		buf->truncated = 1;
+		return 1;
+	}
+	buf->path[len] = '/';
+	long n = bpf_probe_read_kernel_str(&buf->path[len + 1], OWO_NAME_MAX, (void *)buf->names[idx]);
+
+	if (n <= 0) {
+		buf->truncated = 1; /* unreadable name: never shown as if complete */
+		return 1;
+	}
+	buf->len = len + n; /* the NUL is overwritten by the next "/" */
+	return 0;
+}
+
+/*
+ * Build the absolute path of `path` in the scratch buffer. Returns its length (the path is
+ * NUL-terminated there); sets *truncated when it was deeper or longer than the limits.
+ */
+static __always_inline __u32 owo_path_resolve(const struct path *path, bool *truncated)
+{
+	struct owo_path_buf *buf = owo_path_buf();
+	struct owo_path_walk w = {};
+	__u32 len;
+
+	*truncated = false;
+	if (!buf)
+		return 0;
+	buf->depth = 0;
+	buf->len = 0;
+	buf->truncated = 0;
+	buf->done = 0;
 	w.off.mnt_root = bpf_core_field_offset(struct vfsmount, mnt_root);
 	w.off.d_parent = bpf_core_field_offset(struct dentry, d_parent);
 	w.off.d_name_name = bpf_core_field_offset(struct dentry, d_name) + bpf_core_field_offset(struct qstr, name);
@@ -111,17 +152,65 @@ static __always_inline __u32 owo_path_components(const struct path *path, __u8 *
 	w.dentry = BPF_CORE_READ(path, dentry);
 	w.vfsmnt = BPF_CORE_READ(path, mnt);
 	w.mnt = w.vfsmnt - w.off.mnt;
-	bpf_loop(OWO_PATH_DEPTH, owo_path_step, &w, 0);
-	*truncated = w.truncated || !w.done;
+	bpf_loop(OWO_PATH_DEPTH, owo_path_collect, &w, 0);
+	bpf_loop(OWO_PATH_DEPTH, owo_path_emit, &w, 0);
+	*truncated = buf->truncated || !buf->done;
+	len = buf->len;
+	if (len == 0) {
+		buf->path[0] = '/';
+		buf->path[1] = 0;
+		return 1;
+	}
+	return len > OWO_PATH_MAX ? OWO_PATH_MAX : len;
+}
 
-	struct owo_path_buf *buf = bpf_map_lookup_elem(&owo_path_scratch, &zero);
-	__u32 len = w.len;
+/*
+ * Make `user` (a path from user memory, as given to a syscall) absolute against the directory
+ * whose path is in the scratch buffer (`base_len` bytes). An absolute `user` replaces the base.
+ * Returns the new length; sets *truncated if it did not fit in OWO_PATH_MAX.
+ */
+static __always_inline __u32 owo_path_append_user(__u32 base_len, const char *user, bool *truncated)
+{
+	struct owo_path_buf *buf = owo_path_buf();
+	char first = 0;
+	__u32 off = base_len;
+	long n;
 
-	if (!buf || len == 0)
+	if (!buf)
 		return 0;
+	bpf_probe_read_user(&first, 1, user);
+	if (first == '/')
+		off = 0;
+	else if (off > 1)
+		buf->path[off++ & (OWO_PATH_MAX - 1)] = '/';
+	if (off > OWO_PATH_MAX)
+		off = OWO_PATH_MAX;
+	n = bpf_probe_read_user_str(&buf->path[off], OWO_PATH_MAX, user);
+	if (n <= 0) {
+		buf->path[off] = 0;
+		return off;
+	}
+	off += n - 1;
+	if (off >= OWO_PATH_MAX - 1) {
+		*truncated = true;
+		off = OWO_PATH_MAX - 1;
+	}
+	return off;
+}
+
+/* Copy the scratch path (`len` bytes) to `dst`, which has room for OWO_PATH_MAX. */
+static __always_inline __u32 owo_path_copy(__u8 *dst, __u64 len)
+{
+	struct owo_path_buf *buf = owo_path_buf();
+
+	if (!buf)
+		return 0;
+	/* The empty asm hides what clang knows of `len`, so the bound below stays in the code
+	 * for the verifier, which knows less. */
+	asm volatile("" : "+r"(len));
 	if (len > OWO_PATH_MAX)
 		len = OWO_PATH_MAX;
-	if (bpf_probe_read_kernel(dst, len, buf->data))
+	if (bpf_probe_read_kernel(dst, len, buf->path))
 		return 0;
 	return len;
 }

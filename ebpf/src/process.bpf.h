@@ -41,7 +41,7 @@ int owo_exec(struct trace_event_raw_sched_process_exec *ctx)
 		struct path exe_path;
 
 		BPF_CORE_READ_INTO(&exe_path, exe_file, f_path);
-		n = owo_path_components(&exe_path, ev->data + off, &truncated);
+		n = owo_path_copy(ev->data + off, owo_path_resolve(&exe_path, &truncated));
 		ev->flags |= OWO_EXEC_HAS_EXE | (truncated ? OWO_EXEC_EXE_TRUNCATED : 0);
 		ev->exe_len = n;
 		off += n;
@@ -52,7 +52,7 @@ int owo_exec(struct trace_event_raw_sched_process_exec *ctx)
 		struct path pwd;
 
 		BPF_CORE_READ_INTO(&pwd, task, fs, pwd);
-		n = owo_path_components(&pwd, ev->data + off, &truncated);
+		n = owo_path_copy(ev->data + off, owo_path_resolve(&pwd, &truncated));
 		ev->flags |= OWO_EXEC_HAS_CWD | (truncated ? OWO_EXEC_CWD_TRUNCATED : 0);
 		ev->cwd_len = n;
 		off += n;

@@ -19,7 +19,7 @@ use crate::{
     collector::{Collector, MonitorState},
     config::Config,
     export::{file::file_sink, stderr::stderr_sink, Hub, Identity, Outgoing, Sink},
-    process::{table::DEFAULT_CAP, ProcessTable},
+    process::{table::DEFAULT_CAP, ProcessStage, ProcessTable},
 };
 
 const DEFAULT_CONFIG: &str = "/etc/owo/config.yaml";
@@ -158,7 +158,7 @@ async fn serve(args: &Args, config: Config) -> anyhow::Result<()> {
         .context("the exporter is gone")?;
     let hub =
         tokio::spawn(Hub::new(identity, sinks).run(hub_rx, move |seq| stop_fields(seq, started)));
-    let process = tokio::spawn(process::run(table, proc_rx, hub_tx));
+    let process = tokio::spawn(ProcessStage::new(table).run(proc_rx, hub_tx));
     let mut collector = tokio::spawn(collector.run(proc_tx, stop_rx));
 
     // The collector is the head of the pipeline: if any later stage dies, its sends fail and it

@@ -133,7 +133,7 @@ fn over_long_argv_is_truncated_explicitly_and_lines_stay_small() {
         .collect();
     assert!(Command::new(&path).args(&args).status().unwrap().success());
     let r = daemon.wait_for("the long exec", |r| {
-        event(r)["path"] == path.to_str().unwrap()
+        event(r)["event_type"] == "execve" && event(r)["path"] == path.to_str().unwrap()
     });
     let e = event(&r);
     assert_eq!(e["args_truncated"], true);
@@ -246,7 +246,10 @@ fn seq_is_contiguous_and_sigterm_leaves_no_program_loaded() {
     }
     let mut daemon = Daemon::start("");
     let ids = daemon.program_ids();
-    assert_eq!(ids.len(), 3, "exec, exit and fork programs");
+    assert!(
+        ids.len() >= 3,
+        "at least the exec, exit and fork programs: {ids:?}"
+    );
     let loaded: Vec<u32> = aya::programs::loaded_programs()
         .filter_map(Result::ok)
         .map(|p| p.id())

@@ -1,22 +1,23 @@
-//! The collector: loads the eBPF object, sets the monitor flags in the kernel, attaches the
-//! programs and turns ring buffer records into [`Collected`] messages for the process stage.
-//! Kernel-side losses (ring buffer reservations that failed) are read from the per-CPU counter
-//! map once a second and sent on as [`Loss`] messages. On shutdown it detaches every program
-//! first, then drains what is left in the ring buffer, so nothing already seen is lost.
+//! The collector: loads the eBPF object (see [`loader`]) and turns the records of both ring
+//! buffers (the process lane and the activity lane) into [`Collected`] messages for the process
+//! stage. Kernel-side losses (ring buffer reservations that failed) are read from the per-CPU
+//! counter map once a second and sent on as [`Loss`] messages. On shutdown it detaches every
+//! program first, then drains what is left in the rings, so nothing already seen is lost.
 
+pub mod loader;
 pub mod preflight;
 
 use std::collections::BTreeMap;
 
 use aya::{
-    maps::{Array, MapData, PerCpuArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
-    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    Ebpf,
 };
 use owo_common::{abi::Monitor, decode, Event};
 use tokio::{io::unix::AsyncFd, sync::mpsc, sync::watch};
 
 use crate::config::Config;
+use loader::{ACTIVITY_RING, DROPS_MAP, PROC_RING};
 
 /// What the collector hands to the process stage.
 #[derive(Debug)]
@@ -53,12 +54,14 @@ pub enum CollectorError {
     #[error("failed to load the eBPF object")]
     Load(#[source] aya::EbpfError),
     #[error("the eBPF object has no program `{0}`")]
-    MissingProgram(&'static str),
+    NoProgram(String),
     #[error("the eBPF object has no map `{0}`")]
     MissingMap(&'static str),
+    #[error("this kernel has none of its tracepoints ({missing})")]
+    NoTracepoints { missing: String },
     #[error("failed to load program `{program}`")]
     LoadProgram {
-        program: &'static str,
+        program: String,
         #[source]
         source: aya::programs::ProgramError,
     },
@@ -80,119 +83,39 @@ pub enum CollectorError {
     PipelineClosed,
 }
 
-const PROC_RING: &str = "owo_proc_events";
-const CONFIG_MAP: &str = "owo_config";
-const DROPS_MAP: &str = "owo_ringbuf_drops";
-/// Size of the process lane; a burst of execs must fit while owod catches up.
-const PROC_RING_BYTES: u32 = 16 << 20;
-
-enum Hook {
-    Tracepoint(&'static str, &'static str),
-    Raw(&'static str),
-}
-
-/// The programs of the process lane and where they attach.
-const PROGRAMS: [(&str, Hook); 3] = [
-    ("owo_exec", Hook::Tracepoint("sched", "sched_process_exec")),
-    ("owo_exit", Hook::Tracepoint("sched", "sched_process_exit")),
-    ("owo_fork", Hook::Raw("sched_process_fork")),
-];
-
 /// Loaded and attached; not yet reading.
 pub struct Collector {
     ebpf: Ebpf,
-    ring: RingBuf<MapData>,
+    proc_ring: RingBuf<MapData>,
+    activity_ring: RingBuf<MapData>,
     drops: PerCpuArray<MapData, u64>,
     pub monitors: BTreeMap<&'static str, MonitorState>,
     pub program_ids: Vec<u32>,
 }
 
+fn take_ring(ebpf: &mut Ebpf, name: &'static str) -> Result<RingBuf<MapData>, CollectorError> {
+    let map = ebpf
+        .take_map(name)
+        .ok_or(CollectorError::MissingMap(name))?;
+    RingBuf::try_from(map).map_err(|source| CollectorError::Map { map: name, source })
+}
+
+/// Register a ring buffer with the reactor.
+fn poll(ring: RingBuf<MapData>) -> Result<AsyncFd<RingBuf<MapData>>, CollectorError> {
+    // SAFETY: the ring buffer owns its map fd and keeps it open, unchanged, for as long as it
+    // lives, and the AsyncFd owns the ring buffer.
+    unsafe { AsyncFd::register(ring) }.map_err(|e| CollectorError::Poll(e.into()))
+}
+
 impl Collector {
     pub fn load(config: &Config) -> Result<Collector, CollectorError> {
-        let object = if config.monitor.ebpf_path.is_empty() {
-            owo_ebpf::object().to_vec()
-        } else {
-            std::fs::read(&config.monitor.ebpf_path).map_err(|source| {
-                CollectorError::ReadObject {
-                    path: config.monitor.ebpf_path.clone(),
-                    source,
-                }
-            })?
-        };
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(PROC_RING, PROC_RING_BYTES)
-            .load(&object)
-            .map_err(CollectorError::Load)?;
-
-        let monitors = monitor_states(config);
-        {
-            let map = ebpf
-                .map_mut(CONFIG_MAP)
-                .ok_or(CollectorError::MissingMap(CONFIG_MAP))?;
-            let mut flags: Array<&mut MapData, u32> =
-                Array::try_from(map).map_err(|source| CollectorError::Map {
-                    map: CONFIG_MAP,
-                    source,
-                })?;
-            let set = |flags: &mut Array<&mut MapData, u32>, key: u32, value: u32| {
-                flags
-                    .set(key, value, 0)
-                    .map_err(|source| CollectorError::Map {
-                        map: CONFIG_MAP,
-                        source,
-                    })
-            };
-            for monitor in Monitor::ALL {
-                let on = monitor == Monitor::Fork
-                    || matches!(monitors.get(monitor.name()), Some(MonitorState::On));
-                set(&mut flags, monitor as u32, on.into())?;
-            }
-            set(
-                &mut flags,
-                owo_common::abi::CFG_SELF_TGID,
-                std::process::id(),
-            )?;
-        }
-
-        let mut program_ids = Vec::new();
-        for (name, hook) in PROGRAMS {
-            let program = ebpf
-                .program_mut(name)
-                .ok_or(CollectorError::MissingProgram(name))?;
-            let load_err = |source| CollectorError::LoadProgram {
-                program: name,
-                source,
-            };
-            match hook {
-                Hook::Tracepoint(category, event) => {
-                    let tp: &mut TracePoint = program.try_into().map_err(load_err)?;
-                    tp.load().map_err(load_err)?;
-                    tp.attach(category, event)
-                        .map_err(|source| CollectorError::Attach {
-                            tracepoint: format!("{category}:{event}"),
-                            source,
-                        })?;
-                    program_ids.push(tp.info().map_err(load_err)?.id());
-                }
-                Hook::Raw(event) => {
-                    let tp: &mut RawTracePoint = program.try_into().map_err(load_err)?;
-                    tp.load().map_err(load_err)?;
-                    tp.attach(event).map_err(|source| CollectorError::Attach {
-                        tracepoint: format!("raw:{event}"),
-                        source,
-                    })?;
-                    program_ids.push(tp.info().map_err(load_err)?.id());
-                }
-            }
-        }
-
-        let ring = ebpf
-            .take_map(PROC_RING)
-            .ok_or(CollectorError::MissingMap(PROC_RING))?;
-        let ring = RingBuf::try_from(ring).map_err(|source| CollectorError::Map {
-            map: PROC_RING,
-            source,
-        })?;
+        let loader::Loaded {
+            mut ebpf,
+            monitors,
+            program_ids,
+        } = loader::load(config)?;
+        let proc_ring = take_ring(&mut ebpf, PROC_RING)?;
+        let activity_ring = take_ring(&mut ebpf, ACTIVITY_RING)?;
         let drops = ebpf
             .take_map(DROPS_MAP)
             .ok_or(CollectorError::MissingMap(DROPS_MAP))?;
@@ -202,72 +125,56 @@ impl Collector {
         })?;
         Ok(Collector {
             ebpf,
-            ring,
+            proc_ring,
+            activity_ring,
             drops,
             monitors,
             program_ids,
         })
     }
 
-    /// Read until `shutdown` says stop, then detach and drain.
+    /// Read until `shutdown` says stop, then detach and drain. The process lane is read first
+    /// whenever both have records, so a flood of activity cannot delay exec and exit records.
     pub async fn run(
         self,
         tx: mpsc::Sender<Collected>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), CollectorError> {
         let Collector {
-            ebpf, ring, drops, ..
+            ebpf,
+            proc_ring,
+            activity_ring,
+            drops,
+            ..
         } = self;
-        // SAFETY: the ring buffer owns its map fd and keeps it open, unchanged, for as long as it
-        // lives, and the AsyncFd owns the ring buffer.
-        let mut ring =
-            unsafe { AsyncFd::register(ring) }.map_err(|e| CollectorError::Poll(e.into()))?;
+        let mut proc_ring = poll(proc_ring)?;
+        let mut activity_ring = poll(activity_ring)?;
         let mut losses = LossCounter::default();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
+                biased;
                 _ = shutdown.changed() => break,
-                guard = ring.readable_mut() => {
+                _ = tick.tick() => losses.report(&drops, &tx).await,
+                guard = proc_ring.readable_mut() => {
                     let mut guard = guard.map_err(CollectorError::Poll)?;
                     drain(guard.get_inner_mut(), &tx, &mut losses).await?;
                     guard.clear_ready();
                 }
-                _ = tick.tick() => losses.report(&drops, &tx).await,
+                guard = activity_ring.readable_mut() => {
+                    let mut guard = guard.map_err(CollectorError::Poll)?;
+                    drain(guard.get_inner_mut(), &tx, &mut losses).await?;
+                    guard.clear_ready();
+                }
             }
         }
-        // Detach first so that nothing new arrives, then take what is still in the ring.
+        // Detach first so that nothing new arrives, then take what is still in the rings.
         drop(ebpf);
-        drain(ring.get_mut(), &tx, &mut losses).await?;
+        drain(proc_ring.get_mut(), &tx, &mut losses).await?;
+        drain(activity_ring.get_mut(), &tx, &mut losses).await?;
         losses.report(&drops, &tx).await;
         Ok(())
     }
-}
-
-fn monitor_states(config: &Config) -> BTreeMap<&'static str, MonitorState> {
-    let m = &config.monitor;
-    let state = |on: bool| {
-        if on {
-            MonitorState::On
-        } else {
-            MonitorState::Off
-        }
-    };
-    let later = |on: bool, issue: &str| {
-        if on {
-            MonitorState::Unavailable(format!("not in this build yet, see {issue}"))
-        } else {
-            MonitorState::Off
-        }
-    };
-    BTreeMap::from([
-        ("execve", state(m.execve)),
-        ("exit", state(m.exit_events)),
-        ("file", later(m.file_events, "the monitors issue")),
-        ("network", later(m.network_events, "the monitors issue")),
-        ("privilege", later(m.privilege_events, "the monitors issue")),
-        ("write", later(m.write_events, "the monitors issue")),
-        ("module", later(m.module_events, "the monitors issue")),
-    ])
 }
 
 async fn drain(

@@ -309,12 +309,24 @@ impl Config {
             }
         }
         for (i, p) in self.monitor.file_watch_paths.iter().enumerate() {
+            let key = format!("monitor.file_watch_paths.{i}");
             if !p.starts_with('/') {
+                problem(&key, format!("`{p}` is not an absolute path"));
+            } else if p.trim_end_matches('/').len() >= owo_common::abi::WATCH_MAX {
                 problem(
-                    &format!("monitor.file_watch_paths.{i}"),
-                    format!("`{p}` is not an absolute path"),
+                    &key,
+                    format!("longer than {} bytes", owo_common::abi::WATCH_MAX - 1),
                 );
             }
+        }
+        if self.monitor.file_watch_paths.len() > owo_common::abi::WATCH_PATHS as usize {
+            problem(
+                "monitor.file_watch_paths",
+                format!(
+                    "at most {} paths can be watched",
+                    owo_common::abi::WATCH_PATHS
+                ),
+            );
         }
         if !self.monitor.ebpf_path.is_empty() && !Path::new(&self.monitor.ebpf_path).is_file() {
             problem(

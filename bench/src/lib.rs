@@ -1,0 +1,307 @@
+//! What the benchmarks share: start owod on a temp config and wait for its start record, stop it
+//! with SIGTERM and read every record it wrote, its CPU time, a timed loop, and the report lines.
+//!
+//! Each benchmark measures a workload without owod, with owod, and without again in one run
+//! ([`measure`]), so the ratio compares against a baseline taken on the same machine and moment.
+//! Benchmarks are not tests: nothing here asserts a speed.
+
+use std::{
+    fmt::Display,
+    fs,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// How long owod may take to write its start record (loading and attaching eBPF programs).
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Parses `--owod PATH` (default `target/release/owod`) and the benchmark's own `--NAME N` flags,
+/// each given with its default in place; returns the owod path.
+pub fn parse_args(usage: &str, counts: &mut [(&str, &mut usize)]) -> Result<String> {
+    let mut owod = "target/release/owod".to_owned();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--owod" {
+            owod = args.next().context("--owod needs a path")?;
+        } else if let Some((flag, value)) = counts.iter_mut().find(|(flag, _)| *flag == arg) {
+            **value = args
+                .next()
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("{flag} needs a number"))?;
+        } else {
+            bail!("unknown argument `{arg}`; usage: {usage}");
+        }
+    }
+    Ok(owod)
+}
+
+/// Fails unless we run as root: owod needs it to load its eBPF programs.
+pub fn require_root(bench: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{bench} starts owod, which needs root");
+    }
+    Ok(())
+}
+
+/// Runs `op` `n` times, one after the other; operations per second.
+pub fn ops_per_second(n: usize, mut op: impl FnMut() -> Result<()>) -> Result<f64> {
+    let start = Instant::now();
+    for _ in 0..n {
+        op()?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Which of the three runs of the workload is going on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Before,
+    With,
+    After,
+}
+
+impl Phase {
+    /// A short name, for markers that tell the phases apart in the records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Before => "before",
+            Phase::With => "with",
+            Phase::After => "after",
+        }
+    }
+}
+
+/// One workload measured without, with and without owod again.
+pub struct Measurement {
+    /// Operations per second in each phase.
+    pub before: f64,
+    pub with: f64,
+    pub after: f64,
+    /// owod's user + system CPU seconds during the phase with owod.
+    pub owod_cpu: f64,
+    /// Everything owod wrote during its run.
+    pub records: Records,
+}
+
+/// Runs `workload` (which returns operations per second) once per phase, owod running (with
+/// `extra_config` appended to its config) only during [`Phase::With`].
+pub fn measure(
+    owod: &str,
+    extra_config: &str,
+    mut workload: impl FnMut(Phase) -> Result<f64>,
+) -> Result<Measurement> {
+    let before = workload(Phase::Before)?;
+    let daemon = Owod::start(owod, extra_config)?;
+    let cpu_before = daemon.cpu_seconds()?;
+    let with = workload(Phase::With);
+    let owod_cpu = daemon.cpu_seconds()? - cpu_before;
+    // Stop owod even when the workload failed, then report the workload's error.
+    let records = daemon.stop()?;
+    let with = with?;
+    let after = workload(Phase::After)?;
+    Ok(Measurement {
+        before,
+        with,
+        after,
+        owod_cpu,
+        records,
+    })
+}
+
+impl Measurement {
+    /// With owod over the mean of the two runs without.
+    pub fn ratio(&self) -> f64 {
+        self.with / ((self.before + self.after) / 2.0)
+    }
+
+    /// The three rates and the ratio; `unit` is e.g. `execs/s`.
+    pub fn print_rates(&self, unit: &str) {
+        println!("  without owod (before): {:>10.0} {unit}", self.before);
+        println!("  with owod:             {:>10.0} {unit}", self.with);
+        println!("  without owod (after):  {:>10.0} {unit}", self.after);
+        println!("  ratio with/without:    {:>10.3}", self.ratio());
+    }
+
+    /// Records owod said it lost, from its loss records: all of them, or one monitor's.
+    pub fn print_losses(&self, monitor: Option<&str>) {
+        let lost = self.records.losses(monitor);
+        match monitor {
+            None => println!("  records lost (counted): {lost}"),
+            Some(monitor) => println!("  {monitor} records lost (counted): {lost}"),
+        }
+    }
+
+    /// owod's CPU time during the phase with owod, in all and per operation (`op`, e.g. `exec`).
+    pub fn print_cpu(&self, ops: usize, op: &str) {
+        println!(
+            "  owod CPU during the loop: {:.2} s ({:.1} us per {op})",
+            self.owod_cpu,
+            self.owod_cpu * 1e6 / ops as f64
+        );
+    }
+}
+
+/// A report line: `label` (with its colon) in the column the rates use, then `value`.
+pub fn print_field(label: &str, value: impl Display) {
+    println!("  {label:<23}{value}");
+}
+
+/// How many records of the workload arrived against how many it should have caused.
+pub fn print_count(label: &str, seen: usize, expected: usize) {
+    if expected == 0 {
+        print_field(label, format_args!("{seen} (expected 0)"));
+    } else {
+        let percent = 100.0 * seen as f64 / expected as f64;
+        print_field(label, format_args!("{seen} of {expected} ({percent:.1}%)"));
+    }
+}
+
+/// The records of one owod run, in the order it wrote them.
+pub struct Records(pub Vec<Value>);
+
+impl Records {
+    /// How many records have an `event` object that satisfies `matches`.
+    pub fn count(&self, matches: impl Fn(&Value) -> bool) -> usize {
+        self.0.iter().filter(|r| matches(&r["event"])).count()
+    }
+
+    /// The sum of `count` over loss records, of every monitor or only of `monitor`.
+    pub fn losses(&self, monitor: Option<&str>) -> u64 {
+        self.0
+            .iter()
+            .map(|r| &r["event"])
+            .filter(|e| e["type"] == "loss")
+            .filter(|e| monitor.is_none_or(|m| e["monitor"] == m))
+            .filter_map(|e| e["count"].as_u64())
+            .sum()
+    }
+}
+
+/// A running owod writing its records to a file in its own temp dir.
+pub struct Owod {
+    child: Child,
+    dir: TempDir,
+    output: PathBuf,
+}
+
+impl Owod {
+    /// Starts `path` with a config that writes records to a temp file, `extra_config` (YAML for
+    /// the other sections) appended; returns once owod wrote its start record.
+    pub fn start(path: &str, extra_config: &str) -> Result<Owod> {
+        let dir = tempfile::tempdir()?;
+        let output = dir.path().join("records.jsonl");
+        let config = dir.path().join("config.yaml");
+        fs::write(
+            &config,
+            format!(
+                "output:\n  file:\n    path: {}\n{extra_config}",
+                output.display()
+            ),
+        )?;
+        let child = Command::new(path)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.path().join("owod.log"))?)
+            .spawn()
+            .with_context(|| format!("start `{path}` (build it with `cargo build --release`)"))?;
+        // From here on, an early return drops `owod`, which kills the child.
+        let mut owod = Owod { child, dir, output };
+        owod.wait_for_start()?;
+        Ok(owod)
+    }
+
+    fn wait_for_start(&mut self) -> Result<()> {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if fs::read_to_string(&self.output).is_ok_and(|t| t.contains("\"type\":\"start\"")) {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("owod exited before it started: {status}{}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "owod did not write its start record within {} s{}",
+                    START_DEADLINE.as_secs(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// user + system CPU time of owod so far, from /proc/PID/stat.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command name (which may hold spaces) start at ") ".
+        let rest = &stat[stat.rfind(')').context("malformed stat")? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Ok(ticks / hz)
+    }
+
+    /// Stops owod with SIGTERM, waits for it to exit, and reads every record it wrote.
+    pub fn stop(mut self) -> Result<Records> {
+        let pid = i32::try_from(self.child.id()).context("owod's pid does not fit a pid_t")?;
+        // SAFETY: kill has no memory-safety preconditions; the child is not reaped yet, so the
+        // pid is still owod's.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("owod exited with {status}{}", self.log());
+        }
+        let text = fs::read_to_string(&self.output)
+            .with_context(|| format!("read `{}`", self.output.display()))?;
+        let records = text
+            .lines()
+            .enumerate()
+            .map(|(i, line)| {
+                serde_json::from_str(line).with_context(|| format!("record on line {}", i + 1))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Records(records))
+    }
+
+    /// owod's stderr, for an error message (its temp dir goes away with it). A verifier log runs
+    /// to hundreds of lines: keep its head (owod's error) and its tail (the verifier's reason).
+    fn log(&self) -> String {
+        const HEAD: usize = 5;
+        const TAIL: usize = 20;
+        let Ok(log) = fs::read_to_string(self.dir.path().join("owod.log")) else {
+            return String::new();
+        };
+        let lines: Vec<&str> = log.trim_end().lines().collect();
+        if lines.is_empty() {
+            return String::new();
+        }
+        if lines.len() <= HEAD + TAIL {
+            return format!("; its log:\n{}", lines.join("\n"));
+        }
+        format!(
+            "; its log:\n{}\n[… {} lines left out …]\n{}",
+            lines[..HEAD].join("\n"),
+            lines.len() - HEAD - TAIL,
+            lines[lines.len() - TAIL..].join("\n")
+        )
+    }
+}
+
+impl Drop for Owod {
+    fn drop(&mut self) {
+        // Only when a benchmark failed with owod still running: don't leave it behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The file monitor: open, create, unlink and rename, at syscall exit. A successful open is
+ * named by the file the kernel produced; everything else by the path given, made absolute
+ * against the cwd or the directory fd. Only paths under a watched prefix are sent, unless
+ * OWO_CFG_FILE_ALL_PATHS.
+ */
+#ifndef OWO_FILE_BPF_H
+#define OWO_FILE_BPF_H
+
+#include "syscall.bpf.h"
+
+#define OWO_O_CREAT 0100
+#define OWO_CREAT_FLAGS 01101 /* O_CREAT | O_WRONLY | O_TRUNC */
+
+/* Put the scratch path (`len`) into the record at `off` (0 or OWO_PATH_MAX). */
+static __always_inline __u32 owo_file_take(struct owo_file *ev, __u32 off, __u32 len)
+{
+	return owo_path_copy(ev->data + (off & OWO_PATH_MAX), len);
+}
+
+static __always_inline void owo_file_send(struct owo_file *ev, struct owo_pending *p, __s64 ret)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	__u64 size = offsetof(struct owo_file, data) + OWO_PATH_MAX + ev->path2_len;
+
+	/* path2 always starts at OWO_PATH_MAX; with no path2 send only as far as path goes. */
+	if (!ev->path2_len)
+		size = offsetof(struct owo_file, data) + ev->path_len;
+	if (size > sizeof(*ev))
+		return;
+	ev->ret = ret;
+	ev->syscall = p->syscall;
+	owo_fill_header(&ev->hdr, OWO_KIND_FILE, size, task, OWO_MON_FILE);
+	owo_activity_output(ev, size, OWO_MON_FILE);
+}
+
+/* open, openat, openat2, creat. */
+static __always_inline int owo_file_open(struct owo_pending *p, __s64 ret)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct owo_file *ev = owo_activity_buf();
+	__s64 dfd = OWO_AT_FDCWD;
+	const char *name;
+	__u64 flags, mode;
+	bool truncated = false;
+	__u32 len;
+
+	if (!ev)
+		return 0;
+	switch (p->syscall) {
+	case OWO_SYS_OPEN:
+		name = (void *)p->args[0], flags = p->args[1], mode = p->args[2];
+		break;
+	case OWO_SYS_CREAT:
+		name = (void *)p->args[0], flags = OWO_CREAT_FLAGS, mode = p->args[1];
+		break;
+	case OWO_SYS_OPENAT2: {
+		__u64 how[2] = {}; /* struct open_how: flags, mode */
+
+		bpf_probe_read_user(how, sizeof(how), (void *)p->args[2]);
+		dfd = p->args[0], name = (void *)p->args[1], flags = how[0], mode = how[1];
+		break;
+	}
+	default: /* openat */
+		dfd = p->args[0], name = (void *)p->args[1], flags = p->args[2], mode = p->args[3];
+		break;
+	}
+	len = ret >= 0 ? owo_fd_path(task, ret, &truncated) : 0;
+	if (!len)
+		len = owo_user_path(task, dfd, name, &truncated);
+	if (!owo_path_watched(len))
+		return 0;
+	ev->flags = flags;
+	ev->mode = mode;
+	ev->path_len = owo_file_take(ev, 0, len);
+	ev->path2_len = 0;
+	ev->path_flags = truncated ? OWO_PATH_TRUNCATED : 0;
+	owo_file_send(ev, p, ret);
+	return 0;
+}
+
+/* unlink, unlinkat, rmdir. */
+static __always_inline int owo_file_unlink(struct owo_pending *p, __s64 ret)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct owo_file *ev = owo_activity_buf();
+	bool truncated;
+	__u32 len;
+
+	if (!ev)
+		return 0;
+	if (p->syscall == OWO_SYS_UNLINKAT) {
+		len = owo_user_path(task, p->args[0], (void *)p->args[1], &truncated);
+		ev->flags = p->args[2];
+	} else {
+		len = owo_user_path(task, OWO_AT_FDCWD, (void *)p->args[0], &truncated);
+		ev->flags = 0;
+	}
+	if (!owo_path_watched(len))
+		return 0;
+	ev->mode = 0;
+	ev->path_len = owo_file_take(ev, 0, len);
+	ev->path2_len = 0;
+	ev->path_flags = truncated ? OWO_PATH_TRUNCATED : 0;
+	owo_file_send(ev, p, ret);
+	return 0;
+}
+
+/* rename, renameat, renameat2: sent when either name is watched. */
+static __always_inline int owo_file_rename(struct owo_pending *p, __s64 ret)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct owo_file *ev = owo_activity_buf();
+	__s64 olddfd = OWO_AT_FDCWD, newdfd = OWO_AT_FDCWD;
+	const char *oldname, *newname;
+	bool truncated, watched;
+	__u32 len;
+
+	if (!ev)
+		return 0;
+	if (p->syscall == OWO_SYS_RENAME) {
+		oldname = (void *)p->args[0], newname = (void *)p->args[1], ev->flags = 0;
+	} else {
+		olddfd = p->args[0], oldname = (void *)p->args[1];
+		newdfd = p->args[2], newname = (void *)p->args[3];
+		ev->flags = p->syscall == OWO_SYS_RENAMEAT2 ? p->args[4] : 0;
+	}
+	len = owo_user_path(task, olddfd, oldname, &truncated);
+	watched = owo_path_watched(len);
+	ev->path_len = owo_file_take(ev, 0, len);
+	ev->path_flags = truncated ? OWO_PATH_TRUNCATED : 0;
+	len = owo_user_path(task, newdfd, newname, &truncated);
+	watched = owo_path_watched(len) || watched;
+	if (!watched)
+		return 0;
+	ev->path2_len = owo_file_take(ev, OWO_PATH_MAX, len);
+	ev->path_flags |= truncated ? OWO_PATH2_TRUNCATED : 0;
+	ev->mode = 0;
+	owo_file_send(ev, p, ret);
+	return 0;
+}
+
+OWO_ENTER(open, OWO_SYS_OPEN, OWO_MON_FILE, 3)
+OWO_EXIT(open, OWO_SYS_OPEN, owo_file_open)
+OWO_ENTER(openat, OWO_SYS_OPENAT, OWO_MON_FILE, 4)
+OWO_EXIT(openat, OWO_SYS_OPENAT, owo_file_open)
+OWO_ENTER(openat2, OWO_SYS_OPENAT2, OWO_MON_FILE, 4)
+OWO_EXIT(openat2, OWO_SYS_OPENAT2, owo_file_open)
+OWO_ENTER(creat, OWO_SYS_CREAT, OWO_MON_FILE, 2)
+OWO_EXIT(creat, OWO_SYS_CREAT, owo_file_open)
+OWO_ENTER(unlink, OWO_SYS_UNLINK, OWO_MON_FILE, 1)
+OWO_EXIT(unlink, OWO_SYS_UNLINK, owo_file_unlink)
+OWO_ENTER(unlinkat, OWO_SYS_UNLINKAT, OWO_MON_FILE, 3)
+OWO_EXIT(unlinkat, OWO_SYS_UNLINKAT, owo_file_unlink)
+OWO_ENTER(rmdir, OWO_SYS_RMDIR, OWO_MON_FILE, 1)
+OWO_EXIT(rmdir, OWO_SYS_RMDIR, owo_file_unlink)
+OWO_ENTER(rename, OWO_SYS_RENAME, OWO_MON_FILE, 2)
+OWO_EXIT(rename, OWO_SYS_RENAME, owo_file_rename)
+OWO_ENTER(renameat, OWO_SYS_RENAMEAT, OWO_MON_FILE, 4)
+OWO_EXIT(renameat, OWO_SYS_RENAMEAT, owo_file_rename)
+OWO_ENTER(renameat2, OWO_SYS_RENAMEAT2, OWO_MON_FILE, 5)
+OWO_EXIT(renameat2, OWO_SYS_RENAMEAT2, owo_file_rename)
+
+#endif /* OWO_FILE_BPF_H */

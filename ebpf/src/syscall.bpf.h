@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The activity lane's plumbing: syscall tracepoint contexts, the arguments stashed at entry for
+ * the exit handler, fd-to-file lookup, the watched-path filter and the activity ring buffer.
+ * Activity records are read at syscall exit so that `ret` is known and, where the kernel
+ * produced a file (an fd), its path is the kernel's own, not a user buffer.
+ */
+#ifndef OWO_SYSCALL_BPF_H
+#define OWO_SYSCALL_BPF_H
+
+#include "maps.bpf.h"
+#include "path.bpf.h"
+
+#define OWO_AT_FDCWD -100
+
+/* tracefs: events/syscalls/sys_{enter,exit}_* /format (stable since the events exist) */
+struct owo_sys_enter {
+	__u64 common;
+	__s64 nr;
+	__u64 args[6];
+};
+
+struct owo_sys_exit {
+	__u64 common;
+	__s64 nr;
+	__s64 ret;
+};
+
+/* Activity lane: file, network, privilege, module and write records. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); /* owod may resize it at load */
+} owo_activity_events SEC(".maps");
+
+/* Watched path prefixes, each stored with a trailing "/" (owod writes them). */
+struct owo_watch_key {
+	__u32 prefixlen;
+	__u8 path[OWO_WATCH_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, OWO_WATCH_PATHS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct owo_watch_key);
+	__type(value, __u32);
+} owo_watch_paths SEC(".maps");
+
+/* A syscall's arguments, from entry to exit, per thread. */
+struct owo_pending {
+	__u64 args[6];
+	__u32 syscall;
+	__u32 uid, gid, euid, egid; /* credentials at entry (privilege monitor) */
+	__u32 _pad0;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct owo_pending);
+} owo_pending_args SEC(".maps");
+
+/* Room to build any activity record (owo_file is the largest). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct owo_file);
+} owo_activity_scratch SEC(".maps");
+
+static __always_inline void *owo_activity_buf(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&owo_activity_scratch, &zero);
+}
+
+static __always_inline void owo_activity_output(void *record, __u64 size, __u32 monitor)
+{
+	if (bpf_ringbuf_output(&owo_activity_events, record, size, 0))
+		owo_count_drop(monitor);
+}
+
+/*
+ * Remember the arguments of a syscall whose monitor is on. Only `nargs` are read: the kernel
+ * refuses to attach a program that reads past the end of the tracepoint's record.
+ */
+static __always_inline int owo_stash(struct owo_sys_enter *ctx, __u32 syscall, __u32 monitor, int nargs)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	__u64 id = bpf_get_current_pid_tgid();
+	struct owo_pending p = {};
+
+	if (!owo_config_get(monitor) || (id >> 32) == owo_config_get(OWO_CFG_SELF_TGID))
+		return 0;
+	for (int i = 0; i < 6 && i < nargs; i++)
+		p.args[i] = ctx->args[i];
+	p.syscall = syscall;
+	p.uid = BPF_CORE_READ(task, cred, uid.val);
+	p.gid = BPF_CORE_READ(task, cred, gid.val);
+	p.euid = BPF_CORE_READ(task, cred, euid.val);
+	p.egid = BPF_CORE_READ(task, cred, egid.val);
+	bpf_map_update_elem(&owo_pending_args, &id, &p, BPF_ANY);
+	return 0;
+}
+
+/* Take back what owo_stash kept for this thread's syscall; false if nothing (monitor off). */
+static __always_inline bool owo_unstash(__u32 syscall, struct owo_pending *out)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct owo_pending *p = bpf_map_lookup_elem(&owo_pending_args, &id);
+
+	if (!p)
+		return false;
+	__builtin_memcpy(out, p, sizeof(*out));
+	bpf_map_delete_elem(&owo_pending_args, &id);
+	return out->syscall == syscall;
+}
+
+/* The struct file behind a descriptor of the current task, or NULL. */
+static __always_inline struct file *owo_fd_file(struct task_struct *task, __s64 fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = 0;
+
+	if (fd < 0 || fd >= max_fds)
+		return 0;
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	return file;
+}
+
+/* Absolute path of the file behind `fd` into the scratch buffer; 0 if there is none. */
+static __always_inline __u32 owo_fd_path(struct task_struct *task, __s64 fd, bool *truncated)
+{
+	struct file *file = owo_fd_file(task, fd);
+	struct path path;
+
+	if (!file)
+		return 0;
+	BPF_CORE_READ_INTO(&path, file, f_path);
+	return owo_path_resolve(&path, truncated);
+}
+
+/* A path given to a syscall (relative to `dfd`, or to the cwd) made absolute in the scratch. */
+static __always_inline __u32 owo_user_path(struct task_struct *task, __s64 dfd, const char *user,
+					   bool *truncated)
+{
+	__u32 base = 0;
+	char first = 0;
+
+	*truncated = false;
+	bpf_probe_read_user(&first, 1, user);
+	if (first != '/') {
+		struct path dir;
+
+		if ((int)dfd == OWO_AT_FDCWD) {
+			BPF_CORE_READ_INTO(&dir, task, fs, pwd);
+			base = owo_path_resolve(&dir, truncated);
+		} else {
+			base = owo_fd_path(task, dfd, truncated);
+		}
+	}
+	return owo_path_append_user(base, user, truncated);
+}
+
+/* Is the scratch path (`len` bytes) under a watched prefix, or are all paths wanted? */
+static __always_inline bool owo_path_watched(__u32 len)
+{
+	struct owo_path_buf *buf = owo_path_buf();
+	bool watched;
+
+	if (owo_config_get(OWO_CFG_FILE_ALL_PATHS))
+		return true;
+	if (!buf || len >= OWO_PATH_MAX)
+		return false;
+	/* "/etc" is stored as "/etc/": a trailing "/" here makes "/etc" and "/etc/x" match it, and
+	 * "/etcetera" not. */
+	buf->path[len] = '/';
+	buf->lpm_prefixlen = (len + 1 > OWO_WATCH_MAX ? OWO_WATCH_MAX : len + 1) * 8;
+	watched = bpf_map_lookup_elem(&owo_watch_paths, &buf->lpm_prefixlen) != 0;
+	buf->path[len] = 0;
+	return watched;
+}
+
+#define OWO_ENTER(sys, id, monitor, nargs)                                    \
+	SEC("tracepoint/syscalls/sys_enter_" #sys)                            \
+	int owo_enter_##sys(struct owo_sys_enter *ctx)                        \
+	{                                                                     \
+		return owo_stash(ctx, id, monitor, nargs);                    \
+	}
+
+#define OWO_EXIT(sys, id, handler)                                            \
+	SEC("tracepoint/syscalls/sys_exit_" #sys)                             \
+	int owo_exit_##sys(struct owo_sys_exit *ctx)                          \
+	{                                                                     \
+		struct owo_pending p;                                         \
+		if (!owo_unstash(id, &p))                                     \
+			return 0;                                             \
+		return handler(&p, ctx->ret);                                 \
+	}
+
+#endif /* OWO_SYSCALL_BPF_H */

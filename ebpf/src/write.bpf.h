@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The write monitor (off by default: noisy): write(2) to files under watched paths, at entry.
+ * Resolving a path on every write would be too dear, so an LRU map remembers, per (process, fd),
+ * which open file it was and whether it is watched. A different file on the same fd (reuse) is
+ * resolved again, and close(2) forgets the fd. The path is sent only with the first write on an
+ * open file; user space keeps it for the writes after.
+ */
+#ifndef OWO_WRITE_BPF_H
+#define OWO_WRITE_BPF_H
+
+#include "syscall.bpf.h"
+
+struct owo_fd_seen {
+	__u64 file; /* the struct file last resolved for this fd */
+	__u32 watched;
+	__u32 _pad0;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* tgid << 32 | fd */
+	__type(value, struct owo_fd_seen);
+} owo_write_fds SEC(".maps");
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int owo_enter_write(struct owo_sys_enter *ctx)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	__u64 fd = ctx->args[0];
+	__u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ull) | (fd & 0xffffffff);
+	struct owo_fd_seen *seen, now = {};
+	struct owo_write *ev;
+	bool truncated = false;
+	__u32 len = 0;
+
+	if (!owo_wanted(OWO_MON_WRITE))
+		return 0;
+	now.file = (__u64)owo_fd_file(task, fd);
+	if (!now.file)
+		return 0;
+	seen = bpf_map_lookup_elem(&owo_write_fds, &key);
+	if (seen && seen->file == now.file && !seen->watched)
+		return 0;
+	ev = owo_activity_buf();
+	if (!ev)
+		return 0;
+	ev->flags = 0;
+	ev->path_len = 0;
+	if (!seen || seen->file != now.file) {
+		len = owo_fd_path(task, fd, &truncated);
+		now.watched = owo_path_watched(len);
+		bpf_map_update_elem(&owo_write_fds, &key, &now, BPF_ANY);
+		if (!now.watched)
+			return 0;
+		ev->path_len = owo_path_copy(ev->data, len);
+		ev->flags = OWO_PATH_PRESENT | (truncated ? OWO_PATH_TRUNCATED : 0);
+	}
+	ev->count = ctx->args[2];
+	ev->fd = fd;
+	ev->_pad0 = 0;
+	__u64 size = offsetof(struct owo_write, data) + ev->path_len;
+
+	if (size > sizeof(*ev))
+		return 0;
+	owo_fill_header(&ev->hdr, OWO_KIND_WRITE, size, task, OWO_MON_WRITE);
+	owo_activity_output(ev, size, OWO_MON_WRITE);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int owo_enter_close(struct owo_sys_enter *ctx)
+{
+	__u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ull) | (ctx->args[0] & 0xffffffff);
+
+	if (owo_config_get(OWO_MON_WRITE))
+		bpf_map_delete_elem(&owo_write_fds, &key);
+	return 0;
+}
+
+#endif /* OWO_WRITE_BPF_H */

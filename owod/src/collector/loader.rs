@@ -1,0 +1,353 @@
+//! Loading: the eBPF object, the monitor flags and watched paths in the kernel's maps, and every
+//! program attached to its tracepoint. A monitor whose tracepoints this kernel does not have (or
+//! whose programs fail to attach) is reported unavailable, with the reason, and the others run.
+//! Programs of monitors that are switched off are attached too, so that switching one on at run
+//! time is a flag in the kernel, not a reload.
+
+use std::{collections::BTreeMap, path::Path};
+
+use aya::{
+    maps::{
+        lpm_trie::{Key, LpmTrie},
+        Array, MapData,
+    },
+    programs::{RawTracePoint, TracePoint},
+    Ebpf, EbpfLoader,
+};
+use owo_common::abi::{self, Monitor};
+
+use super::{preflight, CollectorError, MonitorState};
+use crate::config::Config;
+
+pub const PROC_RING: &str = "owo_proc_events";
+pub const ACTIVITY_RING: &str = "owo_activity_events";
+pub const DROPS_MAP: &str = "owo_ringbuf_drops";
+const CONFIG_MAP: &str = "owo_config";
+const WATCH_MAP: &str = "owo_watch_paths";
+/// Each lane's ring buffer; a burst must fit while owod catches up.
+const RING_BYTES: u32 = 16 << 20;
+
+/// The syscalls each activity monitor hooks, at entry and exit.
+const FILE_SYSCALLS: &[&str] = &[
+    "open",
+    "openat",
+    "openat2",
+    "creat",
+    "unlink",
+    "unlinkat",
+    "rmdir",
+    "rename",
+    "renameat",
+    "renameat2",
+];
+const NETWORK_SYSCALLS: &[&str] = &["connect", "accept", "accept4", "sendto", "sendmsg"];
+const PRIVILEGE_SYSCALLS: &[&str] = &[
+    "setuid",
+    "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
+];
+const MODULE_SYSCALLS: &[&str] = &["init_module", "finit_module"];
+
+enum Hook {
+    Tracepoint(&'static str, String),
+    Raw(&'static str),
+}
+
+/// The programs of one monitor: (program name, hook).
+fn programs_of(monitor: Monitor) -> Vec<(String, Hook)> {
+    let syscalls = |list: &[&str]| -> Vec<(String, Hook)> {
+        list.iter()
+            .flat_map(|s| {
+                [
+                    (
+                        format!("owo_enter_{s}"),
+                        Hook::Tracepoint("syscalls", format!("sys_enter_{s}")),
+                    ),
+                    (
+                        format!("owo_exit_{s}"),
+                        Hook::Tracepoint("syscalls", format!("sys_exit_{s}")),
+                    ),
+                ]
+            })
+            .collect()
+    };
+    match monitor {
+        Monitor::Execve => vec![(
+            "owo_exec".into(),
+            Hook::Tracepoint("sched", "sched_process_exec".into()),
+        )],
+        Monitor::Exit => vec![(
+            "owo_exit".into(),
+            Hook::Tracepoint("sched", "sched_process_exit".into()),
+        )],
+        Monitor::Fork => vec![("owo_fork".into(), Hook::Raw("sched_process_fork"))],
+        Monitor::File => syscalls(FILE_SYSCALLS),
+        Monitor::Network => syscalls(NETWORK_SYSCALLS),
+        Monitor::Privilege => syscalls(PRIVILEGE_SYSCALLS),
+        Monitor::Module => syscalls(MODULE_SYSCALLS),
+        Monitor::Write => vec![
+            (
+                "owo_enter_write".into(),
+                Hook::Tracepoint("syscalls", "sys_enter_write".into()),
+            ),
+            (
+                "owo_enter_close".into(),
+                Hook::Tracepoint("syscalls", "sys_enter_close".into()),
+            ),
+        ],
+    }
+}
+
+/// Is the monitor switched on in the config?
+fn configured_on(config: &Config, monitor: Monitor) -> bool {
+    let m = &config.monitor;
+    match monitor {
+        Monitor::Execve => m.execve,
+        Monitor::Exit => m.exit_events,
+        Monitor::File => m.file_events,
+        Monitor::Network => m.network_events,
+        Monitor::Privilege => m.privilege_events,
+        Monitor::Write => m.write_events,
+        Monitor::Module => m.module_events,
+        // Internal: the process table always needs forks.
+        Monitor::Fork => true,
+    }
+}
+
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub monitors: BTreeMap<&'static str, MonitorState>,
+    pub program_ids: Vec<u32>,
+}
+
+pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
+    let object = if config.monitor.ebpf_path.is_empty() {
+        owo_ebpf::object().to_vec()
+    } else {
+        std::fs::read(&config.monitor.ebpf_path).map_err(|source| CollectorError::ReadObject {
+            path: config.monitor.ebpf_path.clone(),
+            source,
+        })?
+    };
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries(PROC_RING, RING_BYTES)
+        .map_max_entries(ACTIVITY_RING, RING_BYTES)
+        .load(&object)
+        .map_err(CollectorError::Load)?;
+    write_watch_paths(&mut ebpf, &config.monitor.file_watch_paths)?;
+
+    let mut monitors = BTreeMap::new();
+    let mut program_ids = Vec::new();
+    for monitor in Monitor::ALL {
+        let state = match attach_monitor(&mut ebpf, monitor, &mut program_ids) {
+            Err(err) if matches!(monitor, Monitor::Execve | Monitor::Exit | Monitor::Fork) => {
+                return Err(err)
+            }
+            Err(err) => {
+                let why = format!("{:#}", anyhow::Error::from(err));
+                tracing::warn!("monitor `{}` is unavailable: {why}", monitor.name());
+                MonitorState::Unavailable(why)
+            }
+            Ok(()) if configured_on(config, monitor) => MonitorState::On,
+            Ok(()) => MonitorState::Off,
+        };
+        if monitor != Monitor::Fork {
+            monitors.insert(monitor.name(), state);
+        }
+    }
+    let flags: Vec<(Monitor, bool)> = Monitor::ALL
+        .iter()
+        .map(|&m| {
+            (
+                m,
+                m == Monitor::Fork || matches!(monitors.get(m.name()), Some(MonitorState::On)),
+            )
+        })
+        .collect();
+    write_flags(&mut ebpf, &flags, config.monitor.file_watch_all_paths)?;
+    Ok(Loaded {
+        ebpf,
+        monitors,
+        program_ids,
+    })
+}
+
+/// Load and attach every program of a monitor whose tracepoint exists. A monitor none of whose
+/// tracepoints exist is unavailable; so is one with a program that fails.
+fn attach_monitor(
+    ebpf: &mut Ebpf,
+    monitor: Monitor,
+    ids: &mut Vec<u32>,
+) -> Result<(), CollectorError> {
+    let programs = programs_of(monitor);
+    let mut attached = 0;
+    let mut missing = Vec::new();
+    for (name, hook) in &programs {
+        if let Hook::Tracepoint(category, event) = hook {
+            if !tracepoint_exists(category, event) {
+                missing.push(format!("{category}:{event}"));
+                continue;
+            }
+        }
+        let program = ebpf
+            .program_mut(name)
+            .ok_or_else(|| CollectorError::NoProgram(name.clone()))?;
+        let load_err = |source| CollectorError::LoadProgram {
+            program: name.clone(),
+            source,
+        };
+        let id = match hook {
+            Hook::Tracepoint(category, event) => {
+                let tp: &mut TracePoint = program.try_into().map_err(load_err)?;
+                tp.load().map_err(load_err)?;
+                tp.attach(category, event)
+                    .map_err(|source| CollectorError::Attach {
+                        tracepoint: format!("{category}:{event}"),
+                        source,
+                    })?;
+                tp.info().map_err(load_err)?.id()
+            }
+            Hook::Raw(event) => {
+                let tp: &mut RawTracePoint = program.try_into().map_err(load_err)?;
+                tp.load().map_err(load_err)?;
+                tp.attach(event).map_err(|source| CollectorError::Attach {
+                    tracepoint: format!("raw:{event}"),
+                    source,
+                })?;
+                tp.info().map_err(load_err)?.id()
+            }
+        };
+        ids.push(id);
+        attached += 1;
+    }
+    if attached == 0 {
+        return Err(CollectorError::NoTracepoints {
+            missing: missing.join(", "),
+        });
+    }
+    if !missing.is_empty() {
+        tracing::debug!(
+            "monitor `{}`: this kernel has no {}",
+            monitor.name(),
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn tracepoint_exists(category: &str, event: &str) -> bool {
+    [preflight::TRACEFS, "/sys/kernel/debug/tracing"]
+        .iter()
+        .any(|root| {
+            Path::new(root)
+                .join("events")
+                .join(category)
+                .join(event)
+                .is_dir()
+        })
+}
+
+fn write_flags(
+    ebpf: &mut Ebpf,
+    flags: &[(Monitor, bool)],
+    all_paths: bool,
+) -> Result<(), CollectorError> {
+    let map = ebpf
+        .map_mut(CONFIG_MAP)
+        .ok_or(CollectorError::MissingMap(CONFIG_MAP))?;
+    let mut config: Array<&mut MapData, u32> =
+        Array::try_from(map).map_err(|source| CollectorError::Map {
+            map: CONFIG_MAP,
+            source,
+        })?;
+    let mut set = |key: u32, value: u32| {
+        config
+            .set(key, value, 0)
+            .map_err(|source| CollectorError::Map {
+                map: CONFIG_MAP,
+                source,
+            })
+    };
+    for &(monitor, on) in flags {
+        set(monitor as u32, on.into())?;
+    }
+    set(abi::CFG_FILE_ALL_PATHS, all_paths.into())?;
+    set(abi::CFG_SELF_TGID, std::process::id())
+}
+
+/// The LPM trie key of a watched prefix: the path with one trailing "/", so that `/etc` matches
+/// `/etc` and `/etc/passwd` but not `/etcetera` (the kernel adds a "/" to the path it looks up).
+pub fn watch_key(prefix: &str) -> Option<([u8; abi::WATCH_MAX], u32)> {
+    let trimmed = prefix.trim_end_matches('/');
+    let with_slash = format!("{trimmed}/");
+    if !with_slash.starts_with('/') || with_slash.len() > abi::WATCH_MAX {
+        return None;
+    }
+    let mut data = [0u8; abi::WATCH_MAX];
+    data[..with_slash.len()].copy_from_slice(with_slash.as_bytes());
+    Some((data, with_slash.len() as u32 * 8))
+}
+
+fn write_watch_paths(ebpf: &mut Ebpf, prefixes: &[String]) -> Result<(), CollectorError> {
+    let map = ebpf
+        .map_mut(WATCH_MAP)
+        .ok_or(CollectorError::MissingMap(WATCH_MAP))?;
+    let mut trie: LpmTrie<&mut MapData, [u8; abi::WATCH_MAX], u32> = LpmTrie::try_from(map)
+        .map_err(|source| CollectorError::Map {
+            map: WATCH_MAP,
+            source,
+        })?;
+    for prefix in prefixes {
+        // The config's validation has refused prefixes that have no key.
+        let Some((data, bits)) = watch_key(prefix) else {
+            continue;
+        };
+        trie.insert(&Key::new(bits, data), 1, 0)
+            .map_err(|source| CollectorError::Map {
+                map: WATCH_MAP,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_keys_end_in_one_slash() {
+        let (data, bits) = watch_key("/etc/").unwrap();
+        assert_eq!((&data[..5], bits), (&b"/etc/"[..], 40));
+        assert_eq!(watch_key("/").unwrap().1, 8);
+        assert!(watch_key("relative").is_none());
+        assert!(watch_key(&format!("/{}", "x".repeat(300))).is_none());
+    }
+
+    #[test]
+    fn every_monitor_names_programs_that_the_object_has() {
+        let object = aya_obj_names();
+        for monitor in Monitor::ALL {
+            for (name, _) in programs_of(monitor) {
+                assert!(
+                    object.contains(&name),
+                    "program `{name}` of `{}` is not in the object",
+                    monitor.name()
+                );
+            }
+        }
+    }
+
+    /// Program names in the built object's symbol table (no kernel needed).
+    fn aya_obj_names() -> Vec<String> {
+        let bytes = owo_ebpf::object();
+        let text = String::from_utf8_lossy(bytes);
+        text.split('\0')
+            .filter(|s| s.starts_with("owo_"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
