@@ -157,6 +157,17 @@ impl Daemon {
         });
     }
 
+    /// The same for the activity lane (its records are ordered apart from the process lane's):
+    /// create a marker file in `dir`, which must be watched, and wait for its record.
+    pub fn file_barrier(&mut self, dir: &Path) {
+        let path = dir.join(marker("file-barrier"));
+        fs::write(&path, b"").expect("create the barrier file");
+        let want = path.to_str().expect("UTF-8 temp path").to_owned();
+        self.wait_for("the barrier file", |r| {
+            r["event"]["event_type"] == "file" && r["event"]["path"] == want.as_str()
+        });
+    }
+
     /// SIGTERM, and wait for the exit with a deadline.
     pub fn stop(&mut self) -> ExitStatus {
         nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM)

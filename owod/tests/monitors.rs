@@ -1,0 +1,443 @@
+//! Real eBPF: the file, network, privilege, module and write monitors, each checked with a real
+//! syscall and a unique marker.
+
+mod harness;
+
+use std::{
+    fs,
+    io::Write,
+    net::{TcpListener, TcpStream, UdpSocket},
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use harness::{bpf_available, event, marker, Daemon};
+use serde_json::Value;
+
+/// A fresh directory under /tmp, which the default config watches.
+fn watched_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("owo-watched-")
+        .tempdir_in("/tmp")
+        .unwrap()
+}
+
+/// A fresh directory outside every default watched path.
+fn unwatched_dir() -> tempfile::TempDir {
+    fs::create_dir_all("/var/lib/owo-test").unwrap();
+    tempfile::Builder::new()
+        .prefix("owo-unwatched-")
+        .tempdir_in("/var/lib/owo-test")
+        .unwrap()
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn files(records: &[Value], path: &str) -> Vec<Value> {
+    records
+        .iter()
+        .filter(|r| event(r)["event_type"] == "file" && event(r)["path"] == path)
+        .cloned()
+        .collect()
+}
+
+fn python(code: &str) {
+    let status = Command::new("python3").args(["-c", code]).status().unwrap();
+    assert!(status.success(), "python failed: {code}");
+}
+
+#[test]
+fn file_events_carry_exact_absolute_paths() {
+    if !bpf_available("file_events_carry_exact_absolute_paths") {
+        return;
+    }
+    let mut daemon = Daemon::start("");
+    let dir = watched_dir();
+    let a = dir.path().join(marker("a"));
+    let b = dir.path().join(marker("b"));
+    fs::File::create(&a).unwrap();
+    drop(fs::File::open(&a).unwrap());
+    fs::rename(&a, &b).unwrap();
+    fs::remove_file(&b).unwrap();
+    // A relative name, resolved against the cwd of the process that gave it.
+    let rel = marker("rel");
+    fs::write(dir.path().join(&rel), b"x").unwrap();
+    assert!(Command::new("rm")
+        .arg(&rel)
+        .current_dir(dir.path())
+        .status()
+        .unwrap()
+        .success());
+    // A name relative to a directory fd, and a failed open through one.
+    let via_fd = marker("dirfd");
+    fs::write(dir.path().join(&via_fd), b"x").unwrap();
+    let missing = marker("missing");
+    python(&format!(
+        "import os\nfd = os.open({dir:?}, os.O_RDONLY)\nos.unlink({via_fd:?}, dir_fd=fd)\ntry:\n    os.open({missing:?}, os.O_RDONLY, dir_fd=fd)\nexcept FileNotFoundError:\n    pass",
+        dir = s(dir.path())
+    ));
+    daemon.file_barrier(dir.path());
+
+    let records = daemon.records();
+    let created = files(&records, s(&a));
+    let kinds: Vec<&str> = created
+        .iter()
+        .map(|r| event(r)["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["create", "open", "rename"], "{created:#?}");
+    assert_eq!(event(&created[0])["pid"], std::process::id());
+    assert_eq!(
+        event(&created[0])["ret"].as_i64().map(|fd| fd >= 0),
+        Some(true)
+    );
+    assert_eq!(event(&created[2])["path2"], s(&b));
+    assert_eq!(event(&created[2])["ret"], 0);
+    let unlinked = files(&records, s(&b));
+    assert_eq!(unlinked.len(), 1, "{unlinked:#?}");
+    assert_eq!(
+        (
+            event(&unlinked[0])["type"].as_str(),
+            event(&unlinked[0])["ret"].as_i64()
+        ),
+        (Some("unlink"), Some(0))
+    );
+
+    let rel_path = dir.path().join(&rel);
+    let rel_unlink: Vec<Value> = files(&records, s(&rel_path))
+        .into_iter()
+        .filter(|r| event(r)["type"] == "unlink")
+        .collect();
+    assert_eq!(
+        rel_unlink.len(),
+        1,
+        "the relative unlink, resolved against rm's cwd"
+    );
+    assert_eq!(event(&rel_unlink[0])["comm"], "rm");
+
+    let fd_path = dir.path().join(&via_fd);
+    let fd_unlink: Vec<Value> = files(&records, s(&fd_path))
+        .into_iter()
+        .filter(|r| event(r)["type"] == "unlink")
+        .collect();
+    assert_eq!(fd_unlink.len(), 1, "the unlink relative to a directory fd");
+    assert_eq!(event(&fd_unlink[0])["syscall"], "unlinkat");
+
+    let failed = files(&records, s(&dir.path().join(&missing)));
+    assert_eq!(failed.len(), 1, "the failed open through a directory fd");
+    assert_eq!(event(&failed[0])["ret"], -2, "ENOENT");
+    assert_eq!(event(&failed[0])["type"], "open");
+}
+
+#[test]
+fn unwatched_paths_are_filtered_in_the_kernel_unless_all_paths_are_watched() {
+    if !bpf_available("unwatched_paths_are_filtered_in_the_kernel_unless_all_paths_are_watched") {
+        return;
+    }
+    let watched = watched_dir();
+    let unwatched = unwatched_dir();
+    for all in [false, true] {
+        let mut daemon = Daemon::start(&format!("monitor:\n  file_watch_all_paths: {all}\n"));
+        let path = unwatched.path().join(marker("quiet"));
+        fs::write(&path, b"x").unwrap();
+        daemon.file_barrier(watched.path());
+        let found = files(&daemon.records(), s(&path));
+        if all {
+            assert_eq!(
+                found.len(),
+                1,
+                "file_watch_all_paths: true reports {}",
+                path.display()
+            );
+            assert_eq!(event(&found[0])["type"], "create");
+        } else {
+            assert!(
+                found.is_empty(),
+                "{} is not watched, yet: {found:#?}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// A shared library the loader can open, wherever this distribution keeps it.
+fn some_library() -> PathBuf {
+    [
+        "/lib/x86_64-linux-gnu",
+        "/usr/lib/x86_64-linux-gnu",
+        "/lib/aarch64-linux-gnu",
+        "/usr/lib64",
+        "/lib64",
+    ]
+    .iter()
+    .map(|dir| Path::new(dir).join("libm.so.6"))
+    .find(|p| p.exists())
+    .expect("libm.so.6 somewhere")
+}
+
+#[test]
+fn loading_a_shared_library_is_a_library_load() {
+    if !bpf_available("loading_a_shared_library_is_a_library_load") {
+        return;
+    }
+    let mut daemon = Daemon::start("");
+    let dir = watched_dir();
+    let lib = dir.path().join(format!("lib{}.so.6", marker("lib")));
+    fs::copy(some_library(), &lib).unwrap();
+    python(&format!("import ctypes\nctypes.CDLL({:?})", s(&lib)));
+    let r = daemon.wait_for("the library load", |r| {
+        event(r)["path"] == s(&lib) && event(r)["type"] == "library_load"
+    });
+    assert_eq!(event(&r)["event_type"], "file");
+    assert!(event(&r)["ret"].as_i64().unwrap() >= 0);
+}
+
+fn nets(records: &[Value], kind: &str, port_field: &str, port: u16) -> Vec<Value> {
+    records
+        .iter()
+        .filter(|r| {
+            event(r)["event_type"] == "network"
+                && event(r)["type"] == kind
+                && event(r)[port_field] == port
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn tcp_connect_and_accept_match_on_ipv4_and_ipv6() {
+    if !bpf_available("tcp_connect_and_accept_match_on_ipv4_and_ipv6") {
+        return;
+    }
+    let mut daemon = Daemon::start("");
+    for (host, family) in [("127.0.0.1", "ipv4"), ("::1", "ipv6")] {
+        let listener = TcpListener::bind((host, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        let (_server_side, _) = listener.accept().unwrap();
+        let connect = daemon.wait_for("connect", |r| {
+            !nets(std::slice::from_ref(r), "connect", "dport", port).is_empty()
+        });
+        let accept = daemon.wait_for("accept", |r| {
+            !nets(std::slice::from_ref(r), "accept", "dport", port).is_empty()
+        });
+        for (r, kind) in [(&connect, "connect"), (&accept, "accept")] {
+            let e = event(r);
+            assert_eq!(e["family"], family, "{kind}: {e}");
+            assert_eq!(e["protocol"], "tcp", "{kind}: {e}");
+            assert_eq!(
+                (e["saddr"].as_str(), e["daddr"].as_str()),
+                (Some(host), Some(host)),
+                "{kind}: {e}"
+            );
+            assert_eq!(e["sport"], client_port, "{kind}: the client's port: {e}");
+            assert_eq!(e["dport"], port, "{kind}: {e}");
+            assert_eq!(e["pid"], std::process::id());
+            assert_eq!(e["is_dns"], false);
+        }
+        assert_eq!(event(&connect)["ret"], 0);
+    }
+}
+
+/// A DNS query (RFC 1035 §4.1) for `name`, type A.
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut q = vec![0x4f, 0x57, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+#[test]
+fn a_dns_query_to_port_53_carries_its_name() {
+    if !bpf_available("a_dns_query_to_port_53_carries_its_name") {
+        return;
+    }
+    let mut daemon = Daemon::start("");
+    let name = format!("{}.example", marker("dns"));
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.send_to(&dns_query(&name), "127.0.0.1:53").unwrap();
+    let r = daemon.wait_for("the DNS query", |r| event(r)["dns_query"] == name.as_str());
+    let e = event(&r);
+    assert_eq!(
+        (e["type"].as_str(), e["protocol"].as_str()),
+        (Some("sendto"), Some("udp"))
+    );
+    assert_eq!(e["is_dns"], true);
+    assert_eq!(
+        (e["daddr"].as_str(), e["dport"].as_u64()),
+        (Some("127.0.0.1"), Some(53))
+    );
+    assert_eq!(e["sport"], socket.local_addr().unwrap().port());
+}
+
+#[test]
+fn setresuid_is_a_privilege_record_with_old_and_new_ids() {
+    if !bpf_available("setresuid_is_a_privilege_record_with_old_and_new_ids") {
+        return;
+    }
+    let mut daemon = Daemon::start("");
+    let tag = marker("setresuid");
+    python(&format!(
+        "import os\nos.setresuid(65534, 65534, 65534)  # {tag}"
+    ));
+    let exec = daemon.wait_for("the python exec", |r| {
+        event(r)["event_type"] == "execve"
+            && event(r)["cmdline"]
+                .as_str()
+                .is_some_and(|c| c.contains(&tag))
+    });
+    let pid = event(&exec)["pid"].clone();
+    let r = daemon.wait_for("its setresuid", |r| {
+        event(r)["event_type"] == "privilege" && event(r)["pid"] == pid
+    });
+    let e = event(&r);
+    assert_eq!(e["type"], "setresuid");
+    assert_eq!(
+        (e["uid"].as_u64(), e["euid"].as_u64()),
+        (Some(0), Some(0)),
+        "before: {e}"
+    );
+    assert_eq!(
+        (e["new_uid"].as_u64(), e["new_euid"].as_u64()),
+        (Some(65534), Some(65534)),
+        "after: {e}"
+    );
+    assert_eq!(e["args"], serde_json::json!([65534, 65534, 65534]));
+    assert_eq!(e["ret"], 0);
+}
+
+#[test]
+fn writes_are_reported_only_when_enabled() {
+    if !bpf_available("writes_are_reported_only_when_enabled") {
+        return;
+    }
+    let dir = watched_dir();
+    for enabled in [false, true] {
+        let mut daemon = Daemon::start(&format!("monitor:\n  write_events: {enabled}\n"));
+        let path = dir.path().join(marker("write"));
+        let mut file = fs::File::create(&path).unwrap();
+        file.write_all(b"first").unwrap();
+        file.write_all(b"second!").unwrap();
+        drop(file);
+        daemon.file_barrier(dir.path());
+        let writes: Vec<Value> = daemon
+            .records()
+            .into_iter()
+            .filter(|r| event(r)["event_type"] == "write" && event(r)["pid"] == std::process::id())
+            .filter(|r| event(r)["path"] == s(&path))
+            .collect();
+        if !enabled {
+            assert!(writes.is_empty(), "write_events is off, yet: {writes:#?}");
+            continue;
+        }
+        let counts: Vec<u64> = writes
+            .iter()
+            .map(|r| event(r)["count"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            counts,
+            [5, 7],
+            "both writes, the second with the path from the cache: {writes:#?}"
+        );
+        assert_eq!(event(&writes[0])["fd"], event(&writes[1])["fd"]);
+    }
+}
+
+#[test]
+fn the_module_monitor_degrades_where_the_kernel_has_no_modules() {
+    if !bpf_available("the_module_monitor_degrades_where_the_kernel_has_no_modules") {
+        return;
+    }
+    let daemon = Daemon::start("");
+    let has_modules = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .any(|t| {
+            Path::new(t)
+                .join("events/syscalls/sys_enter_finit_module")
+                .exists()
+        });
+    let monitors = &daemon.start["event"]["monitors"];
+    if has_modules {
+        assert_eq!(monitors["module"], "on");
+    } else {
+        assert_eq!(monitors["module"], "unavailable", "{monitors}");
+        assert!(
+            daemon.log().contains("monitor `module` is unavailable"),
+            "one clear warning:\n{}",
+            daemon.log()
+        );
+    }
+    for other in ["execve", "exit", "file", "network", "privilege"] {
+        assert_eq!(monitors[other], "on", "{other} runs regardless: {monitors}");
+    }
+}
+
+#[test]
+fn owod_reports_nothing_of_its_own_doing() {
+    if !bpf_available("owod_reports_nothing_of_its_own_doing") {
+        return;
+    }
+    // Every monitor on, every path watched, and the output file itself in a watched directory.
+    let mut daemon =
+        Daemon::start("monitor:\n  write_events: true\n  file_watch_all_paths: true\n");
+    assert!(daemon.output.starts_with("/tmp"));
+    let dir = watched_dir();
+    for _ in 0..20 {
+        fs::write(dir.path().join(marker("busy")), b"x").unwrap();
+    }
+    daemon.file_barrier(dir.path());
+    daemon.barrier();
+    let own = daemon.child.id();
+    let mine: Vec<Value> = daemon
+        .records()
+        .into_iter()
+        .filter(|r| event(r)["event_type"] != "agent" && event(r)["pid"] == own)
+        .collect();
+    assert!(
+        mine.is_empty(),
+        "owod recorded itself: {:#?}",
+        &mine[..mine.len().min(3)]
+    );
+}
+
+#[test]
+fn monitors_switched_off_in_the_config_send_nothing() {
+    if !bpf_available("monitors_switched_off_in_the_config_send_nothing") {
+        return;
+    }
+    let mut daemon = Daemon::start(
+        "monitor:\n  file_events: false\n  network_events: false\n  privilege_events: false\n  exit_events: false\n",
+    );
+    let monitors = &daemon.start["event"]["monitors"];
+    for off in ["file", "network", "privilege", "exit"] {
+        assert_eq!(monitors[off], "off", "{monitors}");
+    }
+    let dir = watched_dir();
+    let tag = marker("off");
+    fs::write(dir.path().join(&tag), b"x").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    python(&format!(
+        "import os\nos.setresgid(65534, 65534, 65534)  # {tag}"
+    ));
+    // The python exec and its exit (exit records are off, so the barrier is another exec).
+    daemon.barrier();
+    let records = daemon.records();
+    let unwanted: Vec<&Value> = records
+        .iter()
+        .filter(|r| {
+            ["file", "network", "privilege", "exit"]
+                .contains(&event(r)["event_type"].as_str().unwrap_or(""))
+        })
+        .collect();
+    assert!(
+        unwanted.is_empty(),
+        "switched-off monitors sent: {:#?}",
+        &unwanted[..unwanted.len().min(3)]
+    );
+}
