@@ -98,7 +98,7 @@ fn report(m: &Measurement, connects: usize, port: u16) {
         .count(|e| network("connect", e) && e["dport"] == port);
     let accepted = m
         .records
-        .count(|e| network("accept", e) && e["sport"] == port);
+        .count(|e| network("accept", e) && e["dport"] == port); // the peer is the source
 
     println!("connect-loop: {connects} TCP connect+close to 127.0.0.1:{port} per phase");
     m.print_rates("connects/s");
