@@ -12,7 +12,7 @@ pub const KIND_MODULE: u32 = 7;
 pub const KIND_WRITE: u32 = 8;
 
 /// `enum owo_syscall`: the syscall behind an activity record, by its name.
-pub const SYSCALLS: [(u32, &str); 24] = [
+pub const SYSCALLS: [(u32, &str); 25] = [
     (1, "open"),
     (2, "openat"),
     (3, "openat2"),
@@ -37,6 +37,7 @@ pub const SYSCALLS: [(u32, &str); 24] = [
     (22, "init_module"),
     (23, "finit_module"),
     (24, "write"),
+    (25, "sendmmsg"),
 ];
 
 /// The name of an `enum owo_syscall` value.
@@ -112,6 +113,7 @@ pub const PAYLOAD_MAX: usize = 512;
 pub const PATH_TRUNCATED: u32 = 1 << 0;
 pub const PATH2_TRUNCATED: u32 = 1 << 1;
 pub const PATH_PRESENT: u32 = 1 << 2;
+pub const PATH_UNCLEAN: u32 = 1 << 3;
 
 pub const EXEC_FILENAME_TRUNCATED: u32 = 1 << 0;
 pub const EXEC_EXE_TRUNCATED: u32 = 1 << 1;
@@ -149,6 +151,16 @@ pub struct ExecFixed {
     pub args_len: u32,
     pub argv_bytes: u32,
     pub flags: u32,
+    pub exe_ino: u64,
+    pub exe_size: i64,
+    pub exe_ctime_sec: i64,
+    pub exe_ctime_nsec: u32,
+    pub exe_dev: u32,
+    pub exe_nlink: u32,
+    pub auid: u32,
+    pub sessionid: u32,
+    pub _pad0: u32,
+    pub tty: [u8; 32],
 }
 
 /// `struct owo_exit`.

@@ -4,8 +4,8 @@
 use crate::{
     abi::{self, Header, Pod},
     event::{
-        Creds, Event, ExecEvent, ExitEvent, FileEvent, ForkEvent, ModuleEvent, NetEvent, PrivEvent,
-        Task, WriteEvent,
+        user_dev, Creds, Event, ExecEvent, ExitEvent, FileEvent, FileId, ForkEvent, ModuleEvent,
+        NetEvent, PrivEvent, Task, WriteEvent,
     },
 };
 
@@ -152,6 +152,17 @@ fn decode_exec(bytes: &[u8]) -> Result<Event, DecodeError> {
         args: split_args(args),
         args_truncated: flag(abi::EXEC_ARGS_TRUNCATED),
         argv_bytes: raw.argv_bytes,
+        exe_id: flag(abi::EXEC_HAS_EXE).then_some(FileId {
+            dev: user_dev(raw.exe_dev),
+            ino: raw.exe_ino,
+            size: raw.exe_size,
+            ctime_sec: raw.exe_ctime_sec,
+            ctime_nsec: raw.exe_ctime_nsec,
+        }),
+        exe_deleted: flag(abi::EXEC_HAS_EXE) && raw.exe_nlink == 0,
+        auid: (raw.auid != u32::MAX).then_some(raw.auid),
+        session_id: (raw.sessionid != u32::MAX).then_some(raw.sessionid),
+        tty: until_nul(&raw.tty).to_vec(),
     }))
 }
 
@@ -182,6 +193,7 @@ fn decode_file(bytes: &[u8]) -> Result<Event, DecodeError> {
         path_truncated: raw.path_flags & abi::PATH_TRUNCATED != 0,
         path2,
         path2_truncated: raw.path_flags & abi::PATH2_TRUNCATED != 0,
+        unclean: raw.path_flags & abi::PATH_UNCLEAN != 0,
     }))
 }
 
@@ -220,6 +232,7 @@ pub fn split_args(section: &[u8]) -> Vec<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::encode::encode;
+    use crate::event::kernel_dev;
 
     fn task() -> Task {
         Task {
@@ -244,6 +257,16 @@ mod tests {
             cwd: Some(b"/".to_vec()),
             args: vec![b"x".to_vec(), b"".to_vec(), b"a\nb \"q\" \xff".to_vec()],
             argv_bytes: 15,
+            exe_id: Some(FileId {
+                dev: user_dev(8 << 20 | 1),
+                ino: 1234,
+                size: 99,
+                ctime_sec: 5,
+                ctime_nsec: 6,
+            }),
+            auid: Some(1000),
+            session_id: Some(3),
+            tty: b"pts3".to_vec(),
             ..Default::default()
         }
     }
@@ -254,13 +277,17 @@ mod tests {
             Event::Exec(exec()),
             Event::Exec(ExecEvent {
                 exe: None,
+                exe_id: None,
                 cwd: None,
                 args: vec![],
+                auid: None,
+                tty: vec![],
                 ..exec()
             }),
             Event::Exec(ExecEvent {
                 args_truncated: true,
                 exe_truncated: true,
+                exe_deleted: true,
                 ..exec()
             }),
             Event::Exec(ExecEvent {
@@ -291,6 +318,7 @@ mod tests {
                 path: b"/tmp/old".to_vec(),
                 path2: Some(b"/tmp/new".to_vec()),
                 path2_truncated: true,
+                unclean: true,
                 ..Default::default()
             }),
             Event::Net(NetEvent {
@@ -354,6 +382,25 @@ mod tests {
         for ev in events {
             assert_eq!(decode(&encode(&ev)), Ok(ev.clone()), "round trip of {ev:?}");
         }
+    }
+
+    #[test]
+    fn device_numbers_convert_both_ways() {
+        for (major, minor) in [(8u32, 1u32), (259, 0), (0, 25), (4095, 1048575)] {
+            let kernel = major << 20 | minor;
+            let user = user_dev(kernel);
+            assert_eq!(user, libc_makedev(major, minor), "{major}:{minor}");
+            assert_eq!(kernel_dev(user), kernel);
+        }
+    }
+
+    /// glibc's makedev, written out.
+    fn libc_makedev(major: u32, minor: u32) -> u64 {
+        let (major, minor) = (u64::from(major), u64::from(minor));
+        ((major & 0xfffff000) << 32)
+            | ((major & 0xfff) << 8)
+            | ((minor & 0xffffff00) << 12)
+            | (minor & 0xff)
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::{
     abi::{self, Header, Pod},
-    event::{Event, ExecEvent, Task},
+    event::{kernel_dev, Event, ExecEvent, Task},
 };
 
 fn flag(set: bool, bit: u32) -> u32 {
@@ -38,6 +38,10 @@ fn encode_exec(ev: &ExecEvent) -> Vec<u8> {
     }
     let fixed_len = std::mem::size_of::<abi::ExecFixed>();
     let size = fixed_len + ev.filename.len() + exe.len() + cwd.len() + args.len();
+    let id = ev.exe_id.unwrap_or_default();
+    let mut tty = [0u8; 32];
+    let n = ev.tty.len().min(31);
+    tty[..n].copy_from_slice(&ev.tty[..n]);
     let fixed = abi::ExecFixed {
         hdr: header(abi::KIND_EXEC, size, &ev.task),
         start_boottime_ns: ev.start_boottime_ns,
@@ -47,6 +51,16 @@ fn encode_exec(ev: &ExecEvent) -> Vec<u8> {
         args_len: args.len() as u32,
         argv_bytes: ev.argv_bytes,
         flags,
+        exe_ino: id.ino,
+        exe_size: id.size,
+        exe_ctime_sec: id.ctime_sec,
+        exe_ctime_nsec: id.ctime_nsec,
+        exe_dev: kernel_dev(id.dev),
+        exe_nlink: u32::from(!ev.exe_deleted),
+        auid: ev.auid.unwrap_or(u32::MAX),
+        sessionid: ev.session_id.unwrap_or(u32::MAX),
+        _pad0: 0,
+        tty,
     };
     let mut out = fixed.as_bytes().to_vec();
     for section in [&ev.filename[..], &exe, &cwd, &args] {
@@ -68,7 +82,8 @@ pub fn encode(ev: &Event) -> Vec<u8> {
                 path_len: e.path.len() as u32,
                 path2_len: e.path2.as_ref().map_or(0, |p| p.len() as u32),
                 path_flags: flag(e.path_truncated, abi::PATH_TRUNCATED)
-                    | flag(e.path2_truncated, abi::PATH2_TRUNCATED),
+                    | flag(e.path2_truncated, abi::PATH2_TRUNCATED)
+                    | flag(e.unclean, abi::PATH_UNCLEAN),
             };
             let mut data = e.path.clone();
             if let Some(path2) = &e.path2 {

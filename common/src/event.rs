@@ -36,6 +36,42 @@ pub struct ExecEvent {
     pub args_truncated: bool,
     /// Size of the whole argv in the image, before any truncation.
     pub argv_bytes: u32,
+    /// The executable file's identity at exec; `None` when the task had none.
+    pub exe_id: Option<FileId>,
+    /// The executable had no links left (deleted) at exec.
+    pub exe_deleted: bool,
+    /// Login uid and audit session; `None` when unset (or no audit in the kernel).
+    pub auid: Option<u32>,
+    pub session_id: Option<u32>,
+    /// The controlling terminal as the kernel names it (`pts3`, `tty1`); empty if none.
+    pub tty: Vec<u8>,
+}
+
+/// What identifies a file's content: a hash is cached by it and trusted only if it matches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FileId {
+    /// `st_dev` as user space sees it (`makedev(major, minor)`).
+    pub dev: u64,
+    pub ino: u64,
+    pub size: i64,
+    pub ctime_sec: i64,
+    pub ctime_nsec: u32,
+}
+
+/// User space's `st_dev` as the kernel's `dev_t` (the inverse of [`user_dev`]).
+pub fn kernel_dev(dev: u64) -> u32 {
+    let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff);
+    let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
+    ((major as u32) << 20) | (minor as u32 & 0xfffff)
+}
+
+/// The kernel's `dev_t` (major << 20 | minor) as user space's `st_dev` (glibc's `makedev`).
+pub fn user_dev(kernel_dev: u32) -> u64 {
+    let (major, minor) = (u64::from(kernel_dev >> 20), u64::from(kernel_dev & 0xfffff));
+    ((major & 0xffff_f000) << 32)
+        | ((major & 0xfff) << 8)
+        | ((minor & 0xffff_ff00) << 12)
+        | (minor & 0xff)
 }
 
 /// The last thread of a process ended.
@@ -90,6 +126,8 @@ pub struct FileEvent {
     /// The new name of a rename.
     pub path2: Option<Vec<u8>>,
     pub path2_truncated: bool,
+    /// A given name held `.`, `..` or `//`: the kernel did not filter it; clean and filter here.
+    pub unclean: bool,
 }
 
 /// connect, accept/accept4, sendto/sendmsg. For accept, `s*` is the peer.

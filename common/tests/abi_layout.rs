@@ -36,7 +36,17 @@ fn rust_layout() -> Vec<(&'static str, &'static str, usize)> {
             cwd_len,
             args_len,
             argv_bytes,
-            flags
+            flags,
+            exe_ino,
+            exe_size,
+            exe_ctime_sec,
+            exe_ctime_nsec,
+            exe_dev,
+            exe_nlink,
+            auid,
+            sessionid,
+            _pad0,
+            tty
         ]
     );
     out.push(("owo_exec", "data", size_of::<abi::ExecFixed>()));
@@ -143,6 +153,8 @@ fn rust_constants() -> Vec<(String, u64)> {
         ("OWO_PATH_TRUNCATED", abi::PATH_TRUNCATED.into()),
         ("OWO_PATH2_TRUNCATED", abi::PATH2_TRUNCATED.into()),
         ("OWO_PATH_PRESENT", abi::PATH_PRESENT.into()),
+        ("OWO_PATH_UNCLEAN", abi::PATH_UNCLEAN.into()),
+        ("OWO_PATH_DEPTH", 64),
         ("OWO_MON_COUNT", abi::MONITOR_COUNT.into()),
         ("OWO_MON_EXECVE", abi::Monitor::Execve as u64),
         ("OWO_MON_EXIT", abi::Monitor::Exit as u64),

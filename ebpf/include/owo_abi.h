@@ -48,6 +48,7 @@ enum owo_syscall {
 	OWO_SYS_INIT_MODULE = 22,
 	OWO_SYS_FINIT_MODULE = 23,
 	OWO_SYS_WRITE = 24,
+	OWO_SYS_SENDMMSG = 25,
 };
 
 /* Monitors, the index of their on/off flag in `owo_config` and of their loss counter. */
@@ -76,7 +77,8 @@ enum owo_config_key {
 /* Limits of the variable part of an exec record. */
 #define OWO_PATH_MAX 4096    /* one path section (filename, exe, cwd) */
 #define OWO_NAME_MAX 256     /* one path component, with its NUL */
-#define OWO_PATH_DEPTH 48    /* components walked before a path is marked truncated */
+#define OWO_PATH_DEPTH 64    /* components kept (the root side); deeper paths are marked truncated */
+#define OWO_PATH_WALK 1024   /* components walked up at most before giving up on the root */
 #define OWO_ARGS_MAX 16384   /* bytes of argv read from the new image */
 #define OWO_EXEC_DATA_MAX (3 * OWO_PATH_MAX + OWO_ARGS_MAX)
 #define OWO_WATCH_MAX 256    /* bytes of a watched path prefix (an LPM trie key) */
@@ -87,6 +89,7 @@ enum owo_config_key {
 #define OWO_PATH_TRUNCATED (1u << 0)
 #define OWO_PATH2_TRUNCATED (1u << 1)
 #define OWO_PATH_PRESENT (1u << 2) /* owo_write: the path is sent (first write on this fd) */
+#define OWO_PATH_UNCLEAN (1u << 3) /* owo_file: a given name had ".", ".." or "//": not filtered here */
 
 /* owo_exec.flags */
 #define OWO_EXEC_FILENAME_TRUNCATED (1u << 0)
@@ -130,9 +133,20 @@ struct owo_exec {
 	__u32 args_len;
 	__u32 argv_bytes;        /* the whole argv's size in the image, before truncation */
 	__u32 flags;             /* OWO_EXEC_* */
+	/* The executable's identity: a hash is cached by it, and only trusted if it matches. */
+	__u64 exe_ino;
+	__s64 exe_size;
+	__s64 exe_ctime_sec;
+	__u32 exe_ctime_nsec;
+	__u32 exe_dev;           /* the kernel's dev_t: major << 20 | minor */
+	__u32 exe_nlink;         /* 0: the file was deleted */
+	__u32 auid;              /* login uid (audit), (u32)-1 if unset */
+	__u32 sessionid;         /* audit session, (u32)-1 if unset */
+	__u32 _pad0;
+	__u8 tty[32];            /* the controlling terminal's name ("pts3"), "" if none */
 	__u8 data[OWO_EXEC_DATA_MAX];
 };
-_Static_assert(sizeof(struct owo_exec) == 96 + OWO_EXEC_DATA_MAX, "owo_exec size");
+_Static_assert(sizeof(struct owo_exec) == 176 + OWO_EXEC_DATA_MAX, "owo_exec size");
 
 /* The last thread of a process ended (sched_process_exit with the thread group dead). */
 struct owo_exit {

@@ -16,6 +16,14 @@ typedef struct {
 	int counter;
 } OWO_CORE atomic_t;
 
+typedef struct {
+	__u32 val;
+} OWO_CORE kuid_t;
+
+typedef struct {
+	__u32 val;
+} OWO_CORE kgid_t;
+
 struct qstr {
 	const unsigned char *name;
 } OWO_CORE;
@@ -41,9 +49,27 @@ struct path {
 	struct dentry *dentry;
 } OWO_CORE;
 
+struct super_block {
+	__u32 s_dev;
+} OWO_CORE;
+
+struct inode {
+	unsigned long i_ino;
+	unsigned int i_nlink;
+	__s64 i_size;
+	__s64 i_ctime_sec;  /* since Linux 6.11; older kernels leave ctime 0 */
+	__u32 i_ctime_nsec;
+	struct super_block *i_sb;
+} OWO_CORE;
+
 struct file {
 	struct path f_path;
+	struct inode *f_inode;
 	void *private_data;
+} OWO_CORE;
+
+struct tty_struct {
+	char name[64];
 } OWO_CORE;
 
 struct fdtable {
@@ -54,14 +80,6 @@ struct fdtable {
 struct files_struct {
 	struct fdtable *fdt;
 } OWO_CORE;
-
-typedef struct {
-	__u32 val;
-} OWO_CORE kuid_t;
-
-typedef struct {
-	__u32 val;
-} OWO_CORE kgid_t;
 
 struct cred {
 	kuid_t uid;
@@ -93,6 +111,7 @@ struct sock {
 struct socket {
 	short type;
 	struct sock *sk;
+	struct file *file;
 } OWO_CORE;
 
 struct fs_struct {
@@ -107,6 +126,7 @@ struct mm_struct {
 
 struct signal_struct {
 	atomic_t live;
+	struct tty_struct *tty;
 } OWO_CORE;
 
 /* include/linux/sched.h */
@@ -125,6 +145,8 @@ struct task_struct {
 	struct signal_struct *signal;
 	const struct cred *cred;
 	struct files_struct *files;
+	kuid_t loginuid;         /* CONFIG_AUDIT */
+	unsigned int sessionid;  /* CONFIG_AUDIT */
 } OWO_CORE;
 
 /* Tracepoint contexts, so that their layout is relocated too (PREEMPT_RT adds common fields). */

@@ -66,16 +66,20 @@ static __always_inline int owo_file_open(struct owo_pending *p, __s64 ret)
 		dfd = p->args[0], name = (void *)p->args[1], flags = p->args[2], mode = p->args[3];
 		break;
 	}
+	bool unclean = false;
+
 	len = ret >= 0 ? owo_fd_path(task, ret, &truncated) : 0;
-	if (!len)
+	if (!len) {
 		len = owo_user_path(task, dfd, name, &truncated);
-	if (!owo_path_watched(len))
+		unclean = owo_path_unclean(len);
+	}
+	if (!unclean && !owo_path_watched(len))
 		return 0;
 	ev->flags = flags;
 	ev->mode = mode;
 	ev->path_len = owo_file_take(ev, 0, len);
 	ev->path2_len = 0;
-	ev->path_flags = truncated ? OWO_PATH_TRUNCATED : 0;
+	ev->path_flags = (truncated ? OWO_PATH_TRUNCATED : 0) | (unclean ? OWO_PATH_UNCLEAN : 0);
 	owo_file_send(ev, p, ret);
 	return 0;
 }
@@ -97,12 +101,14 @@ static __always_inline int owo_file_unlink(struct owo_pending *p, __s64 ret)
 		len = owo_user_path(task, OWO_AT_FDCWD, (void *)p->args[0], &truncated);
 		ev->flags = 0;
 	}
-	if (!owo_path_watched(len))
+	bool unclean = owo_path_unclean(len);
+
+	if (!unclean && !owo_path_watched(len))
 		return 0;
 	ev->mode = 0;
 	ev->path_len = owo_file_take(ev, 0, len);
 	ev->path2_len = 0;
-	ev->path_flags = truncated ? OWO_PATH_TRUNCATED : 0;
+	ev->path_flags = (truncated ? OWO_PATH_TRUNCATED : 0) | (unclean ? OWO_PATH_UNCLEAN : 0);
 	owo_file_send(ev, p, ret);
 	return 0;
 }
@@ -114,7 +120,7 @@ static __always_inline int owo_file_rename(struct owo_pending *p, __s64 ret)
 	struct owo_file *ev = owo_activity_buf();
 	__s64 olddfd = OWO_AT_FDCWD, newdfd = OWO_AT_FDCWD;
 	const char *oldname, *newname;
-	bool truncated, watched;
+	bool truncated, watched, unclean;
 	__u32 len;
 
 	if (!ev)
@@ -127,13 +133,16 @@ static __always_inline int owo_file_rename(struct owo_pending *p, __s64 ret)
 		ev->flags = p->syscall == OWO_SYS_RENAMEAT2 ? p->args[4] : 0;
 	}
 	len = owo_user_path(task, olddfd, oldname, &truncated);
+	unclean = owo_path_unclean(len);
 	watched = owo_path_watched(len);
 	ev->path_len = owo_file_take(ev, 0, len);
 	ev->path_flags = truncated ? OWO_PATH_TRUNCATED : 0;
 	len = owo_user_path(task, newdfd, newname, &truncated);
+	unclean = owo_path_unclean(len) || unclean;
 	watched = owo_path_watched(len) || watched;
-	if (!watched)
+	if (!watched && !unclean)
 		return 0;
+	ev->path_flags |= unclean ? OWO_PATH_UNCLEAN : 0;
 	ev->path2_len = owo_file_take(ev, OWO_PATH_MAX, len);
 	ev->path_flags |= truncated ? OWO_PATH2_TRUNCATED : 0;
 	ev->mode = 0;

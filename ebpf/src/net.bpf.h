@@ -46,6 +46,7 @@ static __always_inline __u16 owo_ntohs(__u16 v)
 	return __builtin_bswap16(v);
 }
 
+/* The socket behind `fd`, or NULL if it is not one (a socket's file points back at it). */
 static __always_inline struct sock *owo_fd_sock(struct task_struct *task, __s64 fd)
 {
 	struct file *file = owo_fd_file(task, fd);
@@ -54,7 +55,9 @@ static __always_inline struct sock *owo_fd_sock(struct task_struct *task, __s64 
 	if (!file)
 		return 0;
 	sock = BPF_CORE_READ(file, private_data);
-	return sock ? BPF_CORE_READ(sock, sk) : 0;
+	if (!sock || BPF_CORE_READ(sock, file) != file)
+		return 0;
+	return BPF_CORE_READ(sock, sk);
 }
 
 /* The socket's own addresses: local into s*, peer into d*. False if not IPv4/IPv6. */
@@ -126,9 +129,8 @@ static __always_inline int owo_net_connect(struct owo_pending *p, __s64 ret)
 	struct owo_net *ev = owo_activity_buf();
 	struct sock *sk = owo_fd_sock(task, p->args[0]);
 
-	if (!ev || !sk)
+	if (!ev || !sk || !owo_sock_addrs(sk, ev))
 		return 0;
-	owo_sock_addrs(sk, ev);
 	/* The destination asked for (the socket has it only once connected). */
 	if (!owo_user_dest((void *)p->args[1], ev))
 		return 0;
@@ -162,7 +164,9 @@ static __always_inline int owo_net_accept(struct owo_pending *p, __s64 ret)
 	return 0;
 }
 
-/* sendto(fd, buf, len, flags, addr, addrlen) and sendmsg(fd, msg, flags). */
+/* sendto(fd, buf, len, flags, addr, addrlen), sendmsg(fd, msg, flags) and sendmmsg(fd, msgvec,
+ * vlen, flags), of which the first message is read: glibc's resolver sends its A and AAAA
+ * queries together with sendmmsg. */
 static __always_inline int owo_net_send_dgram(struct owo_pending *p, __s64 ret)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
@@ -173,7 +177,7 @@ static __always_inline int owo_net_send_dgram(struct owo_pending *p, __s64 ret)
 
 	if (!ev || !sk || BPF_CORE_READ(sk, sk_type) != OWO_SOCK_DGRAM || !owo_sock_addrs(sk, ev))
 		return 0;
-	if (p->syscall == OWO_SYS_SENDMSG) {
+	if (p->syscall == OWO_SYS_SENDMSG || p->syscall == OWO_SYS_SENDMMSG) {
 		struct owo_user_msghdr msg = {};
 		struct owo_iovec iov = {};
 
@@ -209,5 +213,7 @@ OWO_ENTER(sendto, OWO_SYS_SENDTO, OWO_MON_NETWORK, 6)
 OWO_EXIT(sendto, OWO_SYS_SENDTO, owo_net_send_dgram)
 OWO_ENTER(sendmsg, OWO_SYS_SENDMSG, OWO_MON_NETWORK, 3)
 OWO_EXIT(sendmsg, OWO_SYS_SENDMSG, owo_net_send_dgram)
+OWO_ENTER(sendmmsg, OWO_SYS_SENDMMSG, OWO_MON_NETWORK, 4)
+OWO_EXIT(sendmmsg, OWO_SYS_SENDMMSG, owo_net_send_dgram)
 
 #endif /* OWO_NET_BPF_H */

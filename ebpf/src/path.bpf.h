@@ -21,7 +21,9 @@ struct owo_path_buf {
 	__u32 len;
 	__u32 truncated;
 	__u32 done;
-	__u64 names[64];             /* name pointers, leaf first (OWO_PATH_DEPTH used; 64 to mask) */
+	__u32 unclean;  /* the path has "/." or "//": a prefix test here could be fooled */
+	__u32 scan_len;
+	__u64 names[OWO_PATH_DEPTH]; /* name pointers, a ring: the last OWO_PATH_DEPTH walked (root side) */
 	__u32 lpm_prefixlen;         /* with the first bytes of `path`, a key of `owo_watch_paths` */
 	__u8 path[2 * OWO_PATH_MAX]; /* the path, NUL-terminated; room for appends past the limit */
 };
@@ -32,6 +34,9 @@ struct {
 	__type(key, __u32);
 	__type(value, struct owo_path_buf);
 } owo_path_scratch SEC(".maps");
+
+/* The ring of names is indexed with a mask of 63. */
+_Static_assert(OWO_PATH_DEPTH == 64, "owo_path_buf.names is indexed & 63");
 
 static __always_inline struct owo_path_buf *owo_path_buf(void)
 {
@@ -90,11 +95,11 @@ static long owo_path_collect(__u32 index, void *arg)
 
 	__u64 depth = buf->depth;
 
-	if (depth >= OWO_PATH_DEPTH)
-		return 1;
+	/* A ring: past OWO_PATH_DEPTH the leaf side is overwritten, so what is kept is the root
+	 * side, and a truncated path still starts where it really starts. */
 	asm volatile("%0 &= 63" : "+r"(depth));
 	buf->names[depth] = (__u64)owo_read_ptr(w->dentry, w->off.d_name_name);
-	buf->depth = depth + 1;
+	buf->depth += 1;
 	w->dentry = parent;
 	return 0;
 }
@@ -104,7 +109,7 @@ static long owo_path_emit(__u32 index, void *arg)
 {
 	struct owo_path_buf *buf = owo_path_buf();
 
-	if (!buf || index >= buf->depth)
+	if (!buf || index >= buf->depth || index >= OWO_PATH_DEPTH)
 		return 1;
 	__u64 idx = buf->depth - 1 - index;
 	__u64 len = buf->len;
@@ -152,9 +157,10 @@ static __always_inline __u32 owo_path_resolve(const struct path *path, bool *tru
 	w.dentry = BPF_CORE_READ(path, dentry);
 	w.vfsmnt = BPF_CORE_READ(path, mnt);
 	w.mnt = w.vfsmnt - w.off.mnt;
-	bpf_loop(OWO_PATH_DEPTH, owo_path_collect, &w, 0);
+	bpf_loop(OWO_PATH_WALK, owo_path_collect, &w, 0);
 	bpf_loop(OWO_PATH_DEPTH, owo_path_emit, &w, 0);
-	*truncated = buf->truncated || !buf->done;
+	/* Deeper than kept: the leaf side is missing. */
+	*truncated = buf->truncated || !buf->done || buf->depth > OWO_PATH_DEPTH;
 	len = buf->len;
 	if (len == 0) {
 		buf->path[0] = '/';
@@ -196,6 +202,39 @@ static __always_inline __u32 owo_path_append_user(__u32 base_len, const char *us
 		off = OWO_PATH_MAX - 1;
 	}
 	return off;
+}
+
+/* One byte of the scan for "/." and "//". */
+static long owo_path_scan(__u32 index, void *arg)
+{
+	struct owo_path_buf *buf = owo_path_buf();
+	__u64 i = index;
+
+	if (!buf || i + 1 >= buf->scan_len)
+		return 1;
+	asm volatile("%0 &= 4095" : "+r"(i));
+	if (buf->path[i] == '/' && (buf->path[i + 1] == '.' || buf->path[i + 1] == '/')) {
+		buf->unclean = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Does the scratch path (`len` bytes) hold "/." or "//"? Such a name given to a syscall
+ * ("/var/../etc/x", "//etc/x") would fool a prefix test, so it is sent for user space to clean
+ * and filter. (Paths the kernel built from dentries never have them.)
+ */
+static __always_inline bool owo_path_unclean(__u32 len)
+{
+	struct owo_path_buf *buf = owo_path_buf();
+
+	if (!buf)
+		return false;
+	buf->unclean = 0;
+	buf->scan_len = len;
+	bpf_loop(OWO_PATH_MAX, owo_path_scan, 0, 0);
+	return buf->unclean;
 }
 
 /* Copy the scratch path (`len` bytes) to `dst`, which has room for OWO_PATH_MAX. */

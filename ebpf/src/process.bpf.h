@@ -37,6 +37,34 @@ int owo_exec(struct trace_event_raw_sched_process_exec *ctx)
 	struct file *exe_file = BPF_CORE_READ(mm, exe_file);
 
 	ev->exe_len = 0;
+	ev->exe_ino = 0, ev->exe_size = 0, ev->exe_ctime_sec = 0, ev->exe_ctime_nsec = 0;
+	ev->exe_dev = 0, ev->exe_nlink = 0;
+	if (exe_file) {
+		struct inode *inode = BPF_CORE_READ(exe_file, f_inode);
+
+		ev->exe_ino = BPF_CORE_READ(inode, i_ino);
+		ev->exe_size = BPF_CORE_READ(inode, i_size);
+		ev->exe_nlink = BPF_CORE_READ(inode, i_nlink);
+		ev->exe_dev = BPF_CORE_READ(inode, i_sb, s_dev);
+		if (bpf_core_field_exists(inode->i_ctime_sec)) {
+			ev->exe_ctime_sec = BPF_CORE_READ(inode, i_ctime_sec);
+			/* Since 6.13 the top bit says "ctime was queried" (multigrain timestamps). */
+			ev->exe_ctime_nsec = BPF_CORE_READ(inode, i_ctime_nsec) & ~(1u << 31);
+		}
+	}
+
+	/* Who, from where: login uid and session (audit), and the controlling terminal. */
+	ev->auid = (__u32)-1, ev->sessionid = (__u32)-1, ev->_pad0 = 0;
+	if (bpf_core_field_exists(task->loginuid)) {
+		ev->auid = BPF_CORE_READ(task, loginuid.val);
+		ev->sessionid = BPF_CORE_READ(task, sessionid);
+	}
+	struct tty_struct *tty = BPF_CORE_READ(task, signal, tty);
+
+	ev->tty[0] = 0;
+	if (tty)
+		bpf_core_read_str(ev->tty, sizeof(ev->tty), &tty->name);
+
 	if (exe_file && off < OWO_PATH_MAX) {
 		struct path exe_path;
 

@@ -76,10 +76,14 @@ static __always_inline void *owo_activity_buf(void)
 	return bpf_map_lookup_elem(&owo_activity_scratch, &zero);
 }
 
-static __always_inline void owo_activity_output(void *record, __u64 size, __u32 monitor)
+/* Send a record on the activity lane; false (and counted) if the ring had no room. */
+static __always_inline bool owo_activity_output(void *record, __u64 size, __u32 monitor)
 {
-	if (bpf_ringbuf_output(&owo_activity_events, record, size, 0))
+	if (bpf_ringbuf_output(&owo_activity_events, record, size, 0)) {
 		owo_count_drop(monitor);
+		return false;
+	}
+	return true;
 }
 
 /*

@@ -12,7 +12,9 @@
 #include "syscall.bpf.h"
 
 struct owo_fd_seen {
-	__u64 file; /* the struct file last resolved for this fd */
+	__u64 file;  /* the struct file last resolved for this fd ... */
+	__u64 inode; /* ... and its inode: a freed file object reused at the same address for
+		      * another file (an fd closed by dup2, close_range or exec) shows here */
 	__u32 watched;
 	__u32 _pad0;
 };
@@ -37,18 +39,23 @@ int owo_enter_write(struct owo_sys_enter *ctx)
 
 	if (!owo_wanted(OWO_MON_WRITE))
 		return 0;
-	now.file = (__u64)owo_fd_file(task, fd);
-	if (!now.file)
+	struct file *file = owo_fd_file(task, fd);
+
+	if (!file)
 		return 0;
+	now.file = (__u64)file;
+	now.inode = (__u64)BPF_CORE_READ(file, f_inode);
 	seen = bpf_map_lookup_elem(&owo_write_fds, &key);
-	if (seen && seen->file == now.file && !seen->watched)
+	bool same = seen && seen->file == now.file && seen->inode == now.inode;
+
+	if (same && !seen->watched)
 		return 0;
 	ev = owo_activity_buf();
 	if (!ev)
 		return 0;
 	ev->flags = 0;
 	ev->path_len = 0;
-	if (!seen || seen->file != now.file) {
+	if (!same) {
 		len = owo_fd_path(task, fd, &truncated);
 		now.watched = owo_path_watched(len);
 		bpf_map_update_elem(&owo_write_fds, &key, &now, BPF_ANY);
@@ -65,7 +72,10 @@ int owo_enter_write(struct owo_sys_enter *ctx)
 	if (size > sizeof(*ev))
 		return 0;
 	owo_fill_header(&ev->hdr, OWO_KIND_WRITE, size, task, OWO_MON_WRITE);
-	owo_activity_output(ev, size, OWO_MON_WRITE);
+	/* A lost record that carried the path must not leave user space without it: forget the
+	 * fd, so the next write sends the path again. */
+	if (!owo_activity_output(ev, size, OWO_MON_WRITE) && ev->path_len)
+		bpf_map_delete_elem(&owo_write_fds, &key);
 	return 0;
 }
 

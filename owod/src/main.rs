@@ -13,13 +13,14 @@ use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 use anyhow::Context as _;
 use clap::Parser;
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     collector::{Collector, MonitorState},
     config::Config,
     export::{file::file_sink, stderr::stderr_sink, Hub, Identity, Outgoing, Sink},
-    process::{table::DEFAULT_CAP, ProcessStage, ProcessTable},
+    process::{tree::TreeFormat, ProcessStage, ProcessTable, StageCommand, StageStats},
+    service::SignalRequest,
 };
 
 const DEFAULT_CONFIG: &str = "/etc/owo/config.yaml";
@@ -130,7 +131,13 @@ async fn serve(args: &Args, config: Config) -> anyhow::Result<()> {
     // Attach first, then read /proc: a process that starts in between is in both, and the
     // queued events applied after the seed bring it up to date.
     let collector = Collector::load(&config)?;
-    let mut table = ProcessTable::new(DEFAULT_CAP);
+    let mut table = ProcessTable::new(
+        config
+            .enrich
+            .process_table_max
+            .try_into()
+            .unwrap_or(usize::MAX),
+    );
     let seeded = table.seed_from_proc();
     let unavailable: Vec<String> = collector
         .monitors
@@ -156,19 +163,31 @@ async fn serve(args: &Args, config: Config) -> anyhow::Result<()> {
         .send(Outgoing::agent(start))
         .await
         .context("the exporter is gone")?;
-    let hub =
-        tokio::spawn(Hub::new(identity, sinks).run(hub_rx, move |seq| stop_fields(seq, started)));
-    let process = tokio::spawn(ProcessStage::new(table).run(proc_rx, hub_tx));
+    let (stats_tx, mut stats_rx) = oneshot::channel::<StageStats>();
+    let hub = tokio::spawn(Hub::new(identity, sinks).run(hub_rx, move |seq| {
+        stop_fields(seq, started, stats_rx.try_recv().ok())
+    }));
+    let (command_tx, command_rx) = mpsc::channel(16);
+    let process = tokio::spawn(
+        ProcessStage::new(table, &config.enrich, &config.monitor)
+            .run(proc_rx, hub_tx, command_rx, stats_tx),
+    );
     let mut collector = tokio::spawn(collector.run(proc_tx, stop_rx));
 
     // The collector is the head of the pipeline: if any later stage dies, its sends fail and it
     // ends too, so watching it catches a pipeline that stopped by itself.
-    let early = tokio::select! {
-        signal = signals.wait_for_stop() => {
-            tracing::info!("{signal}: stopping");
-            None
+    let early = loop {
+        tokio::select! {
+            request = signals.next() => match request {
+                SignalRequest::Stop(signal) => {
+                    tracing::info!("{signal}: stopping");
+                    break None;
+                }
+                SignalRequest::Reload => tracing::warn!("SIGHUP: reloading the config is not in this build yet; the running config stays"),
+                SignalRequest::DumpTree => print_tree(&command_tx).await,
+            },
+            result = &mut collector => break Some(result),
         }
-        result = &mut collector => Some(result),
     };
     let stopped_by_itself = early.is_some();
     let _ = stop_tx.send(true);
@@ -232,11 +251,47 @@ fn start_fields(
     m
 }
 
-fn stop_fields(records: u64, started: std::time::Instant) -> Map<String, Value> {
+/// SIGUSR1: the process tree on stdout, as the original agent printed it.
+async fn print_tree(commands: &mpsc::Sender<StageCommand>) {
+    let (reply, answer) = oneshot::channel();
+    let command = StageCommand::DumpTree {
+        pid: 0,
+        format: TreeFormat::Text,
+        reply,
+    };
+    if commands.send(command).await.is_err() {
+        tracing::warn!("SIGUSR1: the process stage is gone; no tree to print");
+        return;
+    }
+    match answer.await {
+        Ok(Ok(tree)) => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(tree.as_bytes()).and_then(|()| out.flush());
+        }
+        Ok(Err(err)) => tracing::warn!("SIGUSR1: {err}"),
+        Err(_) => tracing::warn!("SIGUSR1: the process stage did not answer"),
+    }
+}
+
+fn stop_fields(
+    records: u64,
+    started: std::time::Instant,
+    stats: Option<StageStats>,
+) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("event_type".into(), "agent".into());
     m.insert("type".into(), "stop".into());
     m.insert("records".into(), records.into());
     m.insert("uptime_seconds".into(), started.elapsed().as_secs().into());
+    if let Some(stats) = stats {
+        m.insert("process_table_entries".into(), stats.table_entries.into());
+        m.insert(
+            "process_table_evictions".into(),
+            stats.table_evictions.into(),
+        );
+        m.insert("executables_hashed".into(), stats.hashed.into());
+        m.insert("hash_cache_hits".into(), stats.hash_cache_hits.into());
+    }
     m
 }

@@ -1,7 +1,6 @@
-//! Process-level glue: logging setup and signals. SIGTERM and SIGINT stop the daemon cleanly.
-//! SIGHUP (reload) and SIGUSR1 (process tree) arrive with the control plane and the process
-//! tree; until then they are caught, so that their default action cannot kill the daemon
-//! without a flush, and logged.
+//! Process-level glue: logging setup and signals. SIGTERM and SIGINT stop the daemon cleanly;
+//! SIGUSR1 prints the process tree. SIGHUP (reload) arrives with the control plane; until then it
+//! is caught, so that its default action cannot kill the daemon without a flush, and logged.
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -36,15 +35,21 @@ impl Signals {
         })
     }
 
-    /// Resolves when the daemon should stop; names the signal.
-    pub async fn wait_for_stop(&mut self) -> &'static str {
-        loop {
-            tokio::select! {
-                _ = self.term.recv() => return "SIGTERM",
-                _ = self.int.recv() => return "SIGINT",
-                _ = self.hup.recv() => tracing::warn!("SIGHUP: reloading the config is not in this build yet; the running config stays"),
-                _ = self.usr1.recv() => tracing::warn!("SIGUSR1: the process tree dump is not in this build yet"),
-            }
+    /// The next signal that asks for something.
+    pub async fn next(&mut self) -> SignalRequest {
+        tokio::select! {
+            _ = self.term.recv() => SignalRequest::Stop("SIGTERM"),
+            _ = self.int.recv() => SignalRequest::Stop("SIGINT"),
+            _ = self.hup.recv() => SignalRequest::Reload,
+            _ = self.usr1.recv() => SignalRequest::DumpTree,
         }
     }
+}
+
+pub enum SignalRequest {
+    Stop(&'static str),
+    /// SIGHUP
+    Reload,
+    /// SIGUSR1
+    DumpTree,
 }

@@ -382,10 +382,9 @@ fn owod_reports_nothing_of_its_own_doing() {
     if !bpf_available("owod_reports_nothing_of_its_own_doing") {
         return;
     }
-    // Every monitor on, every path watched, and the output file itself in a watched directory.
+    // Every monitor on and every path watched: the output file is watched too.
     let mut daemon =
         Daemon::start("monitor:\n  write_events: true\n  file_watch_all_paths: true\n");
-    assert!(daemon.output.starts_with("/tmp"));
     let dir = watched_dir();
     for _ in 0..20 {
         fs::write(dir.path().join(marker("busy")), b"x").unwrap();
@@ -410,8 +409,9 @@ fn monitors_switched_off_in_the_config_send_nothing() {
     if !bpf_available("monitors_switched_off_in_the_config_send_nothing") {
         return;
     }
+    // Writes stay on: a write to a marker file is the barrier for the activity lane.
     let mut daemon = Daemon::start(
-        "monitor:\n  file_events: false\n  network_events: false\n  privilege_events: false\n  exit_events: false\n",
+        "monitor:\n  file_events: false\n  network_events: false\n  privilege_events: false\n  exit_events: false\n  write_events: true\n",
     );
     let monitors = &daemon.start["event"]["monitors"];
     for off in ["file", "network", "privilege", "exit"] {
@@ -425,8 +425,12 @@ fn monitors_switched_off_in_the_config_send_nothing() {
     python(&format!(
         "import os\nos.setresgid(65534, 65534, 65534)  # {tag}"
     ));
-    // The python exec and its exit (exit records are off, so the barrier is another exec).
     daemon.barrier();
+    let barrier = dir.path().join(marker("write-barrier"));
+    fs::write(&barrier, b"barrier").unwrap();
+    daemon.wait_for("the write barrier", |r| {
+        event(r)["event_type"] == "write" && event(r)["path"] == s(&barrier)
+    });
     let records = daemon.records();
     let unwanted: Vec<&Value> = records
         .iter()
@@ -439,5 +443,42 @@ fn monitors_switched_off_in_the_config_send_nothing() {
         unwanted.is_empty(),
         "switched-off monitors sent: {:#?}",
         &unwanted[..unwanted.len().min(3)]
+    );
+}
+
+#[test]
+fn names_with_dot_dot_are_cleaned_and_filtered_by_what_they_reach() {
+    if !bpf_available("names_with_dot_dot_are_cleaned_and_filtered_by_what_they_reach") {
+        return;
+    }
+    let mut daemon = Daemon::start("");
+    let dir = watched_dir();
+    let name = marker("dotdot");
+    fs::write(dir.path().join(&name), b"x").unwrap();
+    // Through an unwatched directory and back up into a watched one: /var/lib/../../tmp/…
+    let sneaky = format!("/var/lib/../..{}/./{name}", s(dir.path()));
+    fs::remove_file(&sneaky).unwrap();
+    daemon.file_barrier(dir.path());
+    let clean = dir.path().join(&name);
+    let found: Vec<Value> = files(&daemon.records(), s(&clean))
+        .into_iter()
+        .filter(|r| event(r)["type"] == "unlink")
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "the unlink of {sneaky} is reported as {}",
+        clean.display()
+    );
+    // And a name that only looks watched: /tmp/../var/lib/… is not under /tmp.
+    let outside = unwatched_dir();
+    let hidden = outside.path().join(marker("hidden"));
+    fs::write(&hidden, b"x").unwrap();
+    let looks_watched = format!("/tmp/..{}", s(&hidden));
+    fs::remove_file(&looks_watched).unwrap();
+    daemon.file_barrier(dir.path());
+    assert!(
+        files(&daemon.records(), s(&hidden)).is_empty(),
+        "{looks_watched} is not under a watched path"
     );
 }

@@ -40,7 +40,9 @@ const FILE_SYSCALLS: &[&str] = &[
     "renameat",
     "renameat2",
 ];
-const NETWORK_SYSCALLS: &[&str] = &["connect", "accept", "accept4", "sendto", "sendmsg"];
+const NETWORK_SYSCALLS: &[&str] = &[
+    "connect", "accept", "accept4", "sendto", "sendmsg", "sendmmsg",
+];
 const PRIVILEGE_SYSCALLS: &[&str] = &[
     "setuid",
     "setgid",

@@ -20,6 +20,8 @@ use crate::config::Config;
 use loader::{ACTIVITY_RING, DROPS_MAP, PROC_RING};
 
 /// What the collector hands to the process stage.
+// Events are the common case and losses rare: boxing events would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Collected {
     Event(Event),
@@ -158,34 +160,43 @@ impl Collector {
                 _ = tick.tick() => losses.report(&drops, &tx).await,
                 guard = proc_ring.readable_mut() => {
                     let mut guard = guard.map_err(CollectorError::Poll)?;
-                    drain(guard.get_inner_mut(), &tx, &mut losses).await?;
-                    guard.clear_ready();
+                    if drain(guard.get_inner_mut(), &tx, &mut losses, BATCH).await? {
+                        guard.clear_ready();
+                    }
                 }
                 guard = activity_ring.readable_mut() => {
                     let mut guard = guard.map_err(CollectorError::Poll)?;
-                    drain(guard.get_inner_mut(), &tx, &mut losses).await?;
-                    guard.clear_ready();
+                    if drain(guard.get_inner_mut(), &tx, &mut losses, BATCH).await? {
+                        guard.clear_ready();
+                    }
                 }
             }
         }
         // Detach first so that nothing new arrives, then take what is still in the rings.
         drop(ebpf);
-        drain(proc_ring.get_mut(), &tx, &mut losses).await?;
-        drain(activity_ring.get_mut(), &tx, &mut losses).await?;
+        drain(proc_ring.get_mut(), &tx, &mut losses, usize::MAX).await?;
+        drain(activity_ring.get_mut(), &tx, &mut losses, usize::MAX).await?;
         losses.report(&drops, &tx).await;
         Ok(())
     }
 }
 
+/// Records read from one ring before the other gets a turn: a ring that never empties (a flood
+/// of file events) cannot keep the process lane from being read.
+const BATCH: usize = 256;
+
+/// Read up to `max` records; true if the ring is empty (its readiness may be cleared), false if
+/// it has more (the ring stays ready, so it is read again on the next turn).
 async fn drain(
     ring: &mut RingBuf<MapData>,
     tx: &mpsc::Sender<Collected>,
     losses: &mut LossCounter,
-) -> Result<(), CollectorError> {
-    loop {
+    max: usize,
+) -> Result<bool, CollectorError> {
+    for _ in 0..max {
         let decoded = match ring.next() {
             Some(item) => decode(&item),
-            None => return Ok(()),
+            None => return Ok(true),
         };
         match decoded {
             Ok(event) => tx
@@ -195,6 +206,7 @@ async fn drain(
             Err(err) => losses.decode_error(err),
         }
     }
+    Ok(false)
 }
 
 /// Kernel drop counters and decode failures, reported as deltas.

@@ -91,6 +91,8 @@ pub struct EnrichConfig {
     pub sha256: bool,
     /// Larger binaries are not hashed.
     pub sha256_max_file_mb: u64,
+    /// Processes the process table holds at most; past it the exited, then the oldest, go.
+    pub process_table_max: u64,
 }
 
 impl Default for EnrichConfig {
@@ -98,6 +100,7 @@ impl Default for EnrichConfig {
         EnrichConfig {
             sha256: true,
             sha256_max_file_mb: 100,
+            process_table_max: 65_536,
         }
     }
 }
@@ -336,6 +339,9 @@ impl Config {
         }
         if self.enrich.sha256_max_file_mb == 0 {
             problem("enrich.sha256_max_file_mb", "must be at least 1".to_owned());
+        }
+        if self.enrich.process_table_max < 64 {
+            problem("enrich.process_table_max", "must be at least 64".to_owned());
         }
         if self.behavior.window_seconds == 0 {
             problem("behavior.window_seconds", "must be at least 1".to_owned());

@@ -1,70 +1,224 @@
-//! The process stage: keeps the [`ProcessTable`] from fork/exec/exit events and turns each
-//! event into the fields of a record (DESIGN §3; see [`records`]), naming the process's image
-//! and its parent from the table. Fork events only feed the table. Losses pass through as
-//! `agent` records.
+//! The process stage: keeps the [`ProcessTable`] from fork/exec/exit events, enriches exec
+//! records (hash, user, terminal, cgroup, ancestry) and turns each event into the fields of a
+//! record (DESIGN §3; see [`records`]). Fork events only feed the table. Losses pass through as
+//! `agent` records. It also answers [`StageCommand`]s (the process tree).
+//!
+//! Records leave in the order their events came. An exec whose binary is not in the hash cache
+//! waits at the head of a bounded queue for its hash while later events keep coming in behind
+//! it; an exec of a cached binary reads no file.
 
+pub mod context;
+pub mod hash;
 pub mod records;
 pub mod table;
+pub mod tree;
 mod write_paths;
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
 
-use owo_common::Event;
-use tokio::sync::mpsc;
+use owo_common::{event::FileId, Event};
+use tokio::sync::{mpsc, oneshot};
 
-use crate::{collector::Collected, export::Outgoing};
+use crate::{
+    collector::Collected,
+    config::{EnrichConfig, MonitorConfig},
+    export::Outgoing,
+};
+use context::{CgroupPaths, UserNames};
+use hash::{HashOutcome, Hasher, Lookup, PendingHash};
+use records::{ExecContext, Lookups};
 pub use table::ProcessTable;
-use table::{ns_to_ticks, Exited};
+use table::{ns_to_ticks, Exited, ProcessInfo};
+use tree::{TreeError, TreeFormat};
 use write_paths::WritePaths;
 
-/// What the stage owns.
+/// Records waiting to leave, at most this many (then the stage stops taking events, and the
+/// kernel's ring buffer holds the burst).
+const QUEUE_MAX: usize = 4096;
+
+/// Requests to the stage from the rest of the daemon.
+pub enum StageCommand {
+    DumpTree {
+        pid: u32,
+        format: TreeFormat,
+        reply: oneshot::Sender<Result<String, TreeError>>,
+    },
+}
+
+/// Counters the stage keeps, for the `stop` record.
+#[derive(Debug, Default, Clone)]
+pub struct StageStats {
+    pub table_entries: usize,
+    pub table_evictions: u64,
+    pub hashed: u64,
+    pub hash_cache_hits: u64,
+}
+
+enum Queued {
+    Ready(Outgoing),
+    Hashing(Outgoing, FileId, PendingHash),
+}
+
 pub struct ProcessStage {
     table: ProcessTable,
     write_paths: WritePaths,
+    users: UserNames,
+    cgroups: CgroupPaths,
+    hasher: Option<Hasher>,
+    watch: WatchPaths,
+    queue: VecDeque<Queued>,
+}
+
+/// `monitor.file_watch_paths` as the kernel applies it, for the names it leaves to us.
+struct WatchPaths {
+    all: bool,
+    prefixes: Vec<Vec<u8>>,
+}
+
+impl WatchPaths {
+    fn watched(&self, path: &[u8]) -> bool {
+        self.all
+            || self.prefixes.iter().any(|p| {
+                let p = p.strip_suffix(b"/").unwrap_or(p);
+                path.starts_with(p) && matches!(path.get(p.len()), None | Some(b'/'))
+            })
+    }
+
+    fn wants(&self, e: &owo_common::event::FileEvent) -> bool {
+        self.watched(&records::clean_path(&e.path))
+            || e.path2
+                .as_deref()
+                .is_some_and(|p| self.watched(&records::clean_path(p)))
+    }
 }
 
 impl ProcessStage {
-    pub fn new(table: ProcessTable) -> ProcessStage {
+    pub fn new(
+        table: ProcessTable,
+        enrich: &EnrichConfig,
+        monitor: &MonitorConfig,
+    ) -> ProcessStage {
         ProcessStage {
             table,
             write_paths: WritePaths::default(),
+            users: UserNames::default(),
+            cgroups: CgroupPaths::new(),
+            hasher: enrich
+                .sha256
+                .then(|| Hasher::new(enrich.sha256_max_file_mb)),
+            watch: WatchPaths {
+                all: monitor.file_watch_all_paths,
+                prefixes: monitor
+                    .file_watch_paths
+                    .iter()
+                    .map(|p| p.as_bytes().to_vec())
+                    .collect(),
+            },
+            queue: VecDeque::new(),
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Collected>, tx: mpsc::Sender<Outgoing>) {
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Collected>,
+        tx: mpsc::Sender<Outgoing>,
+        mut commands: mpsc::Receiver<StageCommand>,
+        stats: oneshot::Sender<StageStats>,
+    ) {
+        self.serve(&mut rx, &tx, &mut commands).await;
+        // Sent before `tx` drops, so the exporter has it when it writes the `stop` record.
+        let _ = stats.send(self.stats());
+    }
+
+    async fn serve(
+        &mut self,
+        rx: &mut mpsc::Receiver<Collected>,
+        tx: &mpsc::Sender<Outgoing>,
+        commands: &mut mpsc::Receiver<StageCommand>,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut evictions_reported = 0;
+        let mut input_open = true;
         loop {
-            let msg = tokio::select! {
-                msg = rx.recv() => msg,
+            // Send what is ready at the head; stop at a record still hashing.
+            while let Some(Queued::Ready(_)) = self.queue.front() {
+                let Some(Queued::Ready(out)) = self.queue.pop_front() else {
+                    unreachable!()
+                };
+                if tx.send(out).await.is_err() {
+                    return;
+                }
+            }
+            if !input_open && self.queue.is_empty() {
+                return;
+            }
+            let head = match self.queue.front() {
+                Some(Queued::Hashing(_, _, pending)) => Some(pending.clone()),
+                _ => None,
+            };
+            tokio::select! {
+                msg = rx.recv(), if input_open && self.queue.len() < QUEUE_MAX => match msg {
+                    Some(Collected::Event(event)) => self.handle(event),
+                    Some(Collected::Loss(loss)) => self.queue.push_back(Queued::Ready(Outgoing::agent(records::loss(&loss)))),
+                    None => input_open = false,
+                },
+                outcome = wait(head), if self.queue.front().is_some_and(|q| matches!(q, Queued::Hashing(..))) => {
+                    self.hashed(outcome);
+                }
+                Some(command) = commands.recv() => self.command(command),
                 _ = tick.tick() => {
-                    self.table.expire(Instant::now());
+                    for pid in self.table.expire(Instant::now()) {
+                        self.write_paths.forget_process(pid);
+                    }
                     if self.table.evictions > evictions_reported {
                         tracing::warn!("process table full: evicted {} entries so far", self.table.evictions);
                         evictions_reported = self.table.evictions;
                     }
-                    continue;
-                }
-            };
-            let Some(msg) = msg else { return };
-            let out = match msg {
-                Collected::Event(event) => self.handle(event),
-                Collected::Loss(loss) => Some(Outgoing::agent(records::loss(&loss))),
-            };
-            if let Some(out) = out {
-                if tx.send(out).await.is_err() {
-                    return;
                 }
             }
         }
     }
 
-    /// Keep the table, and make a record when the event's monitor was on (the kernel says so).
-    fn handle(&mut self, event: Event) -> Option<Outgoing> {
-        let table = &mut self.table;
-        match event {
+    fn stats(&self) -> StageStats {
+        StageStats {
+            table_entries: self.table.len(),
+            table_evictions: self.table.evictions,
+            hashed: self.hasher.as_ref().map_or(0, |h| h.hashed),
+            hash_cache_hits: self.hasher.as_ref().map_or(0, |h| h.cache_hits),
+        }
+    }
+
+    fn command(&mut self, command: StageCommand) {
+        match command {
+            StageCommand::DumpTree { pid, format, reply } => {
+                let _ = reply.send(tree::render(&self.table, pid, format));
+            }
+        }
+    }
+
+    /// The head's hash is in: fill it in and let the record go.
+    fn hashed(&mut self, outcome: HashOutcome) {
+        if let Some(Queued::Hashing(mut out, id, _)) = self.queue.pop_front() {
+            if let Some(hasher) = &mut self.hasher {
+                hasher.finished(id, &outcome);
+            }
+            records::put_hash(&mut out.fields, &outcome);
+            self.queue.push_front(Queued::Ready(out));
+        }
+    }
+
+    /// Keep the table, and queue a record when the event's monitor was on (the kernel says so).
+    fn handle(&mut self, event: Event) {
+        let mut lk = Lookups {
+            table: &self.table,
+            users: &mut self.users,
+        };
+        let queued = match event {
             Event::Fork(f) => {
-                table.fork(
+                self.table.fork(
                     f.parent.pid,
                     f.child_pid,
                     ns_to_ticks(f.child_start_boottime_ns),
@@ -72,48 +226,105 @@ impl ProcessStage {
                 None
             }
             Event::Exec(e) => {
-                let out = e
-                    .task
-                    .report
-                    .then(|| Outgoing::event(e.task.ktime_ns, records::exec(table, &e)));
-                table.exec(
-                    e.task.pid,
-                    e.task.ppid,
-                    ns_to_ticks(e.start_boottime_ns),
-                    e.exe,
-                    e.args,
-                );
-                out
+                let queued = e.task.report.then(|| {
+                    let cgroup = self.cgroups.path(e.task.cgroup_id).map(str::to_owned);
+                    let cx = ExecContext {
+                        cgroup: cgroup.as_deref(),
+                        hashing: self.hasher.is_some(),
+                    };
+                    let out = Outgoing::event(e.task.ktime_ns, records::exec(&mut lk, &e, &cx));
+                    match (&mut self.hasher, e.exe_id, &e.exe) {
+                        (Some(hasher), Some(id), Some(exe)) => {
+                            match hasher.lookup(e.task.pid, exe, id) {
+                                Lookup::Done(outcome) => {
+                                    let mut out = out;
+                                    records::put_hash(&mut out.fields, &outcome);
+                                    Queued::Ready(out)
+                                }
+                                Lookup::Pending(pending) => Queued::Hashing(out, id, pending),
+                            }
+                        }
+                        (Some(_), _, _) => {
+                            let mut out = out;
+                            records::put_hash(&mut out.fields, &HashOutcome::Gone);
+                            Queued::Ready(out)
+                        }
+                        _ => Queued::Ready(out),
+                    }
+                });
+                let info = ProcessInfo {
+                    ppid: e.task.ppid,
+                    uid: e.task.uid,
+                    comm: e.task.comm,
+                    start_ticks: ns_to_ticks(e.start_boottime_ns),
+                    exe: e.exe,
+                    args: e.args,
+                    exited_at: None,
+                };
+                self.table.exec(e.task.pid, info);
+                queued
             }
             Event::Exit(e) => {
                 let out = e
                     .task
                     .report
-                    .then(|| Outgoing::event(e.task.ktime_ns, records::exit(table, &e)));
-                self.write_paths.forget_process(e.task.pid);
+                    .then(|| Outgoing::event(e.task.ktime_ns, records::exit(&mut lk, &e)));
                 // Two threads ending together can both look like the last one (kernels before 6.16).
-                match table.exit(e.task.pid, ns_to_ticks(e.start_boottime_ns), Instant::now()) {
+                match self
+                    .table
+                    .exit(e.task.pid, ns_to_ticks(e.start_boottime_ns), Instant::now())
+                {
                     Exited::Again => None,
-                    Exited::Now | Exited::Unknown => out,
+                    Exited::Now | Exited::Unknown => out.map(Queued::Ready),
                 }
             }
-            Event::File(e) => Some(Outgoing::event(e.task.ktime_ns, records::file(table, &e))),
-            Event::Net(e) => Some(Outgoing::event(
+            // A name with "." or ".." was not filtered in the kernel: filter it clean here.
+            Event::File(e) if e.unclean && !self.watch.wants(&e) => None,
+            Event::File(e) => Some(Queued::Ready(Outgoing::event(
                 e.task.ktime_ns,
-                records::network(table, &e),
-            )),
-            Event::Priv(e) => Some(Outgoing::event(
+                records::file(&mut lk, &e),
+            ))),
+            Event::Net(e) => Some(Queued::Ready(Outgoing::event(
                 e.task.ktime_ns,
-                records::privilege(table, &e),
-            )),
-            Event::Module(e) => Some(Outgoing::event(e.task.ktime_ns, records::module(table, &e))),
+                records::network(&mut lk, &e),
+            ))),
+            Event::Priv(e) => Some(Queued::Ready(Outgoing::event(
+                e.task.ktime_ns,
+                records::privilege(&mut lk, &e),
+            ))),
+            Event::Module(e) => Some(Queued::Ready(Outgoing::event(
+                e.task.ktime_ns,
+                records::module(&mut lk, &e),
+            ))),
             Event::Write(mut e) => {
-                let known = self.write_paths.resolve(e.task.pid, e.fd, e.path.take());
-                Some(Outgoing::event(
-                    e.task.ktime_ns,
-                    records::write(table, &e, known),
-                ))
+                let known =
+                    self.write_paths
+                        .resolve(e.task.pid, e.fd, e.path.take(), e.path_truncated);
+                let fields = records::write(
+                    &mut Lookups {
+                        table: &self.table,
+                        users: &mut self.users,
+                    },
+                    &e,
+                    known,
+                );
+                Some(Queued::Ready(Outgoing::event(e.task.ktime_ns, fields)))
             }
+        };
+        if let Some(queued) = queued {
+            self.queue.push_back(queued);
         }
+    }
+}
+
+/// The outcome of the head's hash job.
+async fn wait(pending: Option<PendingHash>) -> HashOutcome {
+    let Some(mut pending) = pending else {
+        return std::future::pending().await;
+    };
+    let outcome = pending.wait_for(Option::is_some).await.map(|o| o.clone());
+    match outcome {
+        Ok(Some(outcome)) => outcome,
+        _ => HashOutcome::Error("the hashing job ended without an outcome".into()),
     }
 }

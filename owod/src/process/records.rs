@@ -11,6 +11,8 @@ use owo_common::{
 use serde_json::{Map, Value};
 
 use super::{
+    context::{parse_cgroup, tty_name, UserNames},
+    hash::HashOutcome,
     table::{ns_to_ticks, ProcessTable},
     write_paths::WritePath,
 };
@@ -18,14 +20,23 @@ use crate::collector::Loss;
 
 type Fields = Map<String, Value>;
 
+/// What record builders look up: the process table and the user names.
+pub struct Lookups<'a> {
+    pub table: &'a ProcessTable,
+    pub users: &'a mut UserNames,
+}
+
 /// The fields every process-attributed record starts with.
-fn task_fields(event_type: &str, task: &Task, exe: Option<&[u8]>) -> Fields {
+fn task_fields(lk: &mut Lookups<'_>, event_type: &str, task: &Task, exe: Option<&[u8]>) -> Fields {
     let mut m = Map::new();
     m.insert("event_type".into(), event_type.into());
     m.insert("pid".into(), task.pid.into());
     m.insert("tid".into(), task.tid.into());
     m.insert("ppid".into(), task.ppid.into());
     m.insert("uid".into(), task.uid.into());
+    if let Some(user) = lk.users.name(task.uid) {
+        put_bytes(&mut m, "user", user.as_bytes(), NAME_BUDGET, false);
+    }
     m.insert("gid".into(), task.gid.into());
     put_bytes(&mut m, "comm", &task.comm, NAME_BUDGET, false);
     if let Some(exe) = exe {
@@ -36,12 +47,9 @@ fn task_fields(event_type: &str, task: &Task, exe: Option<&[u8]>) -> Fields {
 }
 
 /// Task fields for an activity record: the image is the one the table knows for the process.
-fn activity_fields(event_type: &str, table: &ProcessTable, task: &Task) -> Fields {
-    task_fields(
-        event_type,
-        task,
-        table.get(task.pid).and_then(|p| p.exe.as_deref()),
-    )
+fn activity_fields(lk: &mut Lookups<'_>, event_type: &str, task: &Task) -> Fields {
+    let exe = lk.table.get(task.pid).and_then(|p| p.exe.clone());
+    task_fields(lk, event_type, task, exe.as_deref())
 }
 
 fn syscall(m: &mut Fields, value: u32) {
@@ -51,10 +59,30 @@ fn syscall(m: &mut Fields, value: u32) {
     );
 }
 
-pub fn exec(table: &ProcessTable, e: &ExecEvent) -> Fields {
-    let mut m = task_fields("execve", &e.task, e.exe.as_deref());
+/// Where an exec happened, looked up by the stage.
+pub struct ExecContext<'a> {
+    pub cgroup: Option<&'a str>,
+    /// `enrich.sha256` is on: a `sha256` (or `sha256_status`) field will be filled in.
+    pub hashing: bool,
+}
+
+pub fn exec(lk: &mut Lookups<'_>, e: &ExecEvent, cx: &ExecContext<'_>) -> Fields {
+    let mut m = task_fields(lk, "execve", &e.task, e.exe.as_deref());
     if e.exe_truncated {
         m.insert("exe_truncated".into(), true.into());
+    }
+    let memfd = e.exe.as_deref().is_some_and(|p| p.starts_with(b"/memfd:"));
+    if memfd {
+        m.insert("exe_memfd".into(), true.into());
+    } else if e.exe_deleted {
+        m.insert("exe_deleted".into(), true.into());
+    }
+    if let Some(id) = e.exe_id {
+        m.insert("inode".into(), id.ino.into());
+    }
+    if cx.hashing {
+        // Its place in the record; the hashing stage fills it in.
+        m.insert("sha256_status".into(), "pending".into());
     }
     put_bytes(
         &mut m,
@@ -74,7 +102,33 @@ pub fn exec(table: &ProcessTable, e: &ExecEvent) -> Fields {
     if let Some(cwd) = &e.cwd {
         put_bytes(&mut m, "cwd", cwd, PATH_BUDGET, e.cwd_truncated);
     }
-    if let Some(parent) = table.get(e.task.ppid) {
+    m.insert("is_tty".into(), (!e.tty.is_empty()).into());
+    if !e.tty.is_empty() {
+        m.insert("tty".into(), tty_name(&e.tty).into());
+    }
+    if let Some(auid) = e.auid {
+        m.insert("auid".into(), auid.into());
+    }
+    if let Some(session) = e.session_id {
+        m.insert("session_id".into(), session.into());
+    }
+    if let Some(path) = cx.cgroup {
+        put_bytes(&mut m, "cgroup", path.as_bytes(), PATH_BUDGET, false);
+        let info = parse_cgroup(path);
+        if let Some(id) = info.container_id {
+            m.insert("container_id".into(), id.into());
+        }
+        if let Some(runtime) = info.container_runtime {
+            m.insert("container_runtime".into(), runtime.into());
+        }
+        if let Some(pod) = info.pod_uid {
+            m.insert("pod_uid".into(), pod.into());
+        }
+        if let Some(unit) = info.systemd_unit {
+            put_bytes(&mut m, "systemd_unit", unit.as_bytes(), NAME_BUDGET, false);
+        }
+    }
+    if let Some(parent) = lk.table.get(e.task.ppid) {
         if let Some(exe) = &parent.exe {
             put_bytes(&mut m, "parent_path", exe, PATH_BUDGET, false);
         }
@@ -86,14 +140,39 @@ pub fn exec(table: &ProcessTable, e: &ExecEvent) -> Fields {
             false,
         );
     }
+    let ancestors = lk.table.ancestors(e.task.ppid).join(&b'|');
+    put_bytes(&mut m, "ancestors", &ancestors, PATH_BUDGET, false);
     m
 }
 
-pub fn exit(table: &ProcessTable, e: &ExitEvent) -> Fields {
-    let known = table
+/// Fill in the hash (or why there is none) where [`exec`] left its place.
+pub fn put_hash(m: &mut Fields, outcome: &HashOutcome) {
+    match outcome {
+        HashOutcome::Hash(hex) => {
+            // Replace the placeholder in place, keeping the record's field order.
+            let at = m
+                .keys()
+                .position(|k| k == "sha256_status")
+                .unwrap_or(m.len());
+            m.shift_remove("sha256_status");
+            m.shift_insert(at.min(m.len()), "sha256".into(), hex.as_str().into());
+        }
+        other => {
+            m.insert("sha256_status".into(), other.status().into());
+            if let HashOutcome::Error(why) = other {
+                m.insert("sha256_error".into(), why.as_str().into());
+            }
+        }
+    }
+}
+
+pub fn exit(lk: &mut Lookups<'_>, e: &ExitEvent) -> Fields {
+    let known = lk
+        .table
         .get(e.task.pid)
         .filter(|p| p.start_ticks == ns_to_ticks(e.start_boottime_ns));
-    let mut m = task_fields("exit", &e.task, known.and_then(|p| p.exe.as_deref()));
+    let exe = known.and_then(|p| p.exe.clone());
+    let mut m = task_fields(lk, "exit", &e.task, exe.as_deref());
     m.insert("exit_code".into(), e.exit_code().into());
     if let Some(sig) = e.signal() {
         m.insert("signal".into(), sig.into());
@@ -105,6 +184,8 @@ pub fn exit(table: &ProcessTable, e: &ExitEvent) -> Fields {
 }
 
 const O_CREAT: u32 = 0o100;
+const O_ACCMODE: u32 = 0o3;
+const O_CLOEXEC: u32 = 0o2000000;
 
 /// A shared object, as the loader names them: `libx.so`, `libx.so.6`, `libx.so.6.0.1`.
 pub fn is_shared_object(path: &[u8]) -> bool {
@@ -146,14 +227,22 @@ pub fn clean_path(path: &[u8]) -> Vec<u8> {
     out
 }
 
-pub fn file(table: &ProcessTable, e: &FileEvent) -> Fields {
-    let mut m = activity_fields("file", table, &e.task);
+pub fn file(lk: &mut Lookups<'_>, e: &FileEvent) -> Fields {
+    let mut m = activity_fields(lk, "file", &e.task);
     let path = clean_path(&e.path);
     let kind = match abi::syscall_name(e.syscall).unwrap_or("") {
         "unlink" | "unlinkat" | "rmdir" => "unlink",
         "rename" | "renameat" | "renameat2" => "rename",
         _ if e.flags & O_CREAT != 0 => "create",
-        _ if is_shared_object(&path) => "library_load",
+        // The loader opens a library read-only and close-on-exec; a failed lookup along the
+        // search path, or `cp libx.so`, is an open.
+        _ if e.ret >= 0
+            && e.flags & O_ACCMODE == 0
+            && e.flags & O_CLOEXEC != 0
+            && is_shared_object(&path) =>
+        {
+            "library_load"
+        }
         _ => "open",
     };
     m.insert("type".into(), kind.into());
@@ -184,8 +273,8 @@ fn address(family: u16, bytes: &[u8; 16]) -> String {
     }
 }
 
-pub fn network(table: &ProcessTable, e: &NetEvent) -> Fields {
-    let mut m = activity_fields("network", table, &e.task);
+pub fn network(lk: &mut Lookups<'_>, e: &NetEvent) -> Fields {
+    let mut m = activity_fields(lk, "network", &e.task);
     let name = abi::syscall_name(e.syscall).unwrap_or("");
     let kind = match name {
         "connect" => "connect",
@@ -219,8 +308,8 @@ pub fn network(table: &ProcessTable, e: &NetEvent) -> Fields {
     m
 }
 
-pub fn privilege(table: &ProcessTable, e: &PrivEvent) -> Fields {
-    let mut m = activity_fields("privilege", table, &e.task);
+pub fn privilege(lk: &mut Lookups<'_>, e: &PrivEvent) -> Fields {
+    let mut m = activity_fields(lk, "privilege", &e.task);
     // The header's ids are read after the call; a privilege record shows both sides.
     m.insert("uid".into(), e.before.uid.into());
     m.insert("gid".into(), e.before.gid.into());
@@ -255,8 +344,8 @@ pub fn privilege(table: &ProcessTable, e: &PrivEvent) -> Fields {
     m
 }
 
-pub fn module(table: &ProcessTable, e: &ModuleEvent) -> Fields {
-    let mut m = activity_fields("module", table, &e.task);
+pub fn module(lk: &mut Lookups<'_>, e: &ModuleEvent) -> Fields {
+    let mut m = activity_fields(lk, "module", &e.task);
     m.insert(
         "type".into(),
         abi::syscall_name(e.syscall).unwrap_or("init_module").into(),
@@ -268,13 +357,15 @@ pub fn module(table: &ProcessTable, e: &ModuleEvent) -> Fields {
     m
 }
 
-pub fn write(table: &ProcessTable, e: &WriteEvent, path: WritePath<'_>) -> Fields {
-    let mut m = activity_fields("write", table, &e.task);
+pub fn write(lk: &mut Lookups<'_>, e: &WriteEvent, path: WritePath<'_>) -> Fields {
+    let mut m = activity_fields(lk, "write", &e.task);
     m.insert("fd".into(), e.fd.into());
     m.insert("count".into(), e.count.into());
     match path {
         WritePath::Fresh(path) => put_bytes(&mut m, "path", path, PATH_BUDGET, e.path_truncated),
-        WritePath::Cached(path) => put_bytes(&mut m, "path", path, PATH_BUDGET, false),
+        WritePath::Cached(path, truncated) => {
+            put_bytes(&mut m, "path", path, PATH_BUDGET, truncated)
+        }
         WritePath::Unknown => {
             m.insert("path_unknown".into(), true.into());
         }

@@ -1,8 +1,9 @@
-//! The process table: what each live process is (executable, command line, parent), so that a
-//! record can name a parent that started before owod, or that has just exited. Seeded from
-//! /proc, then kept by fork, exec and exit events. Entries carry their start time, so a reused
-//! pid never inherits a dead process's identity. Bounded: exited processes leave after a grace
-//! period, and past the cap the longest-exited (else the oldest) entry goes, counted.
+//! The process table: what each live process is (executable, command line, parent, user), so
+//! that a record can name its ancestry, even for a parent that started before owod or has just
+//! exited. Seeded from /proc, then kept by fork, exec and exit events. Entries carry their start
+//! time, so a reused pid never inherits a dead process's identity. Bounded: exited processes
+//! leave after a grace period, and at the cap the exited ones go first, then the oldest eighth,
+//! counted (in one sweep, so a fork storm at the cap costs no more than one sweep per eighth).
 
 use std::{
     collections::HashMap,
@@ -12,11 +13,14 @@ use std::{
 
 /// How long an exited process stays, for records that still name it as their parent.
 pub const EXIT_GRACE: Duration = Duration::from_secs(10);
-pub const DEFAULT_CAP: usize = 65_536;
+/// Ancestry stops here, whatever the table says (a loop is a bug, not a reason to hang).
+const MAX_ANCESTORS: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessInfo {
     pub ppid: u32,
+    pub uid: u32,
+    pub comm: Vec<u8>,
     /// Start time in clock ticks since boot, as /proc/PID/stat has it.
     pub start_ticks: u64,
     pub exe: Option<Vec<u8>>,
@@ -59,7 +63,7 @@ impl ProcessTable {
     pub fn new(cap: usize) -> ProcessTable {
         ProcessTable {
             entries: HashMap::new(),
-            cap,
+            cap: cap.max(8),
             evictions: 0,
         }
     }
@@ -73,22 +77,24 @@ impl ProcessTable {
         for process in all.flatten() {
             let Ok(stat) = process.stat() else { continue };
             let dir = format!("/proc/{}", stat.pid);
-            let exe = std::fs::read_link(format!("{dir}/exe"))
-                .ok()
-                .map(|p| p.as_os_str().as_bytes().to_vec());
+            // A binary replaced since the process started reads as "… (deleted)".
+            let exe = std::fs::read_link(format!("{dir}/exe")).ok().map(|p| {
+                let bytes = p.as_os_str().as_bytes();
+                bytes.strip_suffix(b" (deleted)").unwrap_or(bytes).to_vec()
+            });
             let args = std::fs::read(format!("{dir}/cmdline"))
                 .map(|raw| owo_common::decode::split_args(&raw))
                 .unwrap_or_default();
-            self.insert(
-                stat.pid as u32,
-                ProcessInfo {
-                    ppid: stat.ppid as u32,
-                    start_ticks: stat.starttime,
-                    exe,
-                    args,
-                    exited_at: None,
-                },
-            );
+            let info = ProcessInfo {
+                ppid: stat.ppid as u32,
+                uid: process.uid().unwrap_or(0),
+                comm: stat.comm.into_bytes(),
+                start_ticks: stat.starttime,
+                exe,
+                args,
+                exited_at: None,
+            };
+            self.insert(stat.pid as u32, info);
             n += 1;
         }
         n
@@ -98,50 +104,51 @@ impl ProcessTable {
         self.entries.get(&pid)
     }
 
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Live processes (not exited), for the tree.
+    pub fn live(&self) -> impl Iterator<Item = (u32, &ProcessInfo)> {
+        self.entries
+            .iter()
+            .filter(|(_, p)| p.exited_at.is_none())
+            .map(|(pid, p)| (*pid, p))
+    }
+
     pub fn insert(&mut self, pid: u32, info: ProcessInfo) {
         if self.entries.len() >= self.cap && !self.entries.contains_key(&pid) {
-            self.evict_one();
+            self.make_room();
         }
         self.entries.insert(pid, info);
     }
 
-    /// A process forked: the child starts as a copy of its parent's image.
+    /// A process forked: the child starts as a copy of its parent's image and user.
     pub fn fork(&mut self, parent: u32, child: u32, child_start_ticks: u64) {
-        let (exe, args) = self
-            .get(parent)
-            .map(|p| (p.exe.clone(), p.args.clone()))
-            .unwrap_or_default();
-        self.insert(
-            child,
-            ProcessInfo {
+        let copy = self.get(parent).cloned();
+        let info = match copy {
+            Some(p) => ProcessInfo {
                 ppid: parent,
                 start_ticks: child_start_ticks,
-                exe,
-                args,
+                exited_at: None,
+                ..p
+            },
+            None => ProcessInfo {
+                ppid: parent,
+                uid: 0,
+                comm: Vec::new(),
+                start_ticks: child_start_ticks,
+                exe: None,
+                args: Vec::new(),
                 exited_at: None,
             },
-        );
+        };
+        self.insert(child, info);
     }
 
     /// A process executed a new image; its parent link stays as the kernel reported it.
-    pub fn exec(
-        &mut self,
-        pid: u32,
-        ppid: u32,
-        start_ticks: u64,
-        exe: Option<Vec<u8>>,
-        args: Vec<Vec<u8>>,
-    ) {
-        self.insert(
-            pid,
-            ProcessInfo {
-                ppid,
-                start_ticks,
-                exe,
-                args,
-                exited_at: None,
-            },
-        );
+    pub fn exec(&mut self, pid: u32, info: ProcessInfo) {
+        self.insert(pid, info);
     }
 
     /// The process with this identity ended; it stays for [`EXIT_GRACE`].
@@ -158,24 +165,52 @@ impl ProcessTable {
         }
     }
 
-    /// Forget processes that exited more than [`EXIT_GRACE`] ago.
-    pub fn expire(&mut self, now: Instant) {
-        self.entries.retain(|_, p| {
-            p.exited_at
-                .is_none_or(|t| now.duration_since(t) < EXIT_GRACE)
+    /// Forget processes that exited more than [`EXIT_GRACE`] ago; returns their pids.
+    pub fn expire(&mut self, now: Instant) -> Vec<u32> {
+        let mut gone = Vec::new();
+        self.entries.retain(|pid, p| {
+            let keep = p
+                .exited_at
+                .is_none_or(|t| now.duration_since(t) < EXIT_GRACE);
+            if !keep {
+                gone.push(*pid);
+            }
+            keep
         });
+        gone
     }
 
-    fn evict_one(&mut self) {
-        let victim = self
-            .entries
-            .iter()
-            .min_by_key(|(_, p)| (p.exited_at.is_none(), p.exited_at, p.start_ticks))
-            .map(|(pid, _)| *pid);
-        if let Some(pid) = victim {
-            self.entries.remove(&pid);
-            self.evictions += 1;
+    /// The executables from pid 1 down to `pid`'s parent (`pid` itself excluded), joined by `|`.
+    pub fn ancestors(&self, ppid: u32) -> Vec<&[u8]> {
+        let mut chain = Vec::new();
+        let mut pid = ppid;
+        while pid != 0 && chain.len() < MAX_ANCESTORS {
+            let Some(p) = self.entries.get(&pid) else {
+                break;
+            };
+            chain.push(p.exe.as_deref().unwrap_or(&p.comm[..]));
+            if pid == 1 || p.ppid == pid {
+                break;
+            }
+            pid = p.ppid;
         }
+        chain.reverse();
+        chain
+    }
+
+    /// At the cap: drop the exited, and if that is not enough, the oldest eighth.
+    fn make_room(&mut self) {
+        let before = self.entries.len();
+        self.entries.retain(|_, p| p.exited_at.is_none());
+        if self.entries.len() >= self.cap {
+            let mut starts: Vec<u64> = self.entries.values().map(|p| p.start_ticks).collect();
+            let nth = (self.cap / 8).max(1).min(starts.len() - 1);
+            let (_, cutoff, _) = starts.select_nth_unstable(nth);
+            let cutoff = *cutoff;
+            self.entries
+                .retain(|pid, p| p.start_ticks > cutoff || *pid == 1);
+        }
+        self.evictions += (before - self.entries.len()) as u64;
     }
 }
 
@@ -183,27 +218,39 @@ impl ProcessTable {
 mod tests {
     use super::*;
 
+    fn info(ppid: u32, start: u64, exe: &str) -> ProcessInfo {
+        ProcessInfo {
+            ppid,
+            uid: 0,
+            comm: b"c".to_vec(),
+            start_ticks: start,
+            exe: Some(exe.as_bytes().to_vec()),
+            args: vec![exe.as_bytes().to_vec()],
+            exited_at: None,
+        }
+    }
+
     #[test]
     fn seeding_knows_this_process_and_its_parent() {
-        let mut table = ProcessTable::new(DEFAULT_CAP);
+        let mut table = ProcessTable::new(65_536);
         assert!(table.seed_from_proc() > 1);
         let me = table
             .get(std::process::id())
             .expect("this test process is in /proc");
         assert_eq!(me.ppid, std::os::unix::process::parent_id());
         assert!(me.exe.is_some());
+        assert_eq!(me.uid, nix::unistd::getuid().as_raw());
     }
 
     #[test]
     fn fork_copies_the_image_and_exit_expires_after_grace() {
-        let mut table = ProcessTable::new(DEFAULT_CAP);
-        table.exec(10, 1, 5, Some(b"/bin/sh".to_vec()), vec![b"sh".to_vec()]);
+        let mut table = ProcessTable::new(65_536);
+        table.exec(10, info(1, 5, "/bin/sh"));
         table.fork(10, 11, 6);
         assert_eq!(table.get(11).unwrap().exe.as_deref(), Some(&b"/bin/sh"[..]));
         assert_eq!(table.get(11).unwrap().ppid, 10);
         let t0 = Instant::now();
         assert_eq!(table.exit(11, 999, t0), Exited::Unknown); // another process that once had pid 11
-        assert!(table.get(11).unwrap().exited_at.is_none());
         assert_eq!(table.exit(11, 6, t0), Exited::Now);
         assert_eq!(table.exit(11, 6, t0), Exited::Again);
         table.expire(t0 + EXIT_GRACE / 2);
@@ -213,18 +260,40 @@ mod tests {
     }
 
     #[test]
-    fn the_cap_holds_and_evicts_exited_first() {
-        let mut table = ProcessTable::new(3);
-        for pid in 1..=3 {
-            table.exec(pid, 0, pid as u64, None, vec![]);
+    fn the_cap_holds_and_evicts_exited_first_then_the_oldest() {
+        let mut table = ProcessTable::new(16);
+        for pid in 1..=16 {
+            table.exec(pid, info(1, u64::from(pid), "/x"));
         }
         table.exit(2, 2, Instant::now());
-        table.exec(4, 0, 4, None, vec![]);
-        assert_eq!(table.entries.len(), 3);
+        table.exec(17, info(1, 17, "/x"));
+        assert_eq!(table.len(), 16);
         assert!(table.get(2).is_none());
         assert_eq!(table.evictions, 1);
-        table.exec(5, 0, 5, None, vec![]);
-        assert!(table.get(1).is_none(), "then the oldest");
-        assert_eq!(table.evictions, 2);
+        table.exec(18, info(1, 18, "/x"));
+        assert!(
+            table.get(3).is_none() && table.get(1).is_some(),
+            "the oldest go, pid 1 stays"
+        );
+        for pid in 19..10_000 {
+            table.exec(pid, info(1, u64::from(pid), "/x"));
+            assert!(table.len() <= 16);
+        }
+    }
+
+    #[test]
+    fn ancestry_runs_from_pid_1_to_the_parent() {
+        let mut table = ProcessTable::new(64);
+        table.exec(1, info(0, 1, "/sbin/init"));
+        table.exec(50, info(1, 2, "/usr/sbin/sshd"));
+        table.exec(60, info(50, 3, "/usr/bin/bash"));
+        assert_eq!(
+            table.ancestors(60),
+            [&b"/sbin/init"[..], b"/usr/sbin/sshd", b"/usr/bin/bash"]
+        );
+        // A loop in the table (a bug elsewhere) still ends.
+        table.exec(70, info(71, 4, "/a"));
+        table.exec(71, info(70, 5, "/b"));
+        assert!(table.ancestors(70).len() <= MAX_ANCESTORS);
     }
 }

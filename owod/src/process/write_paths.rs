@@ -1,7 +1,8 @@
 //! The paths of files being written, by (process, fd). The kernel sends a path with the first
 //! write on an open file only (and again when the fd is reused for another file); this keeps it
-//! for the writes after. Bounded: past the cap it starts over, counted, and writes whose path it
-//! no longer knows say so rather than guess.
+//! for the writes after, until the process leaves the process table (not at its exit: its last
+//! writes may still be on their way). Bounded: past the cap it starts over, counted, and writes
+//! whose path it no longer knows say so rather than guess.
 
 use std::collections::HashMap;
 
@@ -9,7 +10,7 @@ const CAP: usize = 65_536;
 
 #[derive(Default)]
 pub struct WritePaths {
-    by_pid: HashMap<u32, HashMap<u32, Vec<u8>>>,
+    by_pid: HashMap<u32, HashMap<u32, (Vec<u8>, bool)>>,
     len: usize,
     pub resets: u64,
 }
@@ -18,14 +19,20 @@ pub struct WritePaths {
 pub enum WritePath<'a> {
     /// Sent by the kernel with this write.
     Fresh(&'a [u8]),
-    /// Remembered from an earlier write on the same open file.
-    Cached(&'a [u8]),
+    /// Remembered from an earlier write on the same open file (with its truncation flag).
+    Cached(&'a [u8], bool),
     Unknown,
 }
 
 impl WritePaths {
     /// Take the path the kernel sent (if any) and say what the path of this write is.
-    pub fn resolve(&mut self, pid: u32, fd: u32, sent: Option<Vec<u8>>) -> WritePath<'_> {
+    pub fn resolve(
+        &mut self,
+        pid: u32,
+        fd: u32,
+        sent: Option<Vec<u8>>,
+        truncated: bool,
+    ) -> WritePath<'_> {
         match sent {
             Some(path) => {
                 if self.len >= CAP {
@@ -38,13 +45,13 @@ impl WritePaths {
                     );
                 }
                 let fds = self.by_pid.entry(pid).or_default();
-                if fds.insert(fd, path).is_none() {
+                if fds.insert(fd, (path, truncated)).is_none() {
                     self.len += 1;
                 }
-                WritePath::Fresh(&fds[&fd])
+                WritePath::Fresh(&fds[&fd].0)
             }
             None => match self.by_pid.get(&pid).and_then(|fds| fds.get(&fd)) {
-                Some(path) => WritePath::Cached(path),
+                Some((path, truncated)) => WritePath::Cached(path, *truncated),
                 None => WritePath::Unknown,
             },
         }
@@ -62,28 +69,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_path_is_kept_per_process_and_fd_until_the_process_exits() {
+    fn a_path_is_kept_per_process_and_fd_until_the_process_is_forgotten() {
         let mut paths = WritePaths::default();
         assert!(matches!(
-            paths.resolve(1, 3, Some(b"/tmp/a".to_vec())),
+            paths.resolve(1, 3, Some(b"/tmp/a".to_vec()), false),
             WritePath::Fresh(b"/tmp/a")
         ));
         assert!(matches!(
-            paths.resolve(1, 3, None),
-            WritePath::Cached(b"/tmp/a")
+            paths.resolve(1, 3, None, false),
+            WritePath::Cached(b"/tmp/a", false)
         ));
-        assert!(matches!(paths.resolve(2, 3, None), WritePath::Unknown));
-        // The fd reused for another file: the kernel sends the new path.
         assert!(matches!(
-            paths.resolve(1, 3, Some(b"/tmp/b".to_vec())),
+            paths.resolve(2, 3, None, false),
+            WritePath::Unknown
+        ));
+        // The fd reused for another file: the kernel sends the new path (here, cut short).
+        assert!(matches!(
+            paths.resolve(1, 3, Some(b"/tmp/b".to_vec()), true),
             WritePath::Fresh(b"/tmp/b")
         ));
         assert!(matches!(
-            paths.resolve(1, 3, None),
-            WritePath::Cached(b"/tmp/b")
+            paths.resolve(1, 3, None, false),
+            WritePath::Cached(b"/tmp/b", true)
         ));
         paths.forget_process(1);
-        assert!(matches!(paths.resolve(1, 3, None), WritePath::Unknown));
+        assert!(matches!(
+            paths.resolve(1, 3, None, false),
+            WritePath::Unknown
+        ));
         assert_eq!(paths.len, 0);
     }
 }

@@ -52,7 +52,13 @@ impl Daemon {
     /// Start owod with `extra` YAML appended to a config that writes to a temp file, and wait
     /// for its `start` record (written once every program is attached).
     pub fn start(extra: &str) -> Daemon {
-        let dir = tempfile::tempdir().expect("temp dir");
+        // Outside every default watched path: two daemons that each watch the other's output
+        // with write events on would report each other's writes back and forth.
+        std::fs::create_dir_all("/var/lib/owo-test").expect("create /var/lib/owo-test");
+        let dir = tempfile::Builder::new()
+            .prefix("owod-")
+            .tempdir_in("/var/lib/owo-test")
+            .expect("temp dir");
         let output = dir.path().join("out/records.jsonl");
         let config = dir.path().join("config.yaml");
         let mut text = format!("output:\n  file:\n    path: {}\n", output.display());
