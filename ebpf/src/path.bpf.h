@@ -83,10 +83,22 @@ static long owo_path_collect(__u32 index, void *arg)
 	if (w->dentry == mnt_root || w->dentry == parent) {
 		void *mnt_parent = owo_read_ptr(w->mnt, w->off.mnt_parent);
 
-		if (w->dentry != mnt_root || w->mnt == mnt_parent) {
-			buf->done = 1; /* the root of everything (or of a detached tree) */
+		if (w->dentry != mnt_root) {
+			/* Its own parent, yet not a mount's root: a pseudo file (memfd, pipe, ...).
+			 * Its name is all the path it has ("/memfd:name"), as d_path shows it. */
+			__u64 depth = buf->depth;
+
+			asm volatile("%0 &= 63" : "+r"(depth));
+			buf->names[depth] = (__u64)owo_read_ptr(w->dentry, w->off.d_name_name);
+			buf->depth += 1;
+			buf->done = 1;
 			return 1;
 		}
+		if (w->mnt == mnt_parent) {
+			buf->done = 1; /* the root of everything */
+			return 1;
+		}
+		/* Cross from the root of this mount to where it is mounted. */
 		w->dentry = owo_read_ptr(w->mnt, w->off.mnt_mountpoint);
 		w->mnt = mnt_parent;
 		w->vfsmnt = mnt_parent + w->off.mnt;
