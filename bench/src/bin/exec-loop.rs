@@ -22,23 +22,35 @@ fn main() -> Result<()> {
     // The marker in argv[1] tells this run's execs, and the phase, from everything else.
     let tag = format!("owo-bench-{}", std::process::id());
 
-    let m = measure(&owod, "", |phase| {
-        exec_loops(execs, jobs, &format!("{tag}-{}", phase.name()))
-    })?;
-    let marker = format!("{tag}-with");
-    let seen = m
-        .records
-        .count(|e| e["event_type"] == "execve" && e["args"][1] == marker.as_str());
-    let exits = m
-        .records
-        .count(|e| e["event_type"] == "exit" && e["comm"] == "true");
+    // Hashing on (the default; /bin/true is hashed once, then every exec is a cache hit) and off.
+    for (label, extra) in [
+        ("sha256 on, cache warm", ""),
+        ("sha256 off", "enrich:\n  sha256: false\n"),
+    ] {
+        let m = measure(&owod, extra, |phase| {
+            exec_loops(execs, jobs, &format!("{tag}-{}", phase.name()))
+        })?;
+        let marker = format!("{tag}-with");
+        let seen = m
+            .records
+            .count(|e| e["event_type"] == "execve" && e["args"][1] == marker.as_str());
+        let hashed = m.records.count(|e| {
+            e["event_type"] == "execve"
+                && e["args"][1] == marker.as_str()
+                && e["sha256"].is_string()
+        });
+        let exits = m
+            .records
+            .count(|e| e["event_type"] == "exit" && e["comm"] == "true");
 
-    println!("exec-loop: {execs} fork+exec of /bin/true per phase, {jobs} at a time");
-    m.print_rates("execs/s");
-    print_count("execve records:", seen, execs);
-    print_field("exit records (true):", exits);
-    m.print_losses(None);
-    m.print_cpu(execs, "exec");
+        println!("exec-loop ({label}): {execs} fork+exec of /bin/true per phase, {jobs} at a time");
+        m.print_rates("execs/s");
+        print_count("execve records:", seen, execs);
+        print_field("  with a sha256:", hashed);
+        print_field("exit records (true):", exits);
+        m.print_losses(None);
+        m.print_cpu(execs, "exec");
+    }
     Ok(())
 }
 

@@ -328,3 +328,27 @@ async fn wait(pending: Option<PendingHash>) -> HashOutcome {
         _ => HashOutcome::Error("the hashing job ended without an outcome".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_prefixes_match_whole_components() {
+        let watch = WatchPaths {
+            all: false,
+            prefixes: vec![b"/etc".to_vec(), b"/tmp/".to_vec()],
+        };
+        for yes in [&b"/etc"[..], b"/etc/passwd", b"/tmp", b"/tmp/x/y"] {
+            assert!(watch.watched(yes), "{}", String::from_utf8_lossy(yes));
+        }
+        for no in [&b"/etcetera"[..], b"/var/tmp", b"/", b"/tmpx"] {
+            assert!(!watch.watched(no), "{}", String::from_utf8_lossy(no));
+        }
+        assert!(WatchPaths {
+            all: true,
+            prefixes: vec![]
+        }
+        .watched(b"/anything"));
+    }
+}
