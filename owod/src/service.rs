@@ -1,19 +1,72 @@
-//! Process-level glue: logging setup and signals. SIGTERM and SIGINT stop the daemon cleanly;
-//! SIGUSR1 prints the process tree. SIGHUP (reload) arrives with the control plane; until then it
-//! is caught, so that its default action cannot kill the daemon without a flush, and logged.
+//! Process-level glue: logging (journald when its socket exists, else stderr), systemd's
+//! notify protocol (Type=notify: READY, STATUS, RELOADING, STOPPING, WATCHDOG), and signals.
+//! SIGTERM and SIGINT stop the daemon cleanly, SIGHUP reloads, SIGUSR1 prints the process tree.
 
+use std::{path::Path, time::Duration};
+
+use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
 
-/// Log to stderr; colour only on a terminal.
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// Log to journald (structured fields) when it is there, else to stderr (colour only on a
+/// terminal). `OWO_LOG` overrides the level (an `EnvFilter` directive).
 pub fn init_logging(level: &str) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OWO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let filter = EnvFilter::try_from_env("OWO_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let registry = tracing_subscriber::registry().with(filter);
+    if Path::new(JOURNAL_SOCKET).exists() {
+        match tracing_journald::layer() {
+            Ok(journal) => {
+                registry
+                    .with(journal.with_syslog_identifier("owod".to_owned()))
+                    .init();
+                return;
+            }
+            Err(err) => eprintln!("owod: journald is not usable ({err}); logging to stderr"),
+        }
+    }
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    registry.with(stderr).init();
+}
+
+/// Tell systemd something; without NOTIFY_SOCKET (not under systemd) this does nothing.
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(err) = sd_notify::notify(states) {
+        tracing::debug!("sd_notify: {err}");
+    }
+}
+
+pub fn notify_ready(status: &str) {
+    notify(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+pub fn notify_status(status: &str) {
+    notify(&[NotifyState::Status(status)]);
+}
+
+/// RELOADING=1 with MONOTONIC_USEC, as systemd wants for Type=notify-reload and reload jobs.
+pub fn notify_reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[NotifyState::Reloading, now]),
+        Err(_) => notify(&[NotifyState::Reloading]),
+    }
+}
+
+pub fn notify_stopping() {
+    notify(&[NotifyState::Stopping]);
+}
+
+pub fn notify_watchdog() {
+    notify(&[NotifyState::Watchdog]);
+}
+
+/// `WatchdogSec=` of the unit, when it is set for this process.
+pub fn watchdog_interval() -> Option<Duration> {
+    sd_notify::watchdog_enabled()
 }
 
 /// The signals owod handles, installed before anything is loaded so that a stop request during
@@ -23,6 +76,14 @@ pub struct Signals {
     int: Signal,
     hup: Signal,
     usr1: Signal,
+}
+
+pub enum SignalRequest {
+    Stop(&'static str),
+    /// SIGHUP
+    Reload,
+    /// SIGUSR1
+    DumpTree,
 }
 
 impl Signals {
@@ -44,12 +105,4 @@ impl Signals {
             _ = self.usr1.recv() => SignalRequest::DumpTree,
         }
     }
-}
-
-pub enum SignalRequest {
-    Stop(&'static str),
-    /// SIGHUP
-    Reload,
-    /// SIGUSR1
-    DumpTree,
 }

@@ -121,6 +121,7 @@ fn configured_on(config: &Config, monitor: Monitor) -> bool {
 
 pub struct Loaded {
     pub ebpf: Ebpf,
+    pub settings: KernelSettings,
     pub monitors: BTreeMap<&'static str, MonitorState>,
     pub program_ids: Vec<u32>,
 }
@@ -139,7 +140,8 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
         .map_max_entries(ACTIVITY_RING, RING_BYTES)
         .load(&object)
         .map_err(CollectorError::Load)?;
-    write_watch_paths(&mut ebpf, &config.monitor.file_watch_paths)?;
+    let mut settings = KernelSettings::take(&mut ebpf)?;
+    settings.set_watch_paths(&config.monitor.file_watch_paths)?;
 
     let mut monitors = BTreeMap::new();
     let mut program_ids = Vec::new();
@@ -160,18 +162,16 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
             monitors.insert(monitor.name(), state);
         }
     }
-    let flags: Vec<(Monitor, bool)> = Monitor::ALL
-        .iter()
-        .map(|&m| {
-            (
-                m,
-                m == Monitor::Fork || matches!(monitors.get(m.name()), Some(MonitorState::On)),
-            )
-        })
-        .collect();
-    write_flags(&mut ebpf, &flags, config.monitor.file_watch_all_paths)?;
+    for monitor in Monitor::ALL {
+        let on = monitor == Monitor::Fork
+            || matches!(monitors.get(monitor.name()), Some(MonitorState::On));
+        settings.set_monitor(monitor, on)?;
+    }
+    settings.set_all_paths(config.monitor.file_watch_all_paths)?;
+    settings.set(abi::CFG_SELF_TGID, std::process::id())?;
     Ok(Loaded {
         ebpf,
+        settings,
         monitors,
         program_ids,
     })
@@ -252,34 +252,6 @@ fn tracepoint_exists(category: &str, event: &str) -> bool {
         })
 }
 
-fn write_flags(
-    ebpf: &mut Ebpf,
-    flags: &[(Monitor, bool)],
-    all_paths: bool,
-) -> Result<(), CollectorError> {
-    let map = ebpf
-        .map_mut(CONFIG_MAP)
-        .ok_or(CollectorError::MissingMap(CONFIG_MAP))?;
-    let mut config: Array<&mut MapData, u32> =
-        Array::try_from(map).map_err(|source| CollectorError::Map {
-            map: CONFIG_MAP,
-            source,
-        })?;
-    let mut set = |key: u32, value: u32| {
-        config
-            .set(key, value, 0)
-            .map_err(|source| CollectorError::Map {
-                map: CONFIG_MAP,
-                source,
-            })
-    };
-    for &(monitor, on) in flags {
-        set(monitor as u32, on.into())?;
-    }
-    set(abi::CFG_FILE_ALL_PATHS, all_paths.into())?;
-    set(abi::CFG_SELF_TGID, std::process::id())
-}
-
 /// The LPM trie key of a watched prefix: the path with one trailing "/", so that `/etc` matches
 /// `/etc` and `/etc/passwd` but not `/etcetera` (the kernel adds a "/" to the path it looks up).
 pub fn watch_key(prefix: &str) -> Option<([u8; abi::WATCH_MAX], u32)> {
@@ -293,27 +265,82 @@ pub fn watch_key(prefix: &str) -> Option<([u8; abi::WATCH_MAX], u32)> {
     Some((data, with_slash.len() as u32 * 8))
 }
 
-fn write_watch_paths(ebpf: &mut Ebpf, prefixes: &[String]) -> Result<(), CollectorError> {
-    let map = ebpf
-        .map_mut(WATCH_MAP)
-        .ok_or(CollectorError::MissingMap(WATCH_MAP))?;
-    let mut trie: LpmTrie<&mut MapData, [u8; abi::WATCH_MAX], u32> = LpmTrie::try_from(map)
-        .map_err(|source| CollectorError::Map {
+/// The kernel's view of the settings: monitor flags, owod's pid, watched path prefixes. Owned
+/// by the collector after loading, so that a monitor switched at run time is one map write.
+pub struct KernelSettings {
+    config: Array<MapData, u32>,
+    watch: LpmTrie<MapData, [u8; abi::WATCH_MAX], u32>,
+    watched: Vec<String>,
+}
+
+impl KernelSettings {
+    fn take(ebpf: &mut Ebpf) -> Result<KernelSettings, CollectorError> {
+        let map = ebpf
+            .take_map(CONFIG_MAP)
+            .ok_or(CollectorError::MissingMap(CONFIG_MAP))?;
+        let config = Array::try_from(map).map_err(|source| CollectorError::Map {
+            map: CONFIG_MAP,
+            source,
+        })?;
+        let map = ebpf
+            .take_map(WATCH_MAP)
+            .ok_or(CollectorError::MissingMap(WATCH_MAP))?;
+        let watch = LpmTrie::try_from(map).map_err(|source| CollectorError::Map {
             map: WATCH_MAP,
             source,
         })?;
-    for prefix in prefixes {
-        // The config's validation has refused prefixes that have no key.
-        let Some((data, bits)) = watch_key(prefix) else {
-            continue;
-        };
-        trie.insert(&Key::new(bits, data), 1, 0)
-            .map_err(|source| CollectorError::Map {
-                map: WATCH_MAP,
-                source,
-            })?;
+        Ok(KernelSettings {
+            config,
+            watch,
+            watched: Vec::new(),
+        })
     }
-    Ok(())
+
+    fn set(&mut self, key: u32, value: u32) -> Result<(), CollectorError> {
+        self.config
+            .set(key, value, 0)
+            .map_err(|source| CollectorError::Map {
+                map: CONFIG_MAP,
+                source,
+            })
+    }
+
+    pub fn set_monitor(&mut self, monitor: Monitor, on: bool) -> Result<(), CollectorError> {
+        self.set(monitor as u32, on.into())
+    }
+
+    pub fn set_all_paths(&mut self, all: bool) -> Result<(), CollectorError> {
+        self.set(abi::CFG_FILE_ALL_PATHS, all.into())
+    }
+
+    /// Replace the watched prefixes: the new ones go in before the old ones come out, so a
+    /// prefix in both is never unwatched for a moment.
+    pub fn set_watch_paths(&mut self, prefixes: &[String]) -> Result<(), CollectorError> {
+        let map_err = |source| CollectorError::Map {
+            map: WATCH_MAP,
+            source,
+        };
+        for prefix in prefixes {
+            // The config's validation has refused prefixes that have no key.
+            let Some((data, bits)) = watch_key(prefix) else {
+                continue;
+            };
+            self.watch
+                .insert(&Key::new(bits, data), 1, 0)
+                .map_err(map_err)?;
+        }
+        let new_keys: Vec<_> = prefixes.iter().filter_map(|p| watch_key(p)).collect();
+        for old in std::mem::take(&mut self.watched) {
+            let Some(key) = watch_key(&old) else { continue };
+            if !new_keys.contains(&key) {
+                self.watch
+                    .remove(&Key::new(key.1, key.0))
+                    .map_err(map_err)?;
+            }
+        }
+        self.watched = prefixes.to_vec();
+        Ok(())
+    }
 }
 
 #[cfg(test)]

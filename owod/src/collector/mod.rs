@@ -14,7 +14,10 @@ use aya::{
     Ebpf,
 };
 use owo_common::{abi::Monitor, decode, Event};
-use tokio::{io::unix::AsyncFd, sync::mpsc, sync::watch};
+use tokio::{
+    io::unix::AsyncFd,
+    sync::{mpsc, oneshot, watch},
+};
 
 use crate::config::Config;
 use loader::{ACTIVITY_RING, DROPS_MAP, PROC_RING};
@@ -88,6 +91,7 @@ pub enum CollectorError {
 /// Loaded and attached; not yet reading.
 pub struct Collector {
     ebpf: Ebpf,
+    settings: loader::KernelSettings,
     proc_ring: RingBuf<MapData>,
     activity_ring: RingBuf<MapData>,
     drops: PerCpuArray<MapData, u64>,
@@ -109,10 +113,28 @@ fn poll(ring: RingBuf<MapData>) -> Result<AsyncFd<RingBuf<MapData>>, CollectorEr
     unsafe { AsyncFd::register(ring) }.map_err(|e| CollectorError::Poll(e.into()))
 }
 
+/// Requests to the collector (it owns the kernel's settings maps).
+pub enum CollectorCommand {
+    /// Switch a monitor's flag in the kernel.
+    SetMonitor {
+        monitor: Monitor,
+        on: bool,
+        reply: oneshot::Sender<Result<(), CollectorError>>,
+    },
+    /// Apply a reloaded config's monitor flags and watched paths.
+    Reconfigure {
+        monitors: Vec<(Monitor, bool)>,
+        watch_paths: Vec<String>,
+        all_paths: bool,
+        reply: oneshot::Sender<Result<(), CollectorError>>,
+    },
+}
+
 impl Collector {
     pub fn load(config: &Config) -> Result<Collector, CollectorError> {
         let loader::Loaded {
             mut ebpf,
+            settings,
             monitors,
             program_ids,
         } = loader::load(config)?;
@@ -127,6 +149,7 @@ impl Collector {
         })?;
         Ok(Collector {
             ebpf,
+            settings,
             proc_ring,
             activity_ring,
             drops,
@@ -137,13 +160,17 @@ impl Collector {
 
     /// Read until `shutdown` says stop, then detach and drain. The process lane is read first
     /// whenever both have records, so a flood of activity cannot delay exec and exit records.
+    /// While the loop turns it pings systemd's watchdog (when one is set): a pipeline stuck
+    /// downstream stops the loop, and with it the pings.
     pub async fn run(
         self,
         tx: mpsc::Sender<Collected>,
+        mut commands: mpsc::Receiver<CollectorCommand>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), CollectorError> {
         let Collector {
             ebpf,
+            mut settings,
             proc_ring,
             activity_ring,
             drops,
@@ -153,11 +180,32 @@ impl Collector {
         let mut activity_ring = poll(activity_ring)?;
         let mut losses = LossCounter::default();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let watchdog = crate::service::watchdog_interval();
+        let mut pinged = std::time::Instant::now();
         loop {
+            if let Some(interval) = watchdog {
+                if pinged.elapsed() >= interval / 2 {
+                    crate::service::notify_watchdog();
+                    pinged = std::time::Instant::now();
+                }
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
                 _ = tick.tick() => losses.report(&drops, &tx).await,
+                Some(command) = commands.recv() => match command {
+                    CollectorCommand::SetMonitor { monitor, on, reply } => {
+                        let _ = reply.send(settings.set_monitor(monitor, on));
+                    }
+                    CollectorCommand::Reconfigure { monitors, watch_paths, all_paths, reply } => {
+                        let result = (|| {
+                            settings.set_watch_paths(&watch_paths)?;
+                            settings.set_all_paths(all_paths)?;
+                            monitors.iter().try_for_each(|&(m, on)| settings.set_monitor(m, on))
+                        })();
+                        let _ = reply.send(result);
+                    }
+                },
                 guard = proc_ring.readable_mut() => {
                     let mut guard = guard.map_err(CollectorError::Poll)?;
                     if drain(guard.get_inner_mut(), &tx, &mut losses, BATCH).await? {

@@ -30,16 +30,22 @@ pub fn file_sink(path: &Path) -> Result<LineSink<File>, OpenError> {
             .create(dir)
             .map_err(fail)?;
     }
-    let file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(path)
-        .map_err(fail)?;
+    let open = {
+        let path = path.to_owned();
+        move || {
+            OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o640)
+                .open(&path)
+        }
+    };
+    let file = open().map_err(fail)?;
     Ok(LineSink::new(
         "file",
-        format!("`{}`", path.display()),
+        path.display().to_string(),
         file,
         256 * 1024,
+        Some(Box::new(open)),
     ))
 }

@@ -8,11 +8,14 @@ mod clock;
 pub mod file;
 pub mod stderr;
 
-use std::io::{self, BufWriter, Write};
+use std::{
+    collections::BTreeMap,
+    io::{self, BufWriter, Write},
+};
 
 use owo_common::render::LINE_MAX;
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use clock::BootClock;
 
@@ -46,7 +49,14 @@ pub trait Sink: Send {
     fn write_line(&mut self, line: &str);
     fn flush(&mut self);
     fn errors(&self) -> u64;
+    /// Where it writes, for status.
+    fn target(&self) -> &str;
+    /// Close and open again (a file renamed by logrotate); a no-op for streams.
+    fn reopen(&mut self) -> io::Result<()>;
 }
+
+/// Opens (again) what a [`LineSink`] writes to.
+type Opener<W> = Box<dyn Fn() -> io::Result<W> + Send>;
 
 /// A sink that writes lines to anything `Write`, buffered. Write errors are logged on the first
 /// of a streak, then counted, and logged again when writes work again.
@@ -54,16 +64,24 @@ pub struct LineSink<W: Write> {
     name: &'static str,
     target: String,
     out: BufWriter<W>,
+    opener: Option<Opener<W>>,
     errors: u64,
     failing: bool,
 }
 
 impl<W: Write> LineSink<W> {
-    pub fn new(name: &'static str, target: String, inner: W, buffer: usize) -> LineSink<W> {
+    pub fn new(
+        name: &'static str,
+        target: String,
+        inner: W,
+        buffer: usize,
+        opener: Option<Opener<W>>,
+    ) -> LineSink<W> {
         LineSink {
             name,
             target,
             out: BufWriter::with_capacity(buffer, inner),
+            opener,
             errors: 0,
             failing: false,
         }
@@ -117,9 +135,30 @@ impl<W: Write + Send> Sink for LineSink<W> {
     fn errors(&self) -> u64 {
         self.errors
     }
+
+    fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        let Some(opener) = &self.opener else {
+            return Ok(());
+        };
+        // Everything written so far goes to the old file (renamed by logrotate): nothing is
+        // lost, nothing written twice.
+        self.out.flush()?;
+        let fresh = opener()?;
+        let capacity = self.out.capacity();
+        drop(std::mem::replace(
+            &mut self.out,
+            BufWriter::with_capacity(capacity, fresh),
+        ));
+        Ok(())
+    }
 }
 
 /// The wrapper's fixed part.
+#[derive(Clone)]
 pub struct Identity {
     pub agent_name: String,
     pub agent_hostname: String,
@@ -133,6 +172,42 @@ pub struct Hub {
     clock: BootClock,
     seq: u64,
     oversize: u64,
+    stats: HubStats,
+    published: Option<std::time::Instant>,
+}
+
+/// What the hub has written, for `GetStatus`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct HubStats {
+    /// Records written (the last `seq`).
+    pub records: u64,
+    /// Records by `event_type`.
+    pub by_type: BTreeMap<String, u64>,
+    /// Records reported lost, by `monitor/stage` (from the `loss` records).
+    pub lost: BTreeMap<String, u64>,
+    pub sinks: Vec<SinkState>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SinkState {
+    pub name: &'static str,
+    pub target: String,
+    pub write_errors: u64,
+}
+
+/// Requests to the hub.
+pub enum HubCommand {
+    /// Reopen the output file (logrotate's `postrotate`).
+    Reopen {
+        reply: oneshot::Sender<io::Result<()>>,
+    },
+    /// A reloaded config: new names for the wrapper, and possibly new outputs (opened before the
+    /// old ones are let go, so a failure leaves the running ones).
+    Reconfigure {
+        identity: Identity,
+        sinks: Option<Vec<Box<dyn Sink>>>,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 impl Hub {
@@ -143,20 +218,32 @@ impl Hub {
             clock: BootClock::new(),
             seq: 0,
             oversize: 0,
+            stats: HubStats::default(),
+            published: None,
         }
     }
 
     pub async fn run(
         mut self,
         mut rx: mpsc::Receiver<Outgoing>,
+        mut commands: mpsc::Receiver<HubCommand>,
+        stats: watch::Sender<HubStats>,
         stop: impl FnOnce(u64) -> Map<String, Value>,
     ) {
-        while let Some(first) = rx.recv().await {
-            self.write(first);
-            while let Ok(next) = rx.try_recv() {
-                self.write(next);
+        loop {
+            tokio::select! {
+                biased;
+                Some(command) = commands.recv() => self.command(command),
+                first = rx.recv() => {
+                    let Some(first) = first else { break };
+                    self.write(first);
+                    while let Ok(next) = rx.try_recv() {
+                        self.write(next);
+                    }
+                    self.flush();
+                    self.publish(&stats, false);
+                }
             }
-            self.flush();
         }
         let mut fields = stop(self.seq + 1);
         let errors: Map<String, Value> = self
@@ -167,10 +254,76 @@ impl Hub {
         fields.insert("sink_write_errors".into(), Value::Object(errors));
         self.write(Outgoing::agent(fields));
         self.flush();
+        self.publish(&stats, true);
+    }
+
+    fn command(&mut self, command: HubCommand) {
+        match command {
+            HubCommand::Reopen { reply } => {
+                self.flush();
+                let result = self.sinks.iter_mut().try_for_each(|s| s.reopen());
+                let _ = reply.send(result);
+            }
+            HubCommand::Reconfigure {
+                identity,
+                sinks,
+                reply,
+            } => {
+                self.identity = identity;
+                if let Some(sinks) = sinks {
+                    self.flush();
+                    self.sinks = sinks;
+                }
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// At most four times a second, unless `now`.
+    fn publish(&mut self, stats: &watch::Sender<HubStats>, now: bool) {
+        if !now
+            && self
+                .published
+                .is_some_and(|t| t.elapsed() < std::time::Duration::from_millis(250))
+        {
+            return;
+        }
+        self.published = Some(std::time::Instant::now());
+        self.stats.records = self.seq;
+        self.stats.sinks = self
+            .sinks
+            .iter()
+            .map(|s| SinkState {
+                name: s.name(),
+                target: s.target().to_owned(),
+                write_errors: s.errors(),
+            })
+            .collect();
+        stats.send_replace(self.stats.clone());
+    }
+
+    /// Count what goes out, for status.
+    fn count(&mut self, fields: &Map<String, Value>) {
+        let event_type = fields
+            .get("event_type")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        *self.stats.by_type.entry(event_type.to_owned()).or_default() += 1;
+        if fields.get("type").and_then(Value::as_str) == Some("loss") {
+            let monitor = fields.get("monitor").and_then(Value::as_str).unwrap_or("-");
+            let stage = fields.get("stage").and_then(Value::as_str).unwrap_or("-");
+            let count = fields.get("count").and_then(Value::as_u64).unwrap_or(0);
+            *self
+                .stats
+                .lost
+                .entry(format!("{monitor}/{stage}"))
+                .or_default() += count;
+        }
     }
 
     fn write(&mut self, out: Outgoing) {
         self.seq += 1;
+        self.count(&out.fields);
         let event_type = out.fields.get("event_type").cloned().unwrap_or(Value::Null);
         let ktime_ns = out.ktime_ns;
         let mut line = self.render(out);

@@ -10,5 +10,6 @@ pub fn stderr_sink() -> LineSink<io::Stderr> {
         "standard error".to_owned(),
         io::stderr(),
         64 * 1024,
+        None,
     )
 }

@@ -44,6 +44,17 @@ pub fn parse_cgroup(path: &str) -> CgroupInfo {
                 }
             }
         }
+        // cgroupfs driver with a prefix: crio-<id>, libpod-<id>
+        for (prefix, runtime) in [
+            ("crio-", "cri-o"),
+            ("libpod-", "podman"),
+            ("cri-containerd-", "containerd"),
+        ] {
+            if let Some(id) = part.strip_prefix(prefix).filter(|id| is_container_id(id)) {
+                info.container_id = Some(id.to_owned());
+                info.container_runtime = Some(runtime);
+            }
+        }
         // cgroupfs driver: /docker/<id>, /kubepods/<qos>/pod<uid>/<id>, /machine.slice/libpod-<id>...
         if is_container_id(part) && info.container_id.is_none() {
             info.container_id = Some((*part).to_owned());
@@ -109,11 +120,11 @@ impl UserNames {
 
 /// Cgroup ids (as the kernel reports them) to cgroup v2 paths. A cgroup v2 id is the inode
 /// number of its directory, so a scan of the hierarchy maps them; it is scanned again when an id
-/// is unknown, at most once a second.
+/// is unknown, once per unknown id a minute.
 pub struct CgroupPaths {
     root: Option<PathBuf>,
     paths: HashMap<u64, String>,
-    scanned: Option<Instant>,
+    missed: HashMap<u64, Instant>,
 }
 
 impl CgroupPaths {
@@ -121,23 +132,31 @@ impl CgroupPaths {
         CgroupPaths {
             root: cgroup2_mount(),
             paths: HashMap::new(),
-            scanned: None,
+            missed: HashMap::new(),
         }
     }
 
     pub fn path(&mut self, id: u64) -> Option<&str> {
+        // An id never looked for before (a new container's cgroup) is worth a scan at once; one
+        // that a scan did not find is not looked for again for a while.
         if !self.paths.contains_key(&id)
             && self
-                .scanned
-                .is_none_or(|t| t.elapsed() > Duration::from_secs(1))
+                .missed
+                .get(&id)
+                .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
         {
             self.scan();
+            if !self.paths.contains_key(&id) {
+                if self.missed.len() > 4096 {
+                    self.missed.clear();
+                }
+                self.missed.insert(id, Instant::now());
+            }
         }
         self.paths.get(&id).map(String::as_str)
     }
 
     fn scan(&mut self) {
-        self.scanned = Some(Instant::now());
         let Some(root) = self.root.clone() else {
             return;
         };

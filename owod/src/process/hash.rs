@@ -124,8 +124,11 @@ impl Hasher {
     }
 }
 
-fn matches(meta: &std::fs::Metadata, id: FileId) -> bool {
-    meta.dev() == id.dev
+/// Is this the file the kernel ran? Through `/proc/PID/exe` the inode is the process's own, and
+/// only size and ctime can have changed; the device is not compared there (btrfs shows a
+/// subvolume's device to stat, not the superblock's).
+fn matches(meta: &std::fs::Metadata, id: FileId, check_dev: bool) -> bool {
+    (!check_dev || meta.dev() == id.dev)
         && meta.ino() == id.ino
         && meta.size() as i64 == id.size
         // Kernels before 6.11 do not give us ctime (0): then device, inode and size decide.
@@ -137,21 +140,21 @@ fn hash_exe(pid: u32, path: &std::path::Path, id: FileId) -> HashOutcome {
     // The process's own view first: it reaches deleted files and memfds, and cannot be swapped
     // under us by a rename.
     if let Ok(file) = File::open(format!("/proc/{pid}/exe")) {
-        if let Some(outcome) = hash_if_same(file, id) {
+        if let Some(outcome) = hash_if_same(file, id, false) {
             return outcome;
         }
     }
     match File::open(path) {
-        Ok(file) => hash_if_same(file, id).unwrap_or(HashOutcome::Changed),
+        Ok(file) => hash_if_same(file, id, true).unwrap_or(HashOutcome::Changed),
         Err(e) if e.kind() == io::ErrorKind::NotFound => HashOutcome::Gone,
         Err(e) => HashOutcome::Error(e.to_string()),
     }
 }
 
 /// `None` if this is not the file the kernel saw.
-fn hash_if_same(mut file: File, id: FileId) -> Option<HashOutcome> {
+fn hash_if_same(file: File, id: FileId, check_dev: bool) -> Option<HashOutcome> {
     match file.metadata() {
-        Ok(meta) if matches(&meta, id) => {}
+        Ok(meta) if matches(&meta, id, check_dev) => {}
         Ok(meta) => {
             tracing::debug!(?id, seen = ?file_identity(&meta), "not the file the kernel ran");
             return None;
@@ -160,8 +163,10 @@ fn hash_if_same(mut file: File, id: FileId) -> Option<HashOutcome> {
     }
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
+    // No further than the size the kernel saw (and one byte to notice growth).
+    let mut reader = (&file).take(id.size as u64 + 1);
     loop {
-        match file.read(&mut buf) {
+        match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => hasher.update(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -170,7 +175,7 @@ fn hash_if_same(mut file: File, id: FileId) -> Option<HashOutcome> {
     }
     // Rewritten while we read: what we hashed is not what ran.
     match file.metadata() {
-        Ok(meta) if matches(&meta, id) => {}
+        Ok(meta) if matches(&meta, id, check_dev) => {}
         Ok(_) => return Some(HashOutcome::Changed),
         Err(e) => return Some(HashOutcome::Error(e.to_string())),
     }

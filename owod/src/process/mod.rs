@@ -317,15 +317,22 @@ impl ProcessStage {
     }
 }
 
+/// A hash that takes longer than this (a file on a hung network or FUSE mount) is given up on,
+/// so the records behind it move again.
+const HASH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The outcome of the head's hash job.
 async fn wait(pending: Option<PendingHash>) -> HashOutcome {
     let Some(mut pending) = pending else {
         return std::future::pending().await;
     };
-    let outcome = pending.wait_for(Option::is_some).await.map(|o| o.clone());
+    let outcome = tokio::time::timeout(HASH_TIMEOUT, pending.wait_for(Option::is_some))
+        .await
+        .map(|r| r.map(|o| o.clone()));
     match outcome {
-        Ok(Some(outcome)) => outcome,
-        _ => HashOutcome::Error("the hashing job ended without an outcome".into()),
+        Ok(Ok(Some(outcome))) => outcome,
+        Ok(_) => HashOutcome::Error("the hashing job ended without an outcome".into()),
+        Err(_) => HashOutcome::Error(format!("no hash within {} s", HASH_TIMEOUT.as_secs())),
     }
 }
 

@@ -2,7 +2,7 @@
 //! that a record can name its ancestry, even for a parent that started before owod or has just
 //! exited. Seeded from /proc, then kept by fork, exec and exit events. Entries carry their start
 //! time, so a reused pid never inherits a dead process's identity. Bounded: exited processes
-//! leave after a grace period, and at the cap the exited ones go first, then the oldest eighth,
+//! leave after a grace period, and at the cap the exited ones go first, then the newest eighth,
 //! counted (in one sweep, so a fork storm at the cap costs no more than one sweep per eighth).
 
 use std::{
@@ -184,14 +184,20 @@ impl ProcessTable {
     pub fn ancestors(&self, ppid: u32) -> Vec<&[u8]> {
         let mut chain = Vec::new();
         let mut pid = ppid;
+        let mut child_start = u64::MAX;
         while pid != 0 && chain.len() < MAX_ANCESTORS {
             let Some(p) = self.entries.get(&pid) else {
                 break;
             };
+            // A parent starts before its child: a later process under a reused pid is not it.
+            if p.start_ticks > child_start {
+                break;
+            }
             chain.push(p.exe.as_deref().unwrap_or(&p.comm[..]));
             if pid == 1 || p.ppid == pid {
                 break;
             }
+            child_start = p.start_ticks;
             pid = p.ppid;
         }
         chain.reverse();
@@ -203,12 +209,19 @@ impl ProcessTable {
         let before = self.entries.len();
         self.entries.retain(|_, p| p.exited_at.is_none());
         if self.entries.len() >= self.cap {
+            // The newest go: in a fork storm they are the storm, and the old ones are the
+            // ancestry (init, sshd, the user's shell) every later record names.
             let mut starts: Vec<u64> = self.entries.values().map(|p| p.start_ticks).collect();
-            let nth = (self.cap / 8).max(1).min(starts.len() - 1);
+            let keep = self.cap - (self.cap / 8).max(1);
+            let nth = keep.min(starts.len() - 1);
             let (_, cutoff, _) = starts.select_nth_unstable(nth);
             let cutoff = *cutoff;
-            self.entries
-                .retain(|pid, p| p.start_ticks > cutoff || *pid == 1);
+            let mut kept = 0;
+            self.entries.retain(|pid, p| {
+                let stay = *pid == 1 || (p.start_ticks < cutoff && kept < keep);
+                kept += usize::from(stay);
+                stay
+            });
         }
         self.evictions += (before - self.entries.len()) as u64;
     }
@@ -260,7 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn the_cap_holds_and_evicts_exited_first_then_the_oldest() {
+    fn the_cap_holds_and_evicts_exited_first_then_the_newest() {
         let mut table = ProcessTable::new(16);
         for pid in 1..=16 {
             table.exec(pid, info(1, u64::from(pid), "/x"));
@@ -272,9 +285,11 @@ mod tests {
         assert_eq!(table.evictions, 1);
         table.exec(18, info(1, 18, "/x"));
         assert!(
-            table.get(3).is_none() && table.get(1).is_some(),
-            "the oldest go, pid 1 stays"
+            table.get(1).is_some() && table.get(3).is_some(),
+            "the oldest stay"
         );
+        assert!(table.get(17).is_none(), "the newest go");
+        assert!(table.get(18).is_some(), "the one inserted");
         for pid in 19..10_000 {
             table.exec(pid, info(1, u64::from(pid), "/x"));
             assert!(table.len() <= 16);

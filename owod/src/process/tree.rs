@@ -8,6 +8,9 @@ use serde_json::{json, Value};
 
 use super::table::{ProcessInfo, ProcessTable};
 
+/// Deeper chains (anyone can make one) are cut, so the recursion cannot exhaust the stack.
+const MAX_DEPTH: usize = 512;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TreeFormat {
     Text,
@@ -65,7 +68,7 @@ pub fn render(table: &ProcessTable, root: u32, format: TreeFormat) -> Result<Str
         TreeFormat::Json => {
             let nodes: Vec<Value> = roots
                 .into_iter()
-                .filter_map(|pid| tree.json(pid, &mut seen))
+                .filter_map(|pid| tree.json(pid, 0, &mut seen))
                 .collect();
             serde_json::to_string(&json!({ "processes": nodes })).expect("JSON values serialize")
         }
@@ -92,6 +95,9 @@ fn cmdline(p: &ProcessInfo) -> String {
 impl Tree<'_> {
     fn text(&self, pid: u32, depth: usize, out: &mut String, seen: &mut HashSet<u32>) {
         let Some(p) = self.live.get(&pid) else { return };
+        if depth > MAX_DEPTH {
+            return;
+        }
         if !seen.insert(pid) {
             return;
         }
@@ -110,8 +116,11 @@ impl Tree<'_> {
         }
     }
 
-    fn json(&self, pid: u32, seen: &mut HashSet<u32>) -> Option<Value> {
+    fn json(&self, pid: u32, depth: usize, seen: &mut HashSet<u32>) -> Option<Value> {
         let p = self.live.get(&pid)?;
+        if depth > MAX_DEPTH {
+            return None;
+        }
         if !seen.insert(pid) {
             return None;
         }
@@ -121,7 +130,7 @@ impl Tree<'_> {
             .into_iter()
             .flatten()
             .filter(|&&c| c != pid)
-            .filter_map(|&c| self.json(c, seen))
+            .filter_map(|&c| self.json(c, depth + 1, seen))
             .collect();
         Some(json!({
             "pid": pid,

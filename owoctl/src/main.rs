@@ -1,0 +1,306 @@
+//! owoctl: control the OWO daemon over D-Bus (DESIGN §6). Human-readable tables by default,
+//! `--json` where it says so. A daemon that is not running, a caller without rights and an unknown
+//! monitor each get one clear line and an exit code of their own:
+//!
+//! | code | meaning |
+//! | --- | --- |
+//! | 0 | done |
+//! | 1 | any other failure |
+//! | 2 | bad command line |
+//! | 3 | owod is not running (or the bus is not reachable) |
+//! | 4 | access denied (root only) |
+//! | 5 | no such monitor |
+//! | 6 | the config has problems (reload) |
+
+use std::{io::Write, process::ExitCode};
+
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
+use owo_dbus::ManagerProxy;
+use serde_json::Value;
+use zbus::Connection;
+
+#[derive(Parser)]
+#[command(
+    name = "owoctl",
+    version,
+    about = "Control owod, the OWO daemon, over D-Bus"
+)]
+struct Cli {
+    /// The bus to use (default: the system bus, or DBUS_SYSTEM_BUS_ADDRESS).
+    #[arg(long, global = true, value_name = "ADDR")]
+    dbus_address: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The daemon's state: monitors, counters, sinks.
+    Status {
+        /// The whole status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Each monitor and whether it is on.
+    Monitors,
+    /// Switch monitors on (root).
+    Enable {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Switch monitors off (root).
+    Disable {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Read the config file again; nothing changes if it has problems (root).
+    Reload,
+    /// Reopen the output file, after logrotate renamed it (root).
+    Reopen,
+    /// The process tree (root: command lines may hold secrets).
+    Tree {
+        /// Only the tree under this process.
+        #[arg(long, default_value_t = 0)]
+        pid: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print behavior alerts as they happen, one JSON object a line, until interrupted.
+    Alerts,
+    /// Shell completions for bash, zsh or fish (or elvish, powershell).
+    Completions { shell: Shell },
+}
+
+/// A failure, with its exit code.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+fn fail(code: u8, message: impl Into<String>) -> Failure {
+    Failure {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Sort a D-Bus error into one clear line and its exit code.
+fn explain(err: zbus::Error) -> Failure {
+    if let zbus::Error::MethodError(name, detail, _) = &err {
+        let detail = detail.clone().unwrap_or_default();
+        return match name.as_str() {
+            "org.freedesktop.DBus.Error.ServiceUnknown"
+            | "org.freedesktop.DBus.Error.NameHasNoOwner" => fail(
+                3,
+                "owod is not running (nobody owns org.owo.Observer1 on this bus)",
+            ),
+            "org.freedesktop.DBus.Error.AccessDenied" | owo_dbus::ERROR_ACCESS_DENIED => {
+                fail(4, "access denied: this needs root (try sudo)")
+            }
+            owo_dbus::ERROR_UNKNOWN_MONITOR => fail(5, detail),
+            owo_dbus::ERROR_INVALID_CONFIG => fail(
+                6,
+                format!("the config has problems, nothing changed:\n{detail}"),
+            ),
+            owo_dbus::ERROR_NO_SUCH_PROCESS => fail(1, detail),
+            _ => fail(1, format!("{name}: {detail}")),
+        };
+    }
+    match err {
+        zbus::Error::FDO(fdo) => match *fdo {
+            zbus::fdo::Error::ServiceUnknown(_) | zbus::fdo::Error::NameHasNoOwner(_) => fail(
+                3,
+                "owod is not running (nobody owns org.owo.Observer1 on this bus)",
+            ),
+            zbus::fdo::Error::AccessDenied(_) => {
+                fail(4, "access denied: this needs root (try sudo)")
+            }
+            other => fail(1, other.to_string()),
+        },
+        zbus::Error::InputOutput(e) => fail(
+            3,
+            format!("cannot reach the bus ({e}): is owod's bus running?"),
+        ),
+        zbus::Error::Address(e) => fail(1, format!("bad bus address: {e}")),
+        other => fail(1, other.to_string()),
+    }
+}
+
+async fn connect(cli: &Cli) -> Result<Connection, Failure> {
+    let built = match &cli.dbus_address {
+        Some(address) => {
+            zbus::connection::Builder::address(address.as_str())
+                .build()
+                .await
+        }
+        None => Connection::system().await,
+    };
+    // Whatever stops us from connecting, the daemon cannot be reached.
+    built.map_err(|e| {
+        fail(
+            3,
+            format!("cannot reach the bus ({e}): is owod running, and on this bus?"),
+        )
+    })
+}
+
+fn print_table(rows: &[(String, String)]) {
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for (key, value) in rows {
+        let _ = writeln!(out, "{key:width$}  {value}");
+    }
+}
+
+async fn status(proxy: &ManagerProxy<'_>, json: bool) -> Result<(), Failure> {
+    let text = proxy.get_status().await.map_err(explain)?;
+    if json {
+        println!("{text}");
+        return Ok(());
+    }
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| fail(1, format!("owod sent a status that is not JSON: {e}")))?;
+    let mut rows = vec![
+        (
+            "version".to_owned(),
+            v["version"].as_str().unwrap_or("?").to_owned(),
+        ),
+        ("pid".to_owned(), v["pid"].to_string()),
+        ("uptime".to_owned(), format!("{} s", v["uptime_seconds"])),
+        (
+            "config".to_owned(),
+            v["config_path"].as_str().unwrap_or("?").to_owned(),
+        ),
+        ("records".to_owned(), v["records"].to_string()),
+    ];
+    if let Some(monitors) = v["monitors"].as_object() {
+        for (name, m) in monitors {
+            let state = match (m["on"].as_bool(), m["state"].as_str()) {
+                (_, Some("unavailable")) => {
+                    format!("unavailable: {}", m["reason"].as_str().unwrap_or(""))
+                }
+                (Some(true), _) => "on".to_owned(),
+                _ => "off".to_owned(),
+            };
+            rows.push((format!("monitor {name}"), state));
+        }
+    }
+    if let Some(by_type) = v["records_by_type"].as_object() {
+        for (kind, n) in by_type {
+            rows.push((format!("records {kind}"), n.to_string()));
+        }
+    }
+    if let Some(lost) = v["lost"].as_object() {
+        for (what, n) in lost {
+            rows.push((format!("lost {what}"), n.to_string()));
+        }
+    }
+    if let Some(sinks) = v["sinks"].as_array() {
+        for s in sinks {
+            rows.push((
+                format!("sink {}", s["name"].as_str().unwrap_or("?")),
+                format!(
+                    "{} ({} write errors)",
+                    s["target"].as_str().unwrap_or("?"),
+                    s["write_errors"]
+                ),
+            ));
+        }
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+async fn monitors(proxy: &ManagerProxy<'_>) -> Result<(), Failure> {
+    let monitors = proxy.monitors().await.map_err(explain)?;
+    let mut rows: Vec<(String, String)> = monitors
+        .into_iter()
+        .map(|(name, on)| (name, if on { "on" } else { "off" }.to_owned()))
+        .collect();
+    rows.sort();
+    print_table(&rows);
+    Ok(())
+}
+
+async fn switch(proxy: &ManagerProxy<'_>, names: &[String], on: bool) -> Result<(), Failure> {
+    for name in names {
+        proxy.set_monitor(name, on).await.map_err(explain)?;
+        println!("{name}: {}", if on { "on" } else { "off" });
+    }
+    Ok(())
+}
+
+async fn alerts(proxy: &ManagerProxy<'_>) -> Result<(), Failure> {
+    use futures_lite::StreamExt as _;
+    let mut stream = proxy.receive_alert().await.map_err(explain)?;
+    while let Some(signal) = stream.next().await {
+        let args = signal.args().map_err(|e| fail(1, e.to_string()))?;
+        println!("{}", args.json());
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::Completions { shell } = &cli.command {
+        clap_complete::generate(
+            *shell,
+            &mut Cli::command(),
+            "owoctl",
+            &mut std::io::stdout(),
+        );
+        return Ok(());
+    }
+    let conn = connect(&cli).await?;
+    let proxy = ManagerProxy::new(&conn).await.map_err(explain)?;
+    match &cli.command {
+        Command::Status { json } => status(&proxy, *json).await,
+        Command::Monitors => monitors(&proxy).await,
+        Command::Enable { names } => switch(&proxy, names, true).await,
+        Command::Disable { names } => switch(&proxy, names, false).await,
+        Command::Reload => {
+            proxy.reload().await.map_err(explain)?;
+            println!("reloaded");
+            Ok(())
+        }
+        Command::Reopen => {
+            proxy.reopen_logs().await.map_err(explain)?;
+            println!("reopened");
+            Ok(())
+        }
+        Command::Tree { pid, json } => {
+            let tree = proxy
+                .dump_process_tree(*pid, if *json { "json" } else { "text" })
+                .await
+                .map_err(explain)?;
+            print!("{tree}");
+            if *json {
+                println!();
+            }
+            Ok(())
+        }
+        Command::Alerts => alerts(&proxy).await,
+        Command::Completions { .. } => unreachable!("handled above"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("owoctl: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("owoctl: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -1,0 +1,596 @@
+//! The daemon's event loop: it builds the pipeline (collector → process stage → exporter hub),
+//! serves D-Bus, talks to systemd, and owns the truth the control plane reads: the running
+//! config and each monitor's state. Signals and D-Bus calls arrive here as requests; the stages
+//! do the work on their own state, asked through their command channels.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Instant};
+
+use anyhow::Context as _;
+use owo_common::abi::Monitor;
+use owo_dbus::OwoError;
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::{
+    collector::{Collector, CollectorCommand, MonitorState},
+    config::Config,
+    control::{self, ControlCommand, ControlService, DaemonView, MonitorView},
+    export::{
+        file::file_sink, stderr::stderr_sink, Hub, HubCommand, HubStats, Identity, Outgoing, Sink,
+    },
+    process::{tree::TreeFormat, ProcessStage, ProcessTable, StageCommand, StageStats},
+    service::{self, SignalRequest, Signals},
+};
+
+/// Bounded queues between stages: when full, the stage before waits, and the kernel ring buffer
+/// takes the burst (its overflow is counted).
+const QUEUE: usize = 4096;
+
+/// How owod reaches the bus.
+pub enum Bus {
+    /// The system bus (DBUS_SYSTEM_BUS_ADDRESS honoured); running without it is a warning.
+    System,
+    /// This address; failing to reach it is an error.
+    Address(String),
+    None,
+}
+
+fn open_sinks(config: &Config) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if config.output.file.enabled {
+        sinks.push(Box::new(file_sink(&config.output.file.path)?));
+    }
+    if config.output.stderr {
+        sinks.push(Box::new(stderr_sink()));
+    }
+    Ok(sinks)
+}
+
+fn identity(config: &Config, run_id: &str) -> Identity {
+    let hostname = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let or_host = |s: &str| {
+        if s.is_empty() {
+            hostname.clone()
+        } else {
+            s.to_owned()
+        }
+    };
+    Identity {
+        agent_name: or_host(&config.agent.name),
+        agent_hostname: or_host(&config.agent.hostname),
+        agent_group: config.agent.group.clone(),
+        run_id: run_id.to_owned(),
+    }
+}
+
+/// A monitor by its D-Bus name.
+fn monitor_named(name: &str) -> Option<Monitor> {
+    Monitor::ALL
+        .into_iter()
+        .find(|m| m.name() == name && *m != Monitor::Fork)
+}
+
+fn configured(config: &Config, monitor: Monitor) -> bool {
+    let m = &config.monitor;
+    match monitor {
+        Monitor::Execve => m.execve,
+        Monitor::Exit => m.exit_events,
+        Monitor::File => m.file_events,
+        Monitor::Network => m.network_events,
+        Monitor::Privilege => m.privilege_events,
+        Monitor::Write => m.write_events,
+        Monitor::Module => m.module_events,
+        Monitor::Fork => true,
+    }
+}
+
+struct Daemon {
+    config_path: PathBuf,
+    config: Config,
+    monitors: BTreeMap<&'static str, MonitorState>,
+    run_id: String,
+    view: watch::Sender<DaemonView>,
+    hub_stats: watch::Receiver<HubStats>,
+    collector: mpsc::Sender<CollectorCommand>,
+    hub: mpsc::Sender<HubCommand>,
+    stage: mpsc::Sender<StageCommand>,
+    records: mpsc::Sender<Outgoing>,
+    bus: Option<zbus::Connection>,
+}
+
+pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut signals = Signals::install().context("cannot install signal handlers")?;
+    let sinks = open_sinks(&config)?;
+    let run_id = uuid::Uuid::new_v4().to_string();
+
+    // Attach first, then read /proc: a process that starts in between is in both, and the
+    // queued events applied after the seed bring it up to date.
+    let collector = Collector::load(&config)?;
+    let mut table = ProcessTable::new(
+        config
+            .enrich
+            .process_table_max
+            .try_into()
+            .unwrap_or(usize::MAX),
+    );
+    let seeded = table.seed_from_proc();
+    let unavailable: Vec<String> = collector
+        .monitors
+        .iter()
+        .filter_map(|(name, state)| match state {
+            MonitorState::Unavailable(why) => Some(format!("{name} ({why})")),
+            _ => None,
+        })
+        .collect();
+    if !unavailable.is_empty() {
+        tracing::warn!(
+            "monitors enabled in the config but unavailable: {}",
+            unavailable.join(", ")
+        );
+    }
+    let start = start_fields(&config_path, &config, &collector, seeded);
+    tracing::info!(run_id, programs = ?collector.program_ids, "owod {} attached; {seeded} processes seeded from /proc", env!("CARGO_PKG_VERSION"));
+
+    let (hub_tx, hub_rx) = mpsc::channel(QUEUE);
+    let (proc_tx, proc_rx) = mpsc::channel(QUEUE);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (hub_cmd_tx, hub_cmd_rx) = mpsc::channel(16);
+    let (stage_cmd_tx, stage_cmd_rx) = mpsc::channel(16);
+    let (collector_cmd_tx, collector_cmd_rx) = mpsc::channel(16);
+    let (hub_stats_tx, hub_stats_rx) = watch::channel(HubStats::default());
+    let (stats_tx, mut stats_rx) = oneshot::channel::<StageStats>();
+    hub_tx
+        .send(Outgoing::agent(start))
+        .await
+        .context("the exporter is gone")?;
+    let monitors = collector.monitors.clone();
+    let hub = tokio::spawn(Hub::new(identity(&config, &run_id), sinks).run(
+        hub_rx,
+        hub_cmd_rx,
+        hub_stats_tx,
+        move |seq| stop_fields(seq, started, stats_rx.try_recv().ok()),
+    ));
+    let process = tokio::spawn(
+        ProcessStage::new(table, &config.enrich, &config.monitor).run(
+            proc_rx,
+            hub_tx.clone(),
+            stage_cmd_rx,
+            stats_tx,
+        ),
+    );
+    let mut collector = tokio::spawn(collector.run(proc_tx, collector_cmd_rx, stop_rx));
+
+    let (view_tx, view_rx) = watch::channel(DaemonView::default());
+    let (control_tx, mut control_rx) = mpsc::channel(16);
+    let mut daemon = Daemon {
+        config_path,
+        config,
+        monitors,
+        run_id,
+        view: view_tx,
+        hub_stats: hub_stats_rx.clone(),
+        collector: collector_cmd_tx,
+        hub: hub_cmd_tx,
+        stage: stage_cmd_tx,
+        records: hub_tx,
+        bus: None,
+    };
+    daemon.publish_view(started);
+    let service = ControlService::new(control_tx, view_rx, hub_stats_rx);
+    daemon.bus = match bus {
+        Bus::None => None,
+        Bus::System => match control::start(None, service).await {
+            Ok(conn) => Some(conn),
+            Err(err) => {
+                tracing::warn!("D-Bus control is unavailable ({err}): owoctl cannot reach this daemon; running without it");
+                None
+            }
+        },
+        Bus::Address(address) => Some(
+            control::start(Some(&address), service)
+                .await
+                .with_context(|| format!("cannot serve D-Bus at `{address}`"))?,
+        ),
+    };
+    // Programs attached, outputs open, the name owned.
+    service::notify_ready(&daemon.status_line());
+
+    // The collector is the head of the pipeline: if any later stage dies, its sends fail and it
+    // ends too, so watching it catches a pipeline that stopped by itself.
+    let mut status_tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    let early = loop {
+        tokio::select! {
+            request = signals.next() => match request {
+                SignalRequest::Stop(signal) => {
+                    tracing::info!("{signal}: stopping");
+                    break None;
+                }
+                SignalRequest::Reload => {
+                    if let Err(err) = daemon.reload().await {
+                        tracing::error!("SIGHUP: reload refused, the running config stays: {err}");
+                    }
+                }
+                SignalRequest::DumpTree => {
+                    // Off the loop: a busy stage must not hold up SIGTERM.
+                    let stage = daemon.stage.clone();
+                    tokio::spawn(async move { print_tree(&stage).await });
+                }
+            },
+            Some(command) = control_rx.recv() => daemon.control(command).await,
+            _ = status_tick.tick() => service::notify_status(&daemon.status_line()),
+            result = &mut collector => break Some(result),
+        }
+    };
+    service::notify_stopping();
+    let stopped_by_itself = early.is_some();
+    let _ = stop_tx.send(true);
+    // The hub ends when every sender of records is gone.
+    drop(daemon);
+    let collected = match early {
+        Some(result) => result,
+        None => collector.await,
+    };
+    let processed = process.await;
+    let exported = hub.await;
+    collected.context("the collector panicked")??;
+    processed.context("the process stage panicked")?;
+    exported.context("the exporter panicked")?;
+    anyhow::ensure!(
+        !stopped_by_itself,
+        "the event pipeline stopped without being asked to"
+    );
+    tracing::info!("stopped; every program detached");
+    Ok(())
+}
+
+impl Daemon {
+    fn publish_view(&self, started: Instant) {
+        let monitors = self
+            .monitors
+            .iter()
+            .map(|(name, state)| {
+                let view = match state {
+                    MonitorState::On => MonitorView {
+                        on: true,
+                        state: "attached",
+                        reason: None,
+                    },
+                    MonitorState::Off => MonitorView {
+                        on: false,
+                        state: "attached",
+                        reason: None,
+                    },
+                    MonitorState::Unavailable(why) => MonitorView {
+                        on: false,
+                        state: "unavailable",
+                        reason: Some(why.clone()),
+                    },
+                };
+                ((*name).to_owned(), view)
+            })
+            .collect();
+        self.view.send_replace(DaemonView {
+            config_path: self.config_path.display().to_string(),
+            monitors,
+            started: Some(started),
+            run_id: self.run_id.clone(),
+        });
+    }
+
+    fn started(&self) -> Instant {
+        self.view.borrow().started.unwrap_or_else(Instant::now)
+    }
+
+    /// One line for systemd's STATUS=.
+    fn status_line(&self) -> String {
+        let on: Vec<&str> = self
+            .monitors
+            .iter()
+            .filter(|(_, s)| matches!(s, MonitorState::On))
+            .map(|(n, _)| *n)
+            .collect();
+        let stats = self.hub_stats.borrow();
+        let lost: u64 = stats.lost.values().sum();
+        format!(
+            "monitoring {}; {} records, {lost} lost",
+            on.join(", "),
+            stats.records
+        )
+    }
+
+    async fn control(&mut self, command: ControlCommand) {
+        match command {
+            ControlCommand::SetMonitor {
+                name,
+                enabled,
+                reply,
+            } => {
+                let _ = reply.send(self.set_monitor(&name, enabled).await);
+            }
+            ControlCommand::Reload { reply } => {
+                let _ = reply.send(self.reload().await);
+            }
+            ControlCommand::ReopenLogs { reply } => {
+                let (tx, rx) = oneshot::channel();
+                let result = match self.hub.send(HubCommand::Reopen { reply: tx }).await {
+                    Ok(()) => rx
+                        .await
+                        .map_err(|_| OwoError::Failed("the exporter is gone".into()))
+                        .and_then(|r| {
+                            r.map_err(|e| {
+                                OwoError::Failed(format!("cannot reopen the output file: {e}"))
+                            })
+                        }),
+                    Err(_) => Err(OwoError::Failed("the exporter is gone".into())),
+                };
+                if result.is_ok() {
+                    tracing::info!("output reopened");
+                }
+                let _ = reply.send(result);
+            }
+            ControlCommand::DumpTree { pid, format, reply } => {
+                let stage = self.stage.clone();
+                // Answered off the loop; the stage replies when it gets to it.
+                tokio::spawn(async move {
+                    let result = async {
+                        let format: TreeFormat = format.parse().map_err(OwoError::Failed)?;
+                        let (tx, rx) = oneshot::channel();
+                        stage
+                            .send(StageCommand::DumpTree {
+                                pid,
+                                format,
+                                reply: tx,
+                            })
+                            .await
+                            .map_err(|_| OwoError::Failed("owod is stopping".into()))?;
+                        let tree = rx
+                            .await
+                            .map_err(|_| OwoError::Failed("owod is stopping".into()))?;
+                        tree.map_err(|e| OwoError::NoSuchProcess(e.to_string()))
+                    }
+                    .await;
+                    let _ = reply.send(result);
+                });
+            }
+        }
+    }
+
+    async fn set_monitor(&mut self, name: &str, enabled: bool) -> Result<(), OwoError> {
+        let monitor = monitor_named(name).ok_or_else(|| {
+            OwoError::UnknownMonitor(format!(
+                "no monitor `{name}` (monitors: {})",
+                owo_dbus::MONITORS.join(", ")
+            ))
+        })?;
+        let key = monitor.name();
+        if let Some(MonitorState::Unavailable(why)) = self.monitors.get(key) {
+            return Err(OwoError::Failed(format!(
+                "monitor `{key}` is unavailable: {why}"
+            )));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.collector
+            .send(CollectorCommand::SetMonitor {
+                monitor,
+                on: enabled,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| OwoError::Failed("the collector is gone".into()))?;
+        rx.await
+            .map_err(|_| OwoError::Failed("the collector is gone".into()))?
+            .map_err(|e| OwoError::Failed(format!("{:#}", anyhow::Error::from(e))))?;
+        self.monitors.insert(
+            key,
+            if enabled {
+                MonitorState::On
+            } else {
+                MonitorState::Off
+            },
+        );
+        tracing::info!(
+            "monitor `{key}` switched {}",
+            if enabled { "on" } else { "off" }
+        );
+        self.changed().await;
+        Ok(())
+    }
+
+    async fn changed(&self) {
+        self.publish_view(self.started());
+        if let Some(bus) = &self.bus {
+            control::monitors_changed(bus).await;
+        }
+        service::notify_status(&self.status_line());
+    }
+
+    /// Validate the file first; apply only a config without problems. What needs a restart
+    /// (`monitor.ebpf_path`, `logging.level`) is said in the log.
+    async fn reload(&mut self) -> Result<(), OwoError> {
+        let new = Config::load(&self.config_path).map_err(|err| {
+            let text = match &err {
+                crate::config::ConfigError::Invalid { problems, .. } => problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                other => format!("{:#}", anyhow::Error::msg(other.to_string())),
+            };
+            OwoError::InvalidConfig(text)
+        })?;
+        service::notify_reloading();
+        let result = self.apply(&new).await;
+        service::notify_ready(&self.status_line());
+        result?;
+        for (key, changed) in [
+            (
+                "monitor.ebpf_path",
+                new.monitor.ebpf_path != self.config.monitor.ebpf_path,
+            ),
+            (
+                "logging.level",
+                new.logging.level != self.config.logging.level,
+            ),
+            ("enrich", new.enrich != self.config.enrich),
+        ] {
+            if changed {
+                tracing::warn!("`{key}` changed: it takes effect when owod restarts");
+            }
+        }
+        self.config = new;
+        let mut fields = Map::new();
+        fields.insert("event_type".into(), "agent".into());
+        fields.insert("type".into(), "reload".into());
+        fields.insert(
+            "config_path".into(),
+            self.config_path.display().to_string().into(),
+        );
+        let _ = self.records.send(Outgoing::agent(fields)).await;
+        tracing::info!("config reloaded from `{}`", self.config_path.display());
+        self.changed().await;
+        Ok(())
+    }
+
+    async fn apply(&mut self, new: &Config) -> Result<(), OwoError> {
+        let failed = |what: &str| OwoError::Failed(format!("{what} is gone"));
+        // Outputs first: if the new file cannot be opened, nothing else changes either.
+        let sinks = if new.output != self.config.output {
+            Some(open_sinks(new).map_err(|e| OwoError::Failed(format!("{e:#}")))?)
+        } else {
+            None
+        };
+        let mut monitors = Vec::new();
+        for monitor in Monitor::ALL.into_iter().filter(|m| *m != Monitor::Fork) {
+            if matches!(
+                self.monitors.get(monitor.name()),
+                Some(MonitorState::Unavailable(_))
+            ) {
+                continue;
+            }
+            monitors.push((monitor, configured(new, monitor)));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.collector
+            .send(CollectorCommand::Reconfigure {
+                monitors: monitors.clone(),
+                watch_paths: new.monitor.file_watch_paths.clone(),
+                all_paths: new.monitor.file_watch_all_paths,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| failed("the collector"))?;
+        rx.await
+            .map_err(|_| failed("the collector"))?
+            .map_err(|e| OwoError::Failed(format!("{:#}", anyhow::Error::from(e))))?;
+        for (monitor, on) in monitors {
+            self.monitors.insert(
+                monitor.name(),
+                if on {
+                    MonitorState::On
+                } else {
+                    MonitorState::Off
+                },
+            );
+        }
+        let (tx, rx) = oneshot::channel();
+        self.hub
+            .send(HubCommand::Reconfigure {
+                identity: identity(new, &self.run_id),
+                sinks,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| failed("the exporter"))?;
+        rx.await.map_err(|_| failed("the exporter"))?;
+        Ok(())
+    }
+}
+
+fn start_fields(
+    config_path: &std::path::Path,
+    config: &Config,
+    collector: &Collector,
+    seeded: usize,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("event_type".into(), "agent".into());
+    m.insert("type".into(), "start".into());
+    m.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+    m.insert("pid".into(), std::process::id().into());
+    m.insert(
+        "config_path".into(),
+        config_path.display().to_string().into(),
+    );
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    m.insert("kernel".into(), kernel.into());
+    let mut monitors = Map::new();
+    for (name, state) in &collector.monitors {
+        let state = match state {
+            MonitorState::On => "on",
+            MonitorState::Off => "off",
+            MonitorState::Unavailable(_) => "unavailable",
+        };
+        monitors.insert((*name).into(), state.into());
+    }
+    m.insert("monitors".into(), Value::Object(monitors));
+    m.insert("bpf_prog_ids".into(), collector.program_ids.clone().into());
+    m.insert("processes_seeded".into(), seeded.into());
+    m.insert(
+        "output_file".into(),
+        config
+            .output
+            .file
+            .enabled
+            .then(|| config.output.file.path.display().to_string())
+            .into(),
+    );
+    m
+}
+async fn print_tree(commands: &mpsc::Sender<StageCommand>) {
+    let (reply, answer) = oneshot::channel();
+    let command = StageCommand::DumpTree {
+        pid: 0,
+        format: TreeFormat::Text,
+        reply,
+    };
+    if commands.send(command).await.is_err() {
+        tracing::warn!("SIGUSR1: the process stage is gone; no tree to print");
+        return;
+    }
+    match answer.await {
+        Ok(Ok(tree)) => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(tree.as_bytes()).and_then(|()| out.flush());
+        }
+        Ok(Err(err)) => tracing::warn!("SIGUSR1: {err}"),
+        Err(_) => tracing::warn!("SIGUSR1: the process stage did not answer"),
+    }
+}
+
+fn stop_fields(
+    records: u64,
+    started: std::time::Instant,
+    stats: Option<StageStats>,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("event_type".into(), "agent".into());
+    m.insert("type".into(), "stop".into());
+    m.insert("records".into(), records.into());
+    m.insert("uptime_seconds".into(), started.elapsed().as_secs().into());
+    if let Some(stats) = stats {
+        m.insert("process_table_entries".into(), stats.table_entries.into());
+        m.insert(
+            "process_table_evictions".into(),
+            stats.table_evictions.into(),
+        );
+        m.insert("executables_hashed".into(), stats.hashed.into());
+        m.insert("hash_cache_hits".into(), stats.hash_cache_hits.into());
+    }
+    m
+}
