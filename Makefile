@@ -1,8 +1,10 @@
 # OWO entry points. `make run` and `make test` install what is missing on Debian/Ubuntu first.
 
 # Debian packages the build and the tests need: clang + libbpf headers for the eBPF side,
-# a C toolchain for Rust linking and the ABI layout test, python3 for test programs.
-DEB_PACKAGES := clang libbpf-dev linux-libc-dev build-essential pkg-config python3 procps
+# a C toolchain for Rust linking and the ABI layout test, python3 for test programs, and for
+# the control-plane tests a real dbus-daemon, logrotate, systemd-analyze, setpriv and groff.
+DEB_PACKAGES := clang libbpf-dev linux-libc-dev build-essential pkg-config python3 procps \
+	dbus logrotate systemd util-linux groff-base
 CARGO ?= cargo
 OWOD := target/release/owod
 CONFIG ?= config.yaml

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod bus;
+
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -14,6 +16,28 @@ use nix::{sys::signal::Signal, unistd::Pid};
 use serde_json::Value;
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The owod binary: this package's, or the one beside owoctl's (tests of the owoctl package).
+pub fn owod_bin() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_owod") {
+        return PathBuf::from(path);
+    }
+    let owoctl = option_env!("CARGO_BIN_EXE_owoctl").expect("a test of owod or owoctl");
+    let owod = Path::new(owoctl).with_file_name("owod");
+    assert!(
+        owod.exists(),
+        "{} is not built: `cargo test --workspace` (make test) builds it",
+        owod.display()
+    );
+    owod
+}
+
+/// How to start a daemon beyond its config.
+#[derive(Default)]
+pub struct Options {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
 
 /// Whether this machine can run the real eBPF tests. Without root or BTF they are skipped, and
 /// said so, unless `OWO_REQUIRE_BPF=1` (CI), where that is a failure.
@@ -45,6 +69,7 @@ pub struct Daemon {
     pub child: Child,
     pub dir: tempfile::TempDir,
     pub output: PathBuf,
+    pub config: PathBuf,
     pub start: Value,
 }
 
@@ -52,6 +77,17 @@ impl Daemon {
     /// Start owod with `extra` YAML appended to a config that writes to a temp file, and wait
     /// for its `start` record (written once every program is attached).
     pub fn start(extra: &str) -> Daemon {
+        Daemon::start_with(
+            extra,
+            Options {
+                args: vec!["--no-dbus".into()],
+                env: Vec::new(),
+            },
+        )
+    }
+
+    /// As [`Daemon::start`], with more flags and environment.
+    pub fn start_with(extra: &str, options: Options) -> Daemon {
         // Outside every default watched path: two daemons that each watch the other's output
         // with write events on would report each other's writes back and forth.
         std::fs::create_dir_all("/var/lib/owo-test").expect("create /var/lib/owo-test");
@@ -65,9 +101,11 @@ impl Daemon {
         text += extra;
         fs::write(&config, text).expect("write config");
         let log = fs::File::create(dir.path().join("owod.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_owod"))
+        let child = Command::new(owod_bin())
             .arg("--config")
             .arg(&config)
+            .args(&options.args)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
@@ -77,6 +115,7 @@ impl Daemon {
             child,
             dir,
             output,
+            config,
             start: Value::Null,
         };
         daemon.start = daemon.wait_for("the start record", |r| r["event"]["type"] == "start");

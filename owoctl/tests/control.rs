@@ -1,0 +1,447 @@
+//! Real: owod with real eBPF on a private `dbus-daemon` that includes the repo's policy file,
+//! driven by the real owoctl, as root and as an unprivileged user; sd_notify datagrams read
+//! from a socket the test binds; a real logrotate run with the contrib config.
+
+#[path = "../../owod/tests/harness/mod.rs"]
+mod harness;
+
+use std::{
+    fs,
+    os::unix::net::UnixDatagram,
+    path::Path,
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use harness::{bpf_available, bus::PrivateBus, event, marker, Daemon, Options, DEADLINE};
+use serde_json::Value;
+
+fn on_bus(bus: &PrivateBus, extra: &str) -> Daemon {
+    Daemon::start_with(
+        extra,
+        Options {
+            args: vec!["--dbus-address".into(), bus.address.clone()],
+            env: Vec::new(),
+        },
+    )
+}
+
+/// owoctl as root.
+fn owoctl(bus: &PrivateBus, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_owoctl"))
+        .arg("--dbus-address")
+        .arg(&bus.address)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// owoctl as nobody (uid and gid 65534, no groups).
+fn owoctl_as_nobody(bus: &PrivateBus, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_owoctl"))
+        .arg("--dbus-address")
+        .arg(&bus.address)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Wait until the owod name is on the bus (the start record comes before the name is owned).
+fn wait_for_name(bus: &PrivateBus) {
+    let deadline = Instant::now() + DEADLINE;
+    while !owoctl(bus, &["monitors"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "owod never owned its name on the bus"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Programs loaded in the kernel now, by id (from the fdinfo of every fd that holds one).
+fn loaded_programs() -> Vec<u32> {
+    let mut ids = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(fds) = fs::read_dir(entry.path().join("fdinfo")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(info) = fs::read_to_string(fd.path()) {
+                ids.extend(
+                    info.lines()
+                        .filter_map(|l| l.strip_prefix("prog_id:"))
+                        .filter_map(|v| v.trim().parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    ids
+}
+
+#[test]
+fn root_drives_every_command_and_switching_a_monitor_is_a_flag() {
+    if !bpf_available("root_drives_every_command_and_switching_a_monitor_is_a_flag") {
+        return;
+    }
+    let bus = PrivateBus::start();
+    let mut daemon = on_bus(&bus, "");
+    wait_for_name(&bus);
+    let status = ok(&owoctl(&bus, &["status"]), "status");
+    assert!(
+        status.contains("monitor execve") && status.contains("records"),
+        "{status}"
+    );
+    let json: Value =
+        serde_json::from_str(&ok(&owoctl(&bus, &["status", "--json"]), "status --json")).unwrap();
+    assert_eq!(json["pid"], daemon.child.id());
+    assert_eq!(json["monitors"]["execve"]["on"], true);
+    assert!(ok(&owoctl(&bus, &["monitors"]), "monitors").contains("execve"));
+
+    // Off: execs stop at once; on: they come back. No program is reloaded.
+    let ids = daemon.program_ids();
+    ok(&owoctl(&bus, &["disable", "execve"]), "disable execve");
+    let quiet = marker("while-off");
+    Command::new("true").arg(&quiet).status().unwrap();
+    ok(&owoctl(&bus, &["enable", "execve"]), "enable execve");
+    let loud = marker("after-on");
+    Command::new("true").arg(&loud).status().unwrap();
+    daemon.wait_for("the exec after enabling", |r| {
+        event(r)["args"][1] == loud.as_str()
+    });
+    assert!(
+        !daemon
+            .records()
+            .iter()
+            .any(|r| event(r)["event_type"] == "execve" && event(r)["args"][1] == quiet.as_str()),
+        "an exec while execve was off was recorded"
+    );
+    let loaded = loaded_programs();
+    assert!(
+        ids.iter().all(|id| loaded.contains(id)),
+        "the same programs stay loaded: {ids:?}"
+    );
+
+    let tree = ok(&owoctl(&bus, &["tree"]), "tree");
+    assert!(
+        tree.starts_with("PID\tPPID\tUID\tCOMM\tCOMMAND\n"),
+        "{tree}"
+    );
+    let me = std::process::id();
+    let mine: Value = serde_json::from_str(&ok(
+        &owoctl(&bus, &["tree", "--pid", &me.to_string(), "--json"]),
+        "tree --json",
+    ))
+    .unwrap();
+    assert_eq!(mine["processes"][0]["pid"], me);
+    ok(&owoctl(&bus, &["reopen"]), "reopen");
+    ok(&owoctl(&bus, &["reload"]), "reload");
+    let bad = owoctl(&bus, &["disable", "nonsense"]);
+    assert_eq!(
+        bad.status.code(),
+        Some(5),
+        "unknown monitor: {}",
+        text(&bad.stderr)
+    );
+    let completions = ok(&owoctl(&bus, &["completions", "bash"]), "completions");
+    assert!(completions.contains("owoctl"));
+}
+
+#[test]
+fn an_unprivileged_user_may_look_but_not_touch() {
+    if !bpf_available("an_unprivileged_user_may_look_but_not_touch") {
+        return;
+    }
+    let bus = PrivateBus::start();
+    let _daemon = on_bus(&bus, "");
+    wait_for_name(&bus);
+    ok(&owoctl_as_nobody(&bus, &["status"]), "status as nobody");
+    ok(&owoctl_as_nobody(&bus, &["monitors"]), "monitors as nobody");
+    for args in [
+        &["disable", "execve"][..],
+        &["reload"],
+        &["reopen"],
+        &["tree"],
+    ] {
+        let out = owoctl_as_nobody(&bus, args);
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{args:?} as nobody: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("access denied"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let status: Value =
+        serde_json::from_str(&ok(&owoctl(&bus, &["status", "--json"]), "status")).unwrap();
+    assert_eq!(status["monitors"]["execve"]["on"], true, "still on");
+}
+
+#[test]
+fn owod_checks_the_callers_uid_even_when_the_policy_allows_all() {
+    if !bpf_available("owod_checks_the_callers_uid_even_when_the_policy_allows_all") {
+        return;
+    }
+    let bus = PrivateBus::permissive();
+    let daemon = on_bus(&bus, "");
+    wait_for_name(&bus);
+    let out = owoctl_as_nobody(&bus, &["disable", "execve"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let status: Value =
+        serde_json::from_str(&ok(&owoctl(&bus, &["status", "--json"]), "status")).unwrap();
+    assert_eq!(status["monitors"]["execve"]["on"], true, "still on");
+    assert!(
+        daemon.log().contains("refused D-Bus call") && daemon.log().contains("uid 65534"),
+        "logged: {}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn a_broken_reload_changes_nothing_and_a_good_one_applies_with_seq_going_on() {
+    if !bpf_available("a_broken_reload_changes_nothing_and_a_good_one_applies_with_seq_going_on") {
+        return;
+    }
+    let bus = PrivateBus::start();
+    let mut daemon = on_bus(&bus, "agent:\n  group: before\n");
+    wait_for_name(&bus);
+    let good = fs::read_to_string(&daemon.config).unwrap();
+    fs::write(
+        &daemon.config,
+        format!("{good}monitor:\n  execve: sometimes\n"),
+    )
+    .unwrap();
+    let out = owoctl(&bus, &["reload"]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("`monitor.execve`") && text(&out.stderr).contains("line"),
+        "{}",
+        text(&out.stderr)
+    );
+    let first = marker("still-running");
+    Command::new("true").arg(&first).status().unwrap();
+    let r = daemon.wait_for("an exec after the broken reload", |r| {
+        event(r)["args"][1] == first.as_str()
+    });
+    assert_eq!(r["agent_group"], "before");
+
+    fs::write(
+        &daemon.config,
+        good.replace("group: before", "group: after"),
+    )
+    .unwrap();
+    ok(&owoctl(&bus, &["reload"]), "reload");
+    let second = marker("after-reload");
+    Command::new("true").arg(&second).status().unwrap();
+    let r = daemon.wait_for("an exec after the reload", |r| {
+        event(r)["args"][1] == second.as_str()
+    });
+    assert_eq!(r["agent_group"], "after");
+    assert!(daemon.stop().success());
+    let records = daemon.records();
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["seq"], i as u64 + 1, "seq continues across the reloads");
+    }
+    assert!(
+        records.iter().any(|r| event(r)["type"] == "reload"),
+        "a reload record"
+    );
+}
+
+#[test]
+fn logrotate_with_the_contrib_config_loses_and_repeats_nothing() {
+    if !bpf_available("logrotate_with_the_contrib_config_loses_and_repeats_nothing") {
+        return;
+    }
+    let bus = PrivateBus::start();
+    let mut daemon = on_bus(&bus, "");
+    wait_for_name(&bus);
+    let contrib =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/owo.logrotate"))
+            .unwrap();
+    // The same config, pointed at this test's file and its bus.
+    let config = contrib
+        .replace("/var/log/edr/alerts.jsonl", daemon.output.to_str().unwrap())
+        .replace(
+            "/usr/bin/owoctl reopen",
+            &format!(
+                "{} --dbus-address {} reopen",
+                env!("CARGO_BIN_EXE_owoctl"),
+                bus.address
+            ),
+        );
+    assert!(
+        !config
+            .lines()
+            .any(|l| !l.trim_start().starts_with('#') && l.contains("copytruncate")),
+        "copytruncate loses the lines written between the copy and the truncation"
+    );
+    let conf = daemon.dir.path().join("logrotate.conf");
+    fs::write(&conf, config).unwrap();
+    for _ in 0..50 {
+        Command::new("true")
+            .arg(marker("before-rotation"))
+            .status()
+            .unwrap();
+    }
+    let state = daemon.dir.path().join("logrotate.state");
+    let out = Command::new("logrotate")
+        .arg("-f")
+        .arg("-s")
+        .arg(&state)
+        .arg(&conf)
+        .output()
+        .expect("logrotate (apt-get install logrotate)");
+    assert!(out.status.success(), "logrotate: {}", text(&out.stderr));
+    for _ in 0..50 {
+        Command::new("true")
+            .arg(marker("after-rotation"))
+            .status()
+            .unwrap();
+    }
+    daemon.barrier();
+    assert!(daemon.stop().success());
+    let rotated = daemon.output.with_extension("jsonl.1");
+    let old = fs::read_to_string(&rotated).unwrap_or_else(|e| panic!("{}: {e}", rotated.display()));
+    let new = fs::read_to_string(&daemon.output).unwrap();
+    assert!(!new.is_empty(), "owod writes to the new file after reopen");
+    let seqs: Vec<u64> = old
+        .lines()
+        .chain(new.lines())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(
+        seqs,
+        expected,
+        "seq across {} and the new file",
+        rotated.display()
+    );
+}
+
+#[test]
+fn systemd_hears_ready_status_watchdog_reloading_and_stopping_in_order() {
+    if !bpf_available("systemd_hears_ready_status_watchdog_reloading_and_stopping_in_order") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut daemon = Daemon::start_with(
+        "",
+        Options {
+            args: vec!["--no-dbus".into()],
+            env: vec![
+                ("NOTIFY_SOCKET".into(), socket_path.to_str().unwrap().into()),
+                ("WATCHDOG_USEC".into(), "2000000".into()),
+            ],
+        },
+    );
+    let mut seen: Vec<String> = Vec::new();
+    let mut next = |want: &str| -> String {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = socket
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no `{want}` from owod ({e}); so far: {seen:?}"));
+            let msg = text(&buf[..n]);
+            seen.push(msg.clone());
+            if msg.lines().any(|l| l.starts_with(want)) {
+                return msg;
+            }
+        }
+    };
+    let ready = next("READY=1");
+    assert!(
+        ready.contains("STATUS="),
+        "READY comes with a STATUS: {ready:?}"
+    );
+    next("WATCHDOG=1");
+    let pid = nix::unistd::Pid::from_raw(daemon.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let reloading = next("RELOADING=1");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading:?}");
+    next("READY=1");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    next("STOPPING=1");
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn systemd_accepts_the_unit_and_rates_it_well() {
+    // Not eBPF, but it needs systemd-analyze, which .ci/run installs.
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("OWO_REQUIRE_BPF").as_deref() != Ok("1"),
+            "systemd-analyze is missing"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unit =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/owod.service"))
+            .unwrap();
+    // The unit as installed, with the binaries where this build has them.
+    let unit = unit
+        .replace("/usr/sbin/owod", harness::owod_bin().to_str().unwrap())
+        .replace("/usr/bin/owoctl", env!("CARGO_BIN_EXE_owoctl"));
+    let path = dir.path().join("owod.service");
+    fs::write(&path, unit).unwrap();
+    // The man pages are in the repo, not installed here: do not look them up.
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "systemd-analyze verify: {}",
+        text(&verify.stderr)
+    );
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let report = text(&security.stdout);
+    let score: f64 = report
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for owod.service:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no exposure level in:\n{report}\n{}",
+                text(&security.stderr)
+            )
+        });
+    assert!(score <= 3.0, "exposure {score} > 3.0:\n{report}");
+}
