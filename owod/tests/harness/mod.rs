@@ -22,7 +22,9 @@ pub fn owod_bin() -> PathBuf {
     if let Some(path) = option_env!("CARGO_BIN_EXE_owod") {
         return PathBuf::from(path);
     }
-    let owoctl = option_env!("CARGO_BIN_EXE_owoctl").expect("a test of owod or owoctl");
+    let Some(owoctl) = option_env!("CARGO_BIN_EXE_owoctl") else {
+        panic!("the harness serves the tests of owod and owoctl only");
+    };
     let owod = Path::new(owoctl).with_file_name("owod");
     assert!(
         owod.exists(),
