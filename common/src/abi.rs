@@ -159,7 +159,8 @@ pub struct ExecFixed {
     pub exe_nlink: u32,
     pub auid: u32,
     pub sessionid: u32,
-    pub _pad0: u32,
+    pub stdin_mode: u16,
+    pub stdout_mode: u16,
     pub tty: [u8; 32],
 }
 

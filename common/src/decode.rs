@@ -163,6 +163,8 @@ fn decode_exec(bytes: &[u8]) -> Result<Event, DecodeError> {
         auid: (raw.auid != u32::MAX).then_some(raw.auid),
         session_id: (raw.sessionid != u32::MAX).then_some(raw.sessionid),
         tty: until_nul(&raw.tty).to_vec(),
+        stdin_mode: raw.stdin_mode,
+        stdout_mode: raw.stdout_mode,
     }))
 }
 
@@ -267,6 +269,8 @@ mod tests {
             auid: Some(1000),
             session_id: Some(3),
             tty: b"pts3".to_vec(),
+            stdin_mode: 0o140777,
+            stdout_mode: 0o010600,
             ..Default::default()
         }
     }

@@ -59,7 +59,8 @@ fn encode_exec(ev: &ExecEvent) -> Vec<u8> {
         exe_nlink: u32::from(!ev.exe_deleted),
         auid: ev.auid.unwrap_or(u32::MAX),
         sessionid: ev.session_id.unwrap_or(u32::MAX),
-        _pad0: 0,
+        stdin_mode: ev.stdin_mode,
+        stdout_mode: ev.stdout_mode,
         tty,
     };
     let mut out = fixed.as_bytes().to_vec();

@@ -45,6 +45,24 @@ pub struct ExecEvent {
     pub session_id: Option<u32>,
     /// The controlling terminal as the kernel names it (`pts3`, `tty1`); empty if none.
     pub tty: Vec<u8>,
+    /// `st_mode` of what fds 0 and 1 are (0: nothing open there).
+    pub stdin_mode: u16,
+    pub stdout_mode: u16,
+}
+
+/// What kind of file an `st_mode` says, as records name it.
+pub fn file_kind(mode: u16) -> Option<&'static str> {
+    Some(match u32::from(mode) & 0o170000 {
+        0 => return None,
+        0o140000 => "socket",
+        0o010000 => "pipe",
+        0o020000 => "chardev",
+        0o060000 => "blockdev",
+        0o040000 => "dir",
+        0o100000 => "file",
+        0o120000 => "symlink",
+        _ => "other",
+    })
 }
 
 /// What identifies a file's content: a hash is cached by it and trusted only if it matches.

@@ -45,7 +45,8 @@ fn rust_layout() -> Vec<(&'static str, &'static str, usize)> {
             exe_nlink,
             auid,
             sessionid,
-            _pad0,
+            stdin_mode,
+            stdout_mode,
             tty
         ]
     );

@@ -142,7 +142,8 @@ struct owo_exec {
 	__u32 exe_nlink;         /* 0: the file was deleted */
 	__u32 auid;              /* login uid (audit), (u32)-1 if unset */
 	__u32 sessionid;         /* audit session, (u32)-1 if unset */
-	__u32 _pad0;
+	__u16 stdin_mode;        /* i_mode of the file on fd 0 (S_IFSOCK, S_IFIFO, ...), 0 if none */
+	__u16 stdout_mode;       /* the same for fd 1 */
 	__u8 tty[32];            /* the controlling terminal's name ("pts3"), "" if none */
 	__u8 data[OWO_EXEC_DATA_MAX];
 };

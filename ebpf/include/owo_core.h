@@ -54,6 +54,7 @@ struct super_block {
 } OWO_CORE;
 
 struct inode {
+	unsigned short i_mode;
 	unsigned long i_ino;
 	unsigned int i_nlink;
 	__s64 i_size;

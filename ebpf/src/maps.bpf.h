@@ -96,4 +96,18 @@ static __always_inline void owo_fill_header(struct owo_header *hdr, __u32 kind, 
 	bpf_get_current_comm(hdr->comm, sizeof(hdr->comm));
 }
 
+/* The struct file behind a descriptor of `task`, or NULL. */
+static __always_inline struct file *owo_fd_file_of(struct task_struct *task, __s64 fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = 0;
+
+	if (fd < 0 || fd >= max_fds)
+		return 0;
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	return file;
+}
+
 #endif /* OWO_MAPS_BPF_H */

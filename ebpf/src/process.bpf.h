@@ -54,11 +54,17 @@ int owo_exec(struct trace_event_raw_sched_process_exec *ctx)
 	}
 
 	/* Who, from where: login uid and session (audit), and the controlling terminal. */
-	ev->auid = (__u32)-1, ev->sessionid = (__u32)-1, ev->_pad0 = 0;
+	ev->auid = (__u32)-1, ev->sessionid = (__u32)-1;
 	if (bpf_core_field_exists(task->loginuid)) {
 		ev->auid = BPF_CORE_READ(task, loginuid.val);
 		ev->sessionid = BPF_CORE_READ(task, sessionid);
 	}
+	/* What stdin and stdout are: a shell whose stdio is a socket is a reverse shell. */
+	struct file *in = owo_fd_file_of(task, 0), *out = owo_fd_file_of(task, 1);
+
+	ev->stdin_mode = in ? BPF_CORE_READ(in, f_inode, i_mode) : 0;
+	ev->stdout_mode = out ? BPF_CORE_READ(out, f_inode, i_mode) : 0;
+
 	struct tty_struct *tty = BPF_CORE_READ(task, signal, tty);
 
 	ev->tty[0] = 0;

@@ -125,15 +125,7 @@ static __always_inline bool owo_unstash(__u32 syscall, struct owo_pending *out)
 /* The struct file behind a descriptor of the current task, or NULL. */
 static __always_inline struct file *owo_fd_file(struct task_struct *task, __s64 fd)
 {
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *file = 0;
-
-	if (fd < 0 || fd >= max_fds)
-		return 0;
-	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
-	return file;
+	return owo_fd_file_of(task, fd);
 }
 
 /* Absolute path of the file behind `fd` into the scratch buffer; 0 if there is none. */

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
+    behavior::{AlertSignal, BehaviorCommand, BehaviorStage},
     collector::{Collector, CollectorCommand, MonitorState},
     config::Config,
     control::{self, ControlCommand, ControlService, DaemonView, MonitorView},
@@ -96,6 +97,8 @@ struct Daemon {
     collector: mpsc::Sender<CollectorCommand>,
     hub: mpsc::Sender<HubCommand>,
     stage: mpsc::Sender<StageCommand>,
+    behavior: mpsc::Sender<BehaviorCommand>,
+    /// Into the behavior stage, for the agent's own records (reload).
     records: mpsc::Sender<Outgoing>,
     bus: Option<zbus::Connection>,
 }
@@ -134,18 +137,29 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
     let start = start_fields(&config_path, &config, &collector, seeded);
     tracing::info!(run_id, programs = ?collector.program_ids, "owod {} attached; {seeded} processes seeded from /proc", env!("CARGO_PKG_VERSION"));
 
+    let rules = match config.behavior.enabled {
+        true => Some(
+            crate::behavior::load_rules(&config.behavior)
+                .map_err(|(_, e)| anyhow::anyhow!("behavior rules: {e}"))?,
+        ),
+        false => None,
+    };
     let (hub_tx, hub_rx) = mpsc::channel(QUEUE);
+    let (behavior_tx, behavior_rx) = mpsc::channel(QUEUE);
     let (proc_tx, proc_rx) = mpsc::channel(QUEUE);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (hub_cmd_tx, hub_cmd_rx) = mpsc::channel(16);
     let (stage_cmd_tx, stage_cmd_rx) = mpsc::channel(16);
+    let (behavior_cmd_tx, behavior_cmd_rx) = mpsc::channel(16);
     let (collector_cmd_tx, collector_cmd_rx) = mpsc::channel(16);
+    let (alert_tx, mut alert_rx) = mpsc::channel::<AlertSignal>(256);
     let (hub_stats_tx, hub_stats_rx) = watch::channel(HubStats::default());
     let (stats_tx, mut stats_rx) = oneshot::channel::<StageStats>();
-    hub_tx
+    // Seq 1: every record, the agent's own included, is numbered by the behavior stage.
+    behavior_tx
         .send(Outgoing::agent(start))
         .await
-        .context("the exporter is gone")?;
+        .context("the pipeline is gone")?;
     let monitors = collector.monitors.clone();
     let hub = tokio::spawn(Hub::new(identity(&config, &run_id), sinks).run(
         hub_rx,
@@ -153,10 +167,12 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
         hub_stats_tx,
         move |seq| stop_fields(seq, started, stats_rx.try_recv().ok()),
     ));
+    let behavior =
+        tokio::spawn(BehaviorStage::new(rules).run(behavior_rx, hub_tx, behavior_cmd_rx, alert_tx));
     let process = tokio::spawn(
         ProcessStage::new(table, &config.enrich, &config.monitor).run(
             proc_rx,
-            hub_tx.clone(),
+            behavior_tx.clone(),
             stage_cmd_rx,
             stats_tx,
         ),
@@ -175,7 +191,8 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
         collector: collector_cmd_tx,
         hub: hub_cmd_tx,
         stage: stage_cmd_tx,
-        records: hub_tx,
+        behavior: behavior_cmd_tx,
+        records: behavior_tx,
         bus: None,
     };
     daemon.publish_view(started);
@@ -220,6 +237,7 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
                 }
             },
             Some(command) = control_rx.recv() => daemon.control(command).await,
+            Some((rule, json)) = alert_rx.recv() => daemon.signal_alert(&rule, &json).await,
             _ = status_tick.tick() => service::notify_status(&daemon.status_line()),
             result = &mut collector => break Some(result),
         }
@@ -234,9 +252,11 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
         None => collector.await,
     };
     let processed = process.await;
+    let judged = behavior.await;
     let exported = hub.await;
     collected.context("the collector panicked")??;
     processed.context("the process stage panicked")?;
+    judged.context("the behavior stage panicked")?;
     exported.context("the exporter panicked")?;
     anyhow::ensure!(
         !stopped_by_itself,
@@ -247,6 +267,22 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
 }
 
 impl Daemon {
+    /// The D-Bus `Alert` signal (the record itself is already on its way to the outputs).
+    async fn signal_alert(&self, rule: &str, json: &str) {
+        let Some(bus) = &self.bus else { return };
+        let emitted = async {
+            let iface = bus
+                .object_server()
+                .interface::<_, ControlService>(owo_dbus::OBJECT_PATH)
+                .await?;
+            ControlService::alert(iface.signal_emitter(), rule, json).await
+        }
+        .await;
+        if let Err(err) = emitted {
+            tracing::warn!("cannot send the D-Bus Alert signal: {err}");
+        }
+    }
+
     fn publish_view(&self, started: Instant) {
         let monitors = self
             .monitors
@@ -495,6 +531,19 @@ impl Daemon {
                 },
             );
         }
+        let rules = if new.behavior.enabled {
+            let rules = crate::behavior::load_rules(&new.behavior)
+                .map_err(|(_, e)| OwoError::InvalidConfig(e.to_string()))?;
+            Some(rules)
+        } else {
+            None
+        };
+        let (tx, rx) = oneshot::channel();
+        self.behavior
+            .send(BehaviorCommand::Rules { rules, reply: tx })
+            .await
+            .map_err(|_| failed("the behavior stage"))?;
+        rx.await.map_err(|_| failed("the behavior stage"))?;
         let (tx, rx) = oneshot::channel();
         self.hub
             .send(HubCommand::Reconfigure {

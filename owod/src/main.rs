@@ -2,6 +2,7 @@
 //! (collector → process stage → exporter hub → sinks), run until SIGTERM/SIGINT, then detach,
 //! drain, flush and exit 0.
 
+mod behavior;
 mod collector;
 mod config;
 mod control;

@@ -110,8 +110,10 @@ impl Default for EnrichConfig {
 pub struct BehaviorConfig {
     /// Correlate events into alerts.
     pub enabled: bool,
-    /// How long a sequence may take.
+    /// How long a sequence may take, for rules that do not say (`within`).
     pub window_seconds: u64,
+    /// Rules files loaded after the built-in rules.
+    pub rules_files: Vec<String>,
 }
 
 impl Default for BehaviorConfig {
@@ -119,6 +121,7 @@ impl Default for BehaviorConfig {
         BehaviorConfig {
             enabled: true,
             window_seconds: 15,
+            rules_files: Vec::new(),
         }
     }
 }
@@ -345,6 +348,11 @@ impl Config {
         }
         if self.behavior.window_seconds == 0 {
             problem("behavior.window_seconds", "must be at least 1".to_owned());
+        } else if let Err((file, err)) = crate::behavior::load_rules(&self.behavior) {
+            let key = file.map_or("behavior".to_owned(), |i| {
+                format!("behavior.rules_files.{i}")
+            });
+            problem(&key, err.to_string());
         }
         let file = &self.output.file;
         if file.enabled && (!file.path.is_absolute() || file.path.file_name().is_none()) {

@@ -1,4 +1,4 @@
-//! The exporter hub: the last stage. It numbers every record (`seq`, from 1, no gaps), stamps
+//! The exporter hub: the last stage. It writes every record with the `seq` the behavior stage gave it, stamps
 //! the wrapper of DESIGN §3 (agent names, wall-clock `timestamp` of the kernel's time, `run_id`),
 //! renders one JSON line and hands it to every sink. It flushes whenever its queue is empty, so a
 //! quiet machine's records show at once and a busy one's are written in batches. When its input
@@ -25,6 +25,8 @@ pub use clock::BootClock;
 pub struct Outgoing {
     pub ktime_ns: Option<u64>,
     pub fields: Map<String, Value>,
+    /// Given by the behavior stage (0 until then).
+    pub seq: u64,
 }
 
 impl Outgoing {
@@ -32,6 +34,7 @@ impl Outgoing {
         Outgoing {
             ktime_ns: Some(ktime_ns),
             fields,
+            seq: 0,
         }
     }
 
@@ -39,6 +42,7 @@ impl Outgoing {
         Outgoing {
             ktime_ns: None,
             fields,
+            seq: 0,
         }
     }
 }
@@ -322,7 +326,8 @@ impl Hub {
     }
 
     fn write(&mut self, out: Outgoing) {
-        self.seq += 1;
+        // Numbered by the behavior stage; the hub's own last record follows the last one.
+        self.seq = if out.seq == 0 { self.seq + 1 } else { out.seq };
         self.count(&out.fields);
         let event_type = out.fields.get("event_type").cloned().unwrap_or(Value::Null);
         let ktime_ns = out.ktime_ns;
@@ -345,6 +350,7 @@ impl Hub {
             line = self.render(Outgoing {
                 ktime_ns,
                 fields: loss,
+                seq: self.seq,
             });
         }
         for sink in &mut self.sinks {

@@ -102,6 +102,11 @@ pub fn exec(lk: &mut Lookups<'_>, e: &ExecEvent, cx: &ExecContext<'_>) -> Fields
     if let Some(cwd) = &e.cwd {
         put_bytes(&mut m, "cwd", cwd, PATH_BUDGET, e.cwd_truncated);
     }
+    for (key, mode) in [("stdin", e.stdin_mode), ("stdout", e.stdout_mode)] {
+        if let Some(kind) = owo_common::event::file_kind(mode) {
+            m.insert(key.into(), kind.into());
+        }
+    }
     m.insert("is_tty".into(), (!e.tty.is_empty()).into());
     if !e.tty.is_empty() {
         m.insert("tty".into(), tty_name(&e.tty).into());

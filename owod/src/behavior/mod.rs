@@ -1,0 +1,177 @@
+//! The behavior stage, between the process stage and the exporter hub: it numbers every record
+//! (`seq`, from 1, no gaps, so an alert can name the records that made it), looks at each with
+//! the [`engine`], and after the record that completes a chain it sends a `behavior` record, a
+//! `[BEHAVIOR]` log line and, through the daemon, the D-Bus `Alert` signal.
+
+pub mod engine;
+pub mod rules;
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{config::BehaviorConfig, export::Outgoing};
+use engine::{Alert, Engine, Seen};
+use rules::{Rule, RuleError};
+
+/// The built-in rules, then those of `behavior.rules_files`; the first problem refuses them all.
+pub fn load_rules(config: &BehaviorConfig) -> Result<Vec<Rule>, (Option<usize>, RuleError)> {
+    let window = Duration::from_secs(config.window_seconds);
+    let mut all = rules::parse(rules::BUILTIN, window).map_err(|e| (None, e))?;
+    for (i, path) in config.rules_files.iter().enumerate() {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            (
+                Some(i),
+                RuleError::Syntax(format!("cannot read `{path}`: {e}")),
+            )
+        })?;
+        let rules = rules::parse(&text, window).map_err(|e| (Some(i), e))?;
+        for rule in rules {
+            if all.iter().any(|r| r.name == rule.name) {
+                return Err((
+                    Some(i),
+                    RuleError::Rule {
+                        rule: rule.name,
+                        reason: "a rule of that name is already loaded".into(),
+                    },
+                ));
+            }
+            all.push(rule);
+        }
+    }
+    Ok(all)
+}
+
+/// Requests to the stage.
+pub enum BehaviorCommand {
+    /// New rules (already checked), from a reload; `None` switches the engine off.
+    Rules {
+        rules: Option<Vec<Rule>>,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A fired rule, for the D-Bus `Alert` signal: its name and the alert record as JSON.
+pub type AlertSignal = (String, String);
+
+pub struct BehaviorStage {
+    engine: Option<Engine>,
+    seq: u64,
+    newest_ns: u64,
+    signals_dropped: u64,
+}
+
+impl BehaviorStage {
+    pub fn new(rules: Option<Vec<Rule>>) -> BehaviorStage {
+        BehaviorStage {
+            engine: rules.map(Engine::new),
+            seq: 0,
+            newest_ns: 0,
+            signals_dropped: 0,
+        }
+    }
+
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Outgoing>,
+        tx: mpsc::Sender<Outgoing>,
+        mut commands: mpsc::Receiver<BehaviorCommand>,
+        signals: mpsc::Sender<AlertSignal>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                biased;
+                Some(command) = commands.recv() => match command {
+                    BehaviorCommand::Rules { rules, reply } => {
+                        self.engine = rules.map(Engine::new);
+                        let _ = reply.send(());
+                    }
+                },
+                out = rx.recv() => {
+                    let Some(out) = out else { return };
+                    if !self.pass(out, &tx, &signals).await {
+                        return;
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Some(engine) = &mut self.engine {
+                        engine.expire(self.newest_ns);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Number the record, send it on, then any alerts it completes. False if the hub is gone.
+    async fn pass(
+        &mut self,
+        mut out: Outgoing,
+        tx: &mpsc::Sender<Outgoing>,
+        signals: &mpsc::Sender<AlertSignal>,
+    ) -> bool {
+        self.seq += 1;
+        out.seq = self.seq;
+        let alerts = match (&mut self.engine, out.ktime_ns) {
+            (Some(engine), Some(ns)) => {
+                self.newest_ns = self.newest_ns.max(ns);
+                engine.observe(&Seen {
+                    fields: &out.fields,
+                    seq: out.seq,
+                    time_ns: ns,
+                })
+            }
+            _ => Vec::new(),
+        };
+        let ktime_ns = out.ktime_ns;
+        if tx.send(out).await.is_err() {
+            return false;
+        }
+        for alert in alerts {
+            self.seq += 1;
+            let fields = alert_fields(&alert);
+            tracing::warn!(
+                rule = alert.rule.name,
+                severity = alert.rule.severity,
+                "[BEHAVIOR] {}: {}",
+                alert.rule.name,
+                alert.detail
+            );
+            let json = Value::Object(fields.clone()).to_string();
+            if signals.try_send((alert.rule.name.clone(), json)).is_err() {
+                self.signals_dropped += 1;
+                if self.signals_dropped == 1 {
+                    tracing::warn!("the D-Bus Alert signal cannot keep up; alerts are still written as records");
+                }
+            }
+            let record = Outgoing {
+                ktime_ns,
+                fields,
+                seq: self.seq,
+            };
+            if tx.send(record).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn alert_fields(alert: &Alert) -> Map<String, Value> {
+    let rule = &alert.rule;
+    let mut m = Map::new();
+    m.insert("event_type".into(), "behavior".into());
+    m.insert("rule".into(), rule.name.as_str().into());
+    m.insert("severity".into(), rule.severity.as_str().into());
+    m.insert("detail".into(), alert.detail.as_str().into());
+    if !rule.description.is_empty() {
+        m.insert("description".into(), rule.description.as_str().into());
+    }
+    m.insert("pid".into(), alert.pid.into());
+    m.insert("related_seq".into(), alert.related_seq.clone().into());
+    if !rule.mitre.is_empty() {
+        m.insert("mitre".into(), rule.mitre.clone().into());
+    }
+    m
+}
