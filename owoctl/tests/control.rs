@@ -445,3 +445,58 @@ fn systemd_accepts_the_unit_and_rates_it_well() {
         });
     assert!(score <= 3.0, "exposure {score} > 3.0:\n{report}");
 }
+
+#[test]
+fn owoctl_alerts_prints_the_alert_signal() {
+    if !bpf_available("owoctl_alerts_prints_the_alert_signal") {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let bus = PrivateBus::start();
+    let mut daemon = on_bus(&bus, "");
+    wait_for_name(&bus);
+    let mut listener = Command::new(env!("CARGO_BIN_EXE_owoctl"))
+        .arg("--dbus-address")
+        .arg(&bus.address)
+        .arg("alerts")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(listener.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Subscribed only once the signal match is in place: repeat the alert until one arrives.
+    let arg0 = marker("alerting");
+    let deadline = Instant::now() + DEADLINE;
+    let got = loop {
+        let code = format!(
+            "import os\nfd = os.memfd_create('payload', 0)\nos.write(fd, open('/usr/bin/true', 'rb').read())\nos.execve(f'/proc/self/fd/{{fd}}', [{arg0:?}], {{}})"
+        );
+        assert!(Command::new("python3")
+            .args(["-c", &code])
+            .status()
+            .unwrap()
+            .success());
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            break line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Alert signal reached owoctl alerts"
+        );
+    };
+    let _ = listener.kill();
+    let _ = listener.wait();
+    let alert: Value =
+        serde_json::from_str(&got).unwrap_or_else(|e| panic!("not JSON ({e}): {got}"));
+    assert_eq!(alert["event_type"], "behavior");
+    assert_eq!(alert["rule"], "fileless_exec", "{alert}");
+    let record = daemon.wait_for("the alert record", |r| event(r)["rule"] == "fileless_exec");
+    assert_eq!(event(&record)["related_seq"], alert["related_seq"]);
+}

@@ -330,3 +330,39 @@ fn a_benign_build_and_test_run_raises_nothing() {
         .collect();
     assert!(raised.is_empty(), "a benign run raised alerts: {raised:#?}");
 }
+
+#[test]
+fn a_file_written_and_then_run() {
+    if !bpf_available("a_file_written_and_then_run") {
+        return;
+    }
+    let mut daemon = Daemon::start("monitor:\n  write_events: true\n");
+    let dir = watched_dir();
+    let path = dir.path().join(marker("written"));
+    // Written into an existing file (no create), then run.
+    fs::write(&path, b"").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&fs::read("/usr/bin/true").unwrap())
+        .unwrap();
+    assert!(Command::new(&path).status().unwrap().success());
+    let name = path.to_str().unwrap();
+    let write = daemon.wait_for("the write", |r| {
+        event(r)["event_type"] == "write" && event(r)["path"] == name
+    });
+    let exec = daemon.wait_for("the exec", |r| {
+        event(r)["event_type"] == "execve" && event(r)["path"] == name
+    });
+    let alert = one_alert(
+        &mut daemon,
+        "written_then_run",
+        &event(&exec)["pid"].clone(),
+    );
+    assert_eq!(
+        event(&alert)["related_seq"],
+        serde_json::json!([seq(&write), seq(&exec)])
+    );
+}
