@@ -9,7 +9,10 @@ use anyhow::Context as _;
 use owo_common::abi::Monitor;
 use owo_dbus::OwoError;
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
 
 use crate::{
     behavior::{AlertSignal, BehaviorCommand, BehaviorStage},
@@ -17,7 +20,10 @@ use crate::{
     config::Config,
     control::{self, ControlCommand, ControlService, DaemonView, MonitorView},
     export::{
-        file::file_sink, stderr::stderr_sink, Hub, HubCommand, HubStats, Identity, Outgoing, Sink,
+        file::file_sink,
+        remote::{self, RemoteLoss},
+        stderr::stderr_sink,
+        Hub, HubCommand, HubStats, Identity, Outgoing, Sink,
     },
     process::{tree::TreeFormat, ProcessStage, ProcessTable, StageCommand, StageStats},
     service::{self, SignalRequest, Signals},
@@ -36,15 +42,44 @@ pub enum Bus {
     None,
 }
 
-fn open_sinks(config: &Config) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+/// Sinks for the hub, and the remotes' tasks.
+type Outputs = (Vec<Box<dyn Sink>>, Vec<JoinHandle<()>>);
+
+/// The outputs of a config: the file, stderr, and a sink per enabled remote (whose tasks are
+/// returned, to be waited for at shutdown: they put what is still queued into their spools).
+fn open_sinks(config: &Config, losses: &mpsc::Sender<RemoteLoss>) -> anyhow::Result<Outputs> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    let mut tasks = Vec::new();
     if config.output.file.enabled {
         sinks.push(Box::new(file_sink(&config.output.file.path)?));
     }
     if config.output.stderr {
         sinks.push(Box::new(stderr_sink()));
     }
-    Ok(sinks)
+    for remote in std::iter::once(&config.output.remote)
+        .chain(&config.output.remotes)
+        .filter(|r| r.enabled)
+    {
+        let (sink, handles) = remote::start(remote, losses.clone())
+            .with_context(|| format!("cannot start remote {}", remote::remote_name(remote)))?;
+        sinks.push(Box::new(sink));
+        tasks.extend(handles);
+    }
+    Ok((sinks, tasks))
+}
+
+fn loss_fields(loss: &RemoteLoss) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("event_type".into(), "agent".into());
+    m.insert("type".into(), "loss".into());
+    m.insert("stage".into(), loss.stage.into());
+    m.insert("remote".into(), loss.remote.as_str().into());
+    m.insert("count".into(), loss.count.into());
+    if let (Some(first), Some(last)) = (loss.first_seq, loss.last_seq) {
+        m.insert("first_seq".into(), first.into());
+        m.insert("last_seq".into(), last.into());
+    }
+    m
 }
 
 fn identity(config: &Config, run_id: &str) -> Identity {
@@ -101,12 +136,16 @@ struct Daemon {
     /// Into the behavior stage, for the agent's own records (reload).
     records: mpsc::Sender<Outgoing>,
     bus: Option<zbus::Connection>,
+    losses: mpsc::Sender<RemoteLoss>,
+    /// Tasks of remotes opened by a reload.
+    remote_tasks: Vec<JoinHandle<()>>,
 }
 
 pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut signals = Signals::install().context("cannot install signal handlers")?;
-    let sinks = open_sinks(&config)?;
+    let (losses_tx, mut losses_rx) = mpsc::channel::<RemoteLoss>(1024);
+    let (sinks, mut remote_tasks) = open_sinks(&config, &losses_tx)?;
     let run_id = uuid::Uuid::new_v4().to_string();
 
     // Attach first, then read /proc: a process that starts in between is in both, and the
@@ -194,6 +233,8 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
         behavior: behavior_cmd_tx,
         records: behavior_tx,
         bus: None,
+        losses: losses_tx,
+        remote_tasks: Vec::new(),
     };
     daemon.publish_view(started);
     let service = ControlService::new(control_tx, view_rx, hub_stats_rx);
@@ -238,6 +279,9 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
             },
             Some(command) = control_rx.recv() => daemon.control(command).await,
             Some((rule, json)) = alert_rx.recv() => daemon.signal_alert(&rule, &json).await,
+            Some(loss) = losses_rx.recv() => {
+                let _ = daemon.records.send(Outgoing::agent(loss_fields(&loss))).await;
+            }
             _ = status_tick.tick() => service::notify_status(&daemon.status_line()),
             result = &mut collector => break Some(result),
         }
@@ -246,6 +290,7 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
     let stopped_by_itself = early.is_some();
     let _ = stop_tx.send(true);
     // The hub ends when every sender of records is gone.
+    let mut daemon_remote_tasks = std::mem::take(&mut daemon.remote_tasks);
     drop(daemon);
     let collected = match early {
         Some(result) => result,
@@ -254,6 +299,16 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
     let processed = process.await;
     let judged = behavior.await;
     let exported = hub.await;
+    // The hub dropped its sinks: the remotes' writers spool what was queued, then end.
+    remote_tasks.append(&mut daemon_remote_tasks);
+    for task in remote_tasks {
+        if tokio::time::timeout(std::time::Duration::from_secs(10), task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a remote did not finish within 10 s");
+        }
+    }
     collected.context("the collector panicked")??;
     processed.context("the process stage panicked")?;
     judged.context("the behavior stage panicked")?;
@@ -494,7 +549,10 @@ impl Daemon {
         let failed = |what: &str| OwoError::Failed(format!("{what} is gone"));
         // Outputs first: if the new file cannot be opened, nothing else changes either.
         let sinks = if new.output != self.config.output {
-            Some(open_sinks(new).map_err(|e| OwoError::Failed(format!("{e:#}")))?)
+            let (sinks, tasks) =
+                open_sinks(new, &self.losses).map_err(|e| OwoError::Failed(format!("{e:#}")))?;
+            self.remote_tasks.extend(tasks);
+            Some(sinks)
         } else {
             None
         };

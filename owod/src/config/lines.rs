@@ -151,13 +151,41 @@ pub fn check_shape(
         Json::String(_) if !matches!(user, Yaml::String(_)) => wrong("a string"),
         Json::Array(items) => match user {
             Yaml::Sequence(seq) => {
-                if let Some(template) = items.first() {
+                // `output.remotes` is empty by default: its entries have the shape of `output.remote`.
+                let remote;
+                let template = match items.first() {
+                    Some(t) => Some(t),
+                    None if path == "output.remotes" => {
+                        remote = serde_json::to_value(super::RemoteConfig::default())
+                            .expect("serializes");
+                        Some(&remote)
+                    }
+                    None => None,
+                };
+                if let Some(template) = template {
                     for (i, item) in seq.iter().enumerate() {
                         check_shape(item, template, &join(path, &i.to_string()), lines, out);
                     }
                 }
             }
             _ => wrong("a list"),
+        },
+        // An empty mapping by default (`headers`) takes any keys, with string values.
+        Json::Object(fields) if fields.is_empty() => match user {
+            Yaml::Mapping(map) => {
+                for (k, v) in map {
+                    let child = join(path, k.as_str().unwrap_or("?"));
+                    if !matches!(v, Yaml::String(_)) {
+                        out.push(Problem::at(
+                            lines,
+                            &child,
+                            format!("expected a string, found {}", kind(v)),
+                        ));
+                    }
+                }
+            }
+            Yaml::Null => {}
+            _ => wrong("a mapping"),
         },
         Json::Object(fields) => match user {
             Yaml::Mapping(map) => {

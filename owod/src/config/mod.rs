@@ -3,7 +3,7 @@
 
 mod lines;
 
-use std::{fmt, path::Path, path::PathBuf};
+use std::{collections::BTreeMap, fmt, path::Path, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -133,6 +133,8 @@ pub struct OutputConfig {
     /// Also write every record to stderr.
     pub stderr: bool,
     pub remote: RemoteConfig,
+    /// More collectors, each like `remote`.
+    pub remotes: Vec<RemoteConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -152,18 +154,30 @@ impl Default for FileOutputConfig {
     }
 }
 
+/// One remote collector (`output.remote`, or an entry of `output.remotes`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RemoteConfig {
     pub enabled: bool,
     /// host:port of the collector.
     pub address: String,
-    /// tcp for now.
+    /// tcp, tls, http, https or syslog (RFC 5424, octet-counted; over TLS when `tls` is set).
     pub protocol: String,
-    /// Path for the http protocol.
+    /// The path records are POSTed to (http, https).
     pub http_endpoint: String,
+    /// Kept for old configs: with the spool, a batch is retried until it is delivered.
     pub max_retries: u64,
+    /// The first wait after a failure; it doubles (with jitter) up to a minute.
     pub retry_interval_seconds: u64,
+    pub tls: TlsConfig,
+    /// Extra HTTP headers (a Splunk HEC token, an Elastic API key).
+    pub headers: BTreeMap<String, String>,
+    /// ndjson, elasticsearch_bulk or splunk_hec.
+    pub http_format: String,
+    pub batch_max_events: u64,
+    pub batch_max_bytes: u64,
+    pub flush_interval_ms: u64,
+    pub spool: SpoolConfig,
 }
 
 impl Default for RemoteConfig {
@@ -175,6 +189,43 @@ impl Default for RemoteConfig {
             http_endpoint: "/events".to_owned(),
             max_retries: 5,
             retry_interval_seconds: 5,
+            tls: TlsConfig::default(),
+            headers: BTreeMap::new(),
+            http_format: "ndjson".to_owned(),
+            batch_max_events: 500,
+            batch_max_bytes: 1 << 20,
+            flush_interval_ms: 200,
+            spool: SpoolConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CA(s) to trust; "" = the system's roots.
+    pub ca_file: String,
+    /// PEM client certificate and key, for mutual TLS.
+    pub cert_file: String,
+    pub key_file: String,
+    /// The name to check in the server's certificate; "" = the host of `address`.
+    pub server_name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// "" = /var/lib/owo/spool/<remote>.
+    pub dir: String,
+    /// Past this, the oldest spooled records go (counted and reported).
+    pub max_mb: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: String::new(),
+            max_mb: 256,
         }
     }
 }
@@ -245,6 +296,70 @@ fn plural(n: usize) -> String {
         "1 problem".to_owned()
     } else {
         format!("{n} problems")
+    }
+}
+
+pub const REMOTE_PROTOCOLS: [&str; 5] = ["tcp", "tls", "http", "https", "syslog"];
+pub const HTTP_FORMATS: [&str; 3] = ["ndjson", "elasticsearch_bulk", "splunk_hec"];
+
+impl RemoteConfig {
+    /// What is wrong with an enabled remote.
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self.protocol.as_str() {
+            p if REMOTE_PROTOCOLS.contains(&p) => {}
+            "relp" | "nats" => out.push(format!(
+                "protocol `{}` is not in this build yet",
+                self.protocol
+            )),
+            p => out.push(format!(
+                "protocol `{p}` is not one of {}",
+                REMOTE_PROTOCOLS.join(", ")
+            )),
+        }
+        if self
+            .address
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse::<u16>().ok())
+            .is_none()
+        {
+            out.push(format!("address `{}` is not host:port", self.address));
+        }
+        if !HTTP_FORMATS.contains(&self.http_format.as_str()) {
+            out.push(format!(
+                "http_format `{}` is not one of {}",
+                self.http_format,
+                HTTP_FORMATS.join(", ")
+            ));
+        }
+        for (name, file) in [
+            ("ca_file", &self.tls.ca_file),
+            ("cert_file", &self.tls.cert_file),
+            ("key_file", &self.tls.key_file),
+        ] {
+            if !file.is_empty() && !Path::new(file).is_file() {
+                out.push(format!("tls.{name} `{file}` is not a file"));
+            }
+        }
+        if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
+            out.push("tls.cert_file and tls.key_file go together".to_owned());
+        }
+        if self.batch_max_events == 0 || self.batch_max_bytes == 0 || self.flush_interval_ms == 0 {
+            out.push(
+                "batch_max_events, batch_max_bytes and flush_interval_ms must be at least 1"
+                    .to_owned(),
+            );
+        }
+        if self.spool.max_mb == 0 {
+            out.push("spool.max_mb must be at least 1".to_owned());
+        }
+        out
+    }
+
+    /// Over TLS?
+    pub fn uses_tls(&self) -> bool {
+        matches!(self.protocol.as_str(), "tls" | "https")
+            || (self.protocol == "syslog" && !(self.tls == TlsConfig::default()))
     }
 }
 
@@ -361,14 +476,25 @@ impl Config {
                 format!("`{}` is not an absolute file path", file.path.display()),
             );
         }
-        if self.output.remote.enabled {
-            problem(
-                "output.remote.enabled",
-                "remote export is not in this build yet; turn it off (records would be lost)"
-                    .to_owned(),
-            );
+        let remotes: Vec<(String, &RemoteConfig)> =
+            std::iter::once(("output.remote".to_owned(), &self.output.remote))
+                .chain(
+                    self.output
+                        .remotes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| (format!("output.remotes.{i}"), r)),
+                )
+                .collect();
+        for (key, remote) in &remotes {
+            if !remote.enabled {
+                continue;
+            }
+            for message in remote.problems() {
+                problem(key, message);
+            }
         }
-        if !file.enabled && !self.output.stderr && !self.output.remote.enabled {
+        if !file.enabled && !self.output.stderr && !remotes.iter().any(|(_, r)| r.enabled) {
             problem(
                 "output",
                 "no output is enabled: every record would be lost".to_owned(),

@@ -6,6 +6,7 @@
 
 mod clock;
 pub mod file;
+pub mod remote;
 pub mod stderr;
 
 use std::{
@@ -50,13 +51,17 @@ impl Outgoing {
 /// Where lines go. A sink that fails counts and logs it; it never blocks the others.
 pub trait Sink: Send {
     fn name(&self) -> &'static str;
-    fn write_line(&mut self, line: &str);
+    fn write_line(&mut self, seq: u64, line: &str);
     fn flush(&mut self);
     fn errors(&self) -> u64;
     /// Where it writes, for status.
     fn target(&self) -> &str;
     /// Close and open again (a file renamed by logrotate); a no-op for streams.
     fn reopen(&mut self) -> io::Result<()>;
+    /// More to say in status (a remote's connection state).
+    fn status(&self) -> Option<Value> {
+        None
+    }
 }
 
 /// Opens (again) what a [`LineSink`] writes to.
@@ -123,7 +128,7 @@ impl<W: Write + Send> Sink for LineSink<W> {
         self.name
     }
 
-    fn write_line(&mut self, line: &str) {
+    fn write_line(&mut self, _seq: u64, line: &str) {
         let result = self
             .out
             .write_all(line.as_bytes())
@@ -197,6 +202,8 @@ pub struct SinkState {
     pub name: &'static str,
     pub target: String,
     pub write_errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<Value>,
 }
 
 /// Requests to the hub.
@@ -301,6 +308,7 @@ impl Hub {
                 name: s.name(),
                 target: s.target().to_owned(),
                 write_errors: s.errors(),
+                remote: s.status(),
             })
             .collect();
         stats.send_replace(self.stats.clone());
@@ -354,7 +362,7 @@ impl Hub {
             });
         }
         for sink in &mut self.sinks {
-            sink.write_line(&line);
+            sink.write_line(self.seq, &line);
         }
     }
 

@@ -1,0 +1,367 @@
+//! Remote export: one long-lived connection per collector, fed from an on-disk [`spool`] so that
+//! nothing waits on the collector and nothing is lost while it is away. The [`RemoteSink`] in the
+//! hub only queues lines (it never blocks the file and stderr sinks); a writer task appends them
+//! to the spool, and a sender task delivers batches, in `seq` order, reconnecting with capped
+//! exponential backoff and jitter. Records still spooled at shutdown go out after the next start.
+
+pub mod protocol;
+pub mod spool;
+
+use std::{
+    io,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+
+use super::Sink;
+use crate::config::RemoteConfig;
+use spool::{Dropped, Position, SpoolReader, SpoolWriter};
+
+/// Lines waiting for the writer task; past this the remote is too far behind, and they are
+/// counted lost (the writer only appends to a file, so this is a disk that cannot keep up).
+const QUEUE: usize = 65_536;
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// What the remote tasks tell the daemon (which turns it into a `loss` record).
+#[derive(Debug)]
+pub struct RemoteLoss {
+    pub remote: String,
+    pub stage: &'static str,
+    pub count: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+}
+
+/// A remote's state, for `GetStatus`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RemoteStatus {
+    /// connecting, connected, backing_off, idle
+    pub state: &'static str,
+    /// Records delivered in this run.
+    pub delivered: u64,
+    pub last_error: Option<String>,
+}
+
+pub struct RemoteSink {
+    name: String,
+    lines: mpsc::Sender<(u64, String)>,
+    status: watch::Receiver<RemoteStatus>,
+    losses: mpsc::Sender<RemoteLoss>,
+    dropped: u64,
+}
+
+/// The remote's name in status, logs and loss records.
+pub fn remote_name(remote: &RemoteConfig) -> String {
+    format!("{}://{}", remote.protocol, remote.address)
+}
+
+fn spool_dir(remote: &RemoteConfig) -> PathBuf {
+    if !remote.spool.dir.is_empty() {
+        return PathBuf::from(&remote.spool.dir);
+    }
+    let safe: String = remote_name(remote)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    PathBuf::from("/var/lib/owo/spool").join(safe)
+}
+
+/// Start a remote's tasks; the sink goes to the hub, the handles to whoever waits at shutdown.
+pub fn start(
+    remote: &RemoteConfig,
+    losses: mpsc::Sender<RemoteLoss>,
+) -> io::Result<(RemoteSink, Vec<JoinHandle<()>>)> {
+    let name = remote_name(remote);
+    let dir = spool_dir(remote);
+    let writer = SpoolWriter::open(&dir, remote.spool.max_mb.saturating_mul(1 << 20))?;
+    let reader = SpoolReader::open(&dir)?;
+    let tls = if remote.uses_tls() {
+        Some(
+            protocol::tls_config(remote)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+        )
+    } else {
+        None
+    };
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let (end_tx, end_rx) = watch::channel(Position::default());
+    let (done_tx, done_rx) = watch::channel(reader.at);
+    let (status_tx, status_rx) = watch::channel(RemoteStatus {
+        state: "idle",
+        ..Default::default()
+    });
+    let writing = tokio::spawn(write_spool(
+        writer,
+        rx,
+        end_tx,
+        done_rx,
+        losses.clone(),
+        name.clone(),
+    ));
+    let sending = tokio::spawn(send_spool(
+        remote.clone(),
+        tls,
+        reader,
+        end_rx,
+        done_tx,
+        status_tx,
+        name.clone(),
+    ));
+    Ok((
+        RemoteSink {
+            name,
+            lines: tx,
+            status: status_rx,
+            losses,
+            dropped: 0,
+        },
+        vec![writing, sending],
+    ))
+}
+
+impl Sink for RemoteSink {
+    fn name(&self) -> &'static str {
+        "remote"
+    }
+
+    fn write_line(&mut self, seq: u64, line: &str) {
+        if self.lines.try_send((seq, line.to_owned())).is_err() {
+            self.dropped += 1;
+            if self.dropped == 1 || self.dropped.is_multiple_of(10_000) {
+                tracing::error!(
+                    "remote {}: its spool writer cannot keep up; {} records lost so far",
+                    self.name,
+                    self.dropped
+                );
+            }
+            let _ = self.losses.try_send(RemoteLoss {
+                remote: self.name.clone(),
+                stage: "remote_queue",
+                count: 1,
+                first_seq: Some(seq),
+                last_seq: Some(seq),
+            });
+        }
+    }
+
+    fn flush(&mut self) {}
+
+    fn errors(&self) -> u64 {
+        self.dropped
+    }
+
+    fn target(&self) -> &str {
+        &self.name
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn status(&self) -> Option<Value> {
+        Some(json!(*self.status.borrow()))
+    }
+}
+
+/// Append what comes in, sync per batch, publish how far the sender may read, and keep the
+/// spool within its size.
+async fn write_spool(
+    mut spool: SpoolWriter,
+    mut rx: mpsc::Receiver<(u64, String)>,
+    end: watch::Sender<Position>,
+    delivered: watch::Receiver<Position>,
+    losses: mpsc::Sender<RemoteLoss>,
+    name: String,
+) {
+    let mut failing = false;
+    while let Some((_, first)) = rx.recv().await {
+        let mut result = spool.append(&first);
+        while let Ok((_, line)) = rx.try_recv() {
+            result = result.and_then(|()| spool.append(&line));
+        }
+        let synced = result.and_then(|()| spool.sync());
+        match synced {
+            Ok(position) => {
+                failing = false;
+                end.send_replace(position);
+            }
+            Err(err) if !failing => {
+                failing = true;
+                tracing::error!("remote {name}: cannot write its spool: {err}");
+            }
+            Err(_) => {}
+        }
+        match spool.enforce_limit(*delivered.borrow()) {
+            Ok(Some(Dropped {
+                count,
+                first_seq,
+                last_seq,
+            })) => {
+                tracing::warn!("remote {name}: spool full, dropped {count} undelivered records (seq {first_seq:?} to {last_seq:?})");
+                let _ = losses.try_send(RemoteLoss {
+                    remote: name.clone(),
+                    stage: "spool_full",
+                    count,
+                    first_seq,
+                    last_seq,
+                });
+            }
+            Ok(None) => {}
+            Err(err) => tracing::error!("remote {name}: cannot trim its spool: {err}"),
+        }
+    }
+    if let Ok(position) = spool.sync() {
+        end.send_replace(position);
+    }
+}
+
+/// A small xorshift for jitter: no need for a crate's worth of randomness.
+fn jitter(seed: &mut u64, base: Duration) -> Duration {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    let spread = (*seed % 400) as f64 / 1000.0 - 0.2; // ±20%
+    base.mul_f64(1.0 + spread)
+}
+
+/// Deliver from the spool, in order, until the writer is done (shutdown): what is left stays
+/// in the spool for the next start.
+async fn send_spool(
+    remote: RemoteConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    mut spool: SpoolReader,
+    mut end: watch::Receiver<Position>,
+    delivered: watch::Sender<Position>,
+    status: watch::Sender<RemoteStatus>,
+    name: String,
+) {
+    let mut connection: Option<protocol::Connection> = None;
+    let first_backoff = Duration::from_secs(remote.retry_interval_seconds.max(1));
+    let mut backoff = first_backoff;
+    let mut seed = u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15;
+    let flush_every = Duration::from_millis(remote.flush_interval_ms);
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        let until = *end.borrow();
+        let batch = spool.read_batch(
+            until,
+            remote.batch_max_events as usize,
+            remote.batch_max_bytes as usize,
+        );
+        let (lines, to) = match batch {
+            Ok(b) => b,
+            Err(err) => {
+                tracing::error!("remote {name}: cannot read its spool: {err}");
+                (Vec::new(), spool.at)
+            }
+        };
+        if lines.is_empty() {
+            status.send_modify(|s| {
+                if s.state == "connected" {
+                    s.state = "idle";
+                }
+            });
+            // Wait for more (a batch forms for up to flush_interval_ms) or the end of the run.
+            if end.changed().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(flush_every).await;
+            continue;
+        }
+        if connection.is_none() {
+            status.send_modify(|s| s.state = "connecting");
+            match protocol::connect(&remote, tls.as_ref()).await {
+                Ok(c) => {
+                    if failing_since.take().is_some() {
+                        tracing::info!("remote {name}: connected again");
+                    }
+                    connection = Some(c);
+                }
+                Err(err) => {
+                    if !wait_after_failure(
+                        &name,
+                        &err,
+                        &mut failing_since,
+                        &mut backoff,
+                        &mut seed,
+                        &status,
+                        &mut end,
+                    )
+                    .await
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let c = connection.as_mut().expect("connected above");
+        match c.send(&remote, &lines).await {
+            Ok(()) => {
+                backoff = first_backoff;
+                if let Err(err) = spool.commit(to) {
+                    tracing::error!("remote {name}: cannot save its spool cursor: {err}");
+                }
+                delivered.send_replace(to);
+                status.send_modify(|s| {
+                    s.state = "connected";
+                    s.delivered += lines.len() as u64;
+                    s.last_error = None;
+                });
+            }
+            Err(err) => {
+                connection = None;
+                if !wait_after_failure(
+                    &name,
+                    &err,
+                    &mut failing_since,
+                    &mut backoff,
+                    &mut seed,
+                    &status,
+                    &mut end,
+                )
+                .await
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Log (once per streak), back off with jitter, and say whether to go on (false: shutdown).
+async fn wait_after_failure(
+    name: &str,
+    err: &str,
+    failing_since: &mut Option<Instant>,
+    backoff: &mut Duration,
+    seed: &mut u64,
+    status: &watch::Sender<RemoteStatus>,
+    end: &mut watch::Receiver<Position>,
+) -> bool {
+    if failing_since.is_none() {
+        tracing::warn!("remote {name}: {err}; spooling and retrying");
+        *failing_since = Some(Instant::now());
+    }
+    status.send_modify(|s| {
+        s.state = "backing_off";
+        s.last_error = Some(err.to_owned());
+    });
+    let wait = jitter(seed, *backoff);
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    // Sleep, but not past shutdown.
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return true,
+            changed = end.changed() => if changed.is_err() { return false },
+        }
+    }
+}

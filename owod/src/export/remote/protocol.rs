@@ -1,0 +1,237 @@
+//! Talking to one collector: a connection (TCP, with TLS when asked), and one batch at a time
+//! written in the remote's protocol. A batch counts as delivered when the protocol says so:
+//! an HTTP 2xx; for plain TCP, TLS and syslog, when the bytes are written and flushed (these
+//! protocols have no acknowledgement, so records in flight when a connection breaks can be lost
+//! or, after a retry, repeated: that is their limit).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{client::conn::http1::SendRequest, Request};
+use hyper_util::rt::TokioIo;
+use rustls::{pki_types::ServerName, ClientConfig};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::config::RemoteConfig;
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+pub enum Connection {
+    /// JSON lines, newline-terminated (tcp, tls).
+    Lines(Box<dyn Io>),
+    /// RFC 5424 messages with octet-counting framing (RFC 6587).
+    Syslog {
+        io: Box<dyn Io>,
+        hostname: String,
+    },
+    Http(SendRequest<Full<Bytes>>),
+}
+
+/// TLS settings from the remote's `tls`: its CA file or the system's roots, and a client
+/// certificate for mutual TLS.
+pub fn tls_config(remote: &RemoteConfig) -> Result<Arc<ClientConfig>, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    if remote.tls.ca_file.is_empty() {
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            let _ = roots.add(cert);
+        }
+        if roots.is_empty() {
+            return Err("no system CA certificates found; set tls.ca_file".into());
+        }
+    } else {
+        let certs = CertificateDer::pem_file_iter(&remote.tls.ca_file)
+            .map_err(|e| format!("cannot read tls.ca_file `{}`: {e}", remote.tls.ca_file))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("tls.ca_file `{}`: {e}", remote.tls.ca_file))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("tls.ca_file `{}`: {e}", remote.tls.ca_file))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let config = if remote.tls.cert_file.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let chain = CertificateDer::pem_file_iter(&remote.tls.cert_file)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("tls.cert_file `{}`: {e}", remote.tls.cert_file))?;
+        let key = PrivateKeyDer::from_pem_file(&remote.tls.key_file)
+            .map_err(|e| format!("tls.key_file `{}`: {e}", remote.tls.key_file))?;
+        builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("the client certificate: {e}"))?
+    };
+    Ok(Arc::new(config))
+}
+
+fn host(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Open a connection to the remote.
+pub async fn connect(
+    remote: &RemoteConfig,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<Connection, String> {
+    let tcp = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        TcpStream::connect(&remote.address),
+    )
+    .await
+    .map_err(|_| format!("no connection to {} within 10 s", remote.address))?
+    .map_err(|e| format!("cannot connect to {}: {e}", remote.address))?;
+    let _ = tcp.set_nodelay(true);
+    let io: Box<dyn Io> = match tls {
+        None => Box::new(tcp),
+        Some(config) => {
+            let name = if remote.tls.server_name.is_empty() {
+                host(&remote.address)
+            } else {
+                &remote.tls.server_name
+            };
+            let name = ServerName::try_from(name.to_owned())
+                .map_err(|e| format!("server name `{name}`: {e}"))?;
+            let stream = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS handshake with {} failed: {e}", remote.address))?;
+            Box::new(stream)
+        }
+    };
+    match remote.protocol.as_str() {
+        "http" | "https" => {
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+                .await
+                .map_err(|e| format!("HTTP with {} failed: {e}", remote.address))?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Ok(Connection::Http(sender))
+        }
+        "syslog" => {
+            let hostname = hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "-".into());
+            Ok(Connection::Syslog { io, hostname })
+        }
+        _ => Ok(Connection::Lines(io)),
+    }
+}
+
+/// The body of an HTTP batch, and its content type.
+pub fn http_body(format: &str, batch: &[String]) -> (Vec<u8>, &'static str) {
+    let mut body = Vec::with_capacity(batch.iter().map(|l| l.len() + 32).sum());
+    match format {
+        "elasticsearch_bulk" => {
+            for line in batch {
+                body.extend_from_slice(b"{\"create\":{}}\n");
+                body.extend_from_slice(line.as_bytes());
+                body.push(b'\n');
+            }
+            (body, "application/x-ndjson")
+        }
+        "splunk_hec" => {
+            for line in batch {
+                body.extend_from_slice(b"{\"sourcetype\":\"_json\",\"event\":");
+                body.extend_from_slice(line.as_bytes());
+                body.extend_from_slice(b"}\n");
+            }
+            (body, "application/json")
+        }
+        _ => {
+            for line in batch {
+                body.extend_from_slice(line.as_bytes());
+                body.push(b'\n');
+            }
+            (body, "application/x-ndjson")
+        }
+    }
+}
+
+impl Connection {
+    /// Deliver one batch; an error means the connection is no good and the batch goes again.
+    pub async fn send(&mut self, remote: &RemoteConfig, batch: &[String]) -> Result<(), String> {
+        match self {
+            Connection::Lines(io) => {
+                let mut bytes = Vec::with_capacity(batch.iter().map(|l| l.len() + 1).sum());
+                for line in batch {
+                    bytes.extend_from_slice(line.as_bytes());
+                    bytes.push(b'\n');
+                }
+                io.write_all(&bytes).await.map_err(|e| e.to_string())?;
+                io.flush().await.map_err(|e| e.to_string())
+            }
+            Connection::Syslog { io, hostname } => {
+                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                let mut bytes = Vec::new();
+                for line in batch {
+                    // local0.info, app owod; the record is the message.
+                    let msg = format!(
+                        "<134>1 {now} {hostname} owod {} - - {line}",
+                        std::process::id()
+                    );
+                    bytes.extend_from_slice(format!("{} {msg}", msg.len()).as_bytes());
+                }
+                io.write_all(&bytes).await.map_err(|e| e.to_string())?;
+                io.flush().await.map_err(|e| e.to_string())
+            }
+            Connection::Http(sender) => {
+                let (body, content_type) = http_body(&remote.http_format, batch);
+                let mut request = Request::post(remote.http_endpoint.as_str())
+                    .header(hyper::header::HOST, remote.address.as_str())
+                    .header(hyper::header::CONTENT_TYPE, content_type);
+                for (name, value) in &remote.headers {
+                    request = request.header(name.as_str(), value.as_str());
+                }
+                let request = request
+                    .body(Full::new(Bytes::from(body)))
+                    .map_err(|e| format!("bad request: {e}"))?;
+                sender.ready().await.map_err(|e| e.to_string())?;
+                let response = sender
+                    .send_request(request)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = response.status();
+                // Read the body to the end so the connection can be used again.
+                let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("{} answered HTTP {status}", remote.address))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_bodies_for_each_product() {
+        let batch = ["{\"seq\":1}".to_owned(), "{\"seq\":2}".to_owned()];
+        assert_eq!(http_body("ndjson", &batch).0, b"{\"seq\":1}\n{\"seq\":2}\n");
+        assert_eq!(
+            http_body("elasticsearch_bulk", &batch).0,
+            b"{\"create\":{}}\n{\"seq\":1}\n{\"create\":{}}\n{\"seq\":2}\n"
+        );
+        let hec = String::from_utf8(http_body("splunk_hec", &batch).0).unwrap();
+        assert_eq!(
+            hec.lines().next(),
+            Some("{\"sourcetype\":\"_json\",\"event\":{\"seq\":1}}")
+        );
+    }
+}

@@ -1,0 +1,333 @@
+//! The on-disk spool of one remote: every record for the remote is appended here first (segment
+//! files of JSON lines, fsync'd per batch), and the sender reads from here, moving a persisted
+//! cursor forward only once the collector has the records. So a collector that is down or slow
+//! costs disk, not memory, and records not yet delivered at shutdown go out after the next start.
+//! Bounded: past `max_bytes` the oldest segment goes, and the records in it that were never
+//! delivered are counted, with their `seq` range.
+//!
+//! Layout: `seg-<20-digit id>.jsonl` files and a `cursor` file, "<segment id> <byte offset>".
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
+
+/// A segment is closed and a new one started past this size (less for a small spool).
+pub const SEGMENT_BYTES: u64 = 4 << 20;
+
+/// Where the sender is: the first byte not yet delivered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+/// Records dropped because the spool was full.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Dropped {
+    pub count: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+}
+
+fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("seg-{id:020}.jsonl"))
+}
+
+/// The segment ids present, oldest first.
+pub fn segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut ids: Vec<u64> = fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("seg-")?
+                .strip_suffix(".jsonl")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+fn seq_of(line: &str) -> Option<u64> {
+    let at = line.find("\"seq\":")? + 6;
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// The append side (owned by the writer task).
+pub struct SpoolWriter {
+    dir: PathBuf,
+    max_bytes: u64,
+    /// A quarter of the spool, within [64 KiB, SEGMENT_BYTES]: a small spool still drops in steps.
+    segment_bytes: u64,
+    current: u64,
+    file: File,
+    written: u64,
+}
+
+impl SpoolWriter {
+    pub fn open(dir: &Path, max_bytes: u64) -> io::Result<SpoolWriter> {
+        fs::DirBuilder::new().recursive(true).create(dir)?;
+        let current = segments(dir)?.last().map_or(0, |id| id + 1);
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .open(segment_path(dir, current))?;
+        let segment_bytes = (max_bytes / 4).clamp(64 << 10, SEGMENT_BYTES);
+        Ok(SpoolWriter {
+            dir: dir.to_owned(),
+            max_bytes,
+            segment_bytes,
+            current,
+            file,
+            written: 0,
+        })
+    }
+
+    /// Append one record (a JSON line without its newline).
+    pub fn append(&mut self, line: &str) -> io::Result<()> {
+        if self.written >= self.segment_bytes {
+            self.file.sync_data()?;
+            self.current += 1;
+            self.file = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o640)
+                .open(segment_path(&self.dir, self.current))?;
+            self.written = 0;
+        }
+        self.file.write_all(line.as_bytes())?;
+        self.file.write_all(b"\n")?;
+        self.written += line.len() as u64 + 1;
+        Ok(())
+    }
+
+    /// Make what was appended durable; the sender may read up to the returned position.
+    pub fn sync(&mut self) -> io::Result<Position> {
+        self.file.sync_data()?;
+        Ok(Position {
+            segment: self.current,
+            offset: self.written,
+        })
+    }
+
+    /// Drop the oldest segments while the spool is over its size, and tell what was lost of them:
+    /// the records at or past `delivered` in them.
+    pub fn enforce_limit(&mut self, delivered: Position) -> io::Result<Option<Dropped>> {
+        let mut dropped = Dropped {
+            count: 0,
+            first_seq: None,
+            last_seq: None,
+        };
+        loop {
+            let ids = segments(&self.dir)?;
+            let total: u64 = ids
+                .iter()
+                .filter_map(|id| fs::metadata(segment_path(&self.dir, *id)).ok())
+                .map(|m| m.len())
+                .sum();
+            let Some(&oldest) = ids.first() else { break };
+            if total <= self.max_bytes || oldest == self.current {
+                break;
+            }
+            let path = segment_path(&self.dir, oldest);
+            if oldest >= delivered.segment {
+                let skip = if oldest == delivered.segment {
+                    delivered.offset
+                } else {
+                    0
+                };
+                let mut file = File::open(&path)?;
+                file.seek(SeekFrom::Start(skip))?;
+                for line in BufReader::new(file).lines() {
+                    let line = line?;
+                    dropped.count += 1;
+                    if let Some(seq) = seq_of(&line) {
+                        dropped.first_seq.get_or_insert(seq);
+                        dropped.last_seq = Some(seq);
+                    }
+                }
+            }
+            fs::remove_file(&path)?;
+        }
+        Ok((dropped.count > 0).then_some(dropped))
+    }
+}
+
+/// The read side (owned by the sender task).
+pub struct SpoolReader {
+    dir: PathBuf,
+    pub at: Position,
+}
+
+impl SpoolReader {
+    pub fn open(dir: &Path) -> io::Result<SpoolReader> {
+        fs::DirBuilder::new().recursive(true).create(dir)?;
+        let at = fs::read_to_string(dir.join("cursor"))
+            .ok()
+            .and_then(|s| {
+                let (seg, off) = s.trim().split_once(' ')?;
+                Some(Position {
+                    segment: seg.parse().ok()?,
+                    offset: off.parse().ok()?,
+                })
+            })
+            .unwrap_or_default();
+        Ok(SpoolReader {
+            dir: dir.to_owned(),
+            at,
+        })
+    }
+
+    /// Up to `max_events` records (and about `max_bytes`) from the cursor, not past `end` (what
+    /// the writer has synced). Moves to the next segment, and deletes the finished one, as needed.
+    pub fn read_batch(
+        &mut self,
+        end: Position,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> io::Result<(Vec<String>, Position)> {
+        loop {
+            // A segment dropped for space, or a cursor from before a reset: go to the oldest.
+            let ids = segments(&self.dir)?;
+            if !ids.contains(&self.at.segment) {
+                match ids.iter().find(|&&id| id > self.at.segment).or(ids.first()) {
+                    Some(&id) if id <= end.segment => {
+                        self.at = Position {
+                            segment: id,
+                            offset: 0,
+                        }
+                    }
+                    _ => return Ok((Vec::new(), self.at)),
+                }
+            }
+            let limit = if self.at.segment == end.segment {
+                end.offset
+            } else {
+                u64::MAX
+            };
+            let path = segment_path(&self.dir, self.at.segment);
+            let mut file = File::open(&path)?;
+            file.seek(SeekFrom::Start(self.at.offset))?;
+            let mut reader = BufReader::new(file.take(limit.saturating_sub(self.at.offset)));
+            let (mut lines, mut bytes, mut offset) = (Vec::new(), 0usize, self.at.offset);
+            let mut line = String::new();
+            while lines.len() < max_events && bytes < max_bytes {
+                line.clear();
+                let n = reader.read_line(&mut line)?;
+                if n == 0 || !line.ends_with('\n') {
+                    break; // the end, or a line still being written
+                }
+                offset += n as u64;
+                bytes += n;
+                lines.push(line.trim_end_matches('\n').to_owned());
+            }
+            if !lines.is_empty() {
+                return Ok((
+                    lines,
+                    Position {
+                        segment: self.at.segment,
+                        offset,
+                    },
+                ));
+            }
+            if self.at.segment < end.segment {
+                // This segment is done: on to the next.
+                let _ = fs::remove_file(&path);
+                self.at = Position {
+                    segment: self.at.segment + 1,
+                    offset: 0,
+                };
+                continue;
+            }
+            return Ok((Vec::new(), self.at));
+        }
+    }
+
+    /// The collector has everything before `to`.
+    pub fn commit(&mut self, to: Position) -> io::Result<()> {
+        self.at = to;
+        let tmp = self.dir.join("cursor.tmp");
+        fs::write(&tmp, format!("{} {}\n", to.segment, to.offset))?;
+        fs::rename(tmp, self.dir.join("cursor"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64) -> String {
+        format!(
+            "{{\"seq\":{seq},\"run_id\":\"r\",\"event\":{{\"event_type\":\"x\",\"pad\":\"{}\"}}}}",
+            "p".repeat(100)
+        )
+    }
+
+    #[test]
+    fn records_come_back_in_order_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SpoolWriter::open(dir.path(), 1 << 30).unwrap();
+        for seq in 1..=10 {
+            w.append(&record(seq)).unwrap();
+        }
+        let end = w.sync().unwrap();
+        let mut r = SpoolReader::open(dir.path()).unwrap();
+        let (batch, to) = r.read_batch(end, 4, usize::MAX).unwrap();
+        assert_eq!(
+            batch.iter().map(|l| seq_of(l).unwrap()).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        r.commit(to).unwrap();
+        drop((w, r));
+        // A restart: the writer starts a new segment, the reader resumes at its cursor.
+        let mut w = SpoolWriter::open(dir.path(), 1 << 30).unwrap();
+        w.append(&record(11)).unwrap();
+        let end = w.sync().unwrap();
+        let mut r = SpoolReader::open(dir.path()).unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let (batch, to) = r.read_batch(end, 3, usize::MAX).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            seen.extend(batch.iter().map(|l| seq_of(l).unwrap()));
+            r.commit(to).unwrap();
+        }
+        assert_eq!(seen, (5..=11).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_full_spool_drops_the_oldest_and_says_which() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SpoolWriter::open(dir.path(), 4 * SEGMENT_BYTES).unwrap();
+        let per_segment = SEGMENT_BYTES / (record(1).len() as u64 + 1) + 1;
+        for seq in 1..=(per_segment * 6) {
+            w.append(&record(seq)).unwrap();
+        }
+        w.sync().unwrap();
+        let dropped = w
+            .enforce_limit(Position::default())
+            .unwrap()
+            .expect("something was dropped");
+        assert_eq!(dropped.first_seq, Some(1));
+        assert!(
+            dropped.count >= per_segment && dropped.last_seq == Some(dropped.count),
+            "{dropped:?}"
+        );
+        // The reader goes on from the oldest segment left.
+        let end = w.sync().unwrap();
+        let mut r = SpoolReader::open(dir.path()).unwrap();
+        let (batch, _) = r.read_batch(end, 1, usize::MAX).unwrap();
+        assert_eq!(seq_of(&batch[0]), Some(dropped.count + 1));
+    }
+}

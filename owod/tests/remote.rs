@@ -1,0 +1,372 @@
+//! Real: owod exporting to real collectors on loopback, started by the tests: an HTTP(S)
+//! receiver (with and without a demanded client certificate). Outages, restarts, a full spool
+//! and a wrong CA.
+
+mod harness;
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use harness::{bpf_available, event, marker, Daemon, DEADLINE};
+use serde_json::Value;
+
+struct Receiver {
+    child: Child,
+    port: u16,
+    out: PathBuf,
+}
+
+impl Receiver {
+    fn start(dir: &Path, port: u16, tls: &[&str]) -> Receiver {
+        let out = dir.join("received.jsonl");
+        let mut child = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/receiver.py"))
+            .args(["--port", &port.to_string(), "--out"])
+            .arg(&out)
+            .args(tls)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("the receiver did not start: {line:?}"));
+        Receiver { child, port, out }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Records received so far, each line parsed.
+    fn records(&self) -> Vec<Value> {
+        let text = fs::read_to_string(&self.out).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) {
+        let deadline = Instant::now() + DEADLINE;
+        while !self.records().iter().any(&pred) {
+            assert!(Instant::now() < deadline, "the collector never got {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn remote_config(protocol: &str, port: u16, spool: &Path, extra: &str) -> String {
+    format!(
+        "  remote:\n    enabled: true\n    protocol: {protocol}\n    address: \"127.0.0.1:{port}\"\n    retry_interval_seconds: 1\n    flush_interval_ms: 50\n    spool:\n      dir: {}\n{extra}",
+        spool.display()
+    )
+}
+
+fn exec_marker(tag: &str) {
+    assert!(Command::new("true").arg(tag).status().unwrap().success());
+}
+
+fn marked(records: &[Value], tag: &str) -> usize {
+    records
+        .iter()
+        .filter(|r| event(r)["event_type"] == "execve" && event(r)["args"][1] == tag)
+        .count()
+}
+
+/// The seqs of one run, in the order received: all there, none out of order (duplicates,
+/// which at-least-once allows, are fine).
+fn assert_complete(records: &[Value], run_id: &Value) {
+    let seqs: Vec<u64> = records
+        .iter()
+        .filter(|r| &r["run_id"] == run_id)
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    let mut expected = 1;
+    for &seq in &seqs {
+        assert!(
+            seq <= expected,
+            "seq {seq} arrived before {expected}: {:?}",
+            &seqs[..seqs.len().min(50)]
+        );
+        if seq == expected {
+            expected += 1;
+        }
+    }
+    assert!(expected > 1, "nothing of run {run_id}");
+}
+
+#[test]
+fn http_records_arrive_complete_and_survive_an_outage() {
+    if !bpf_available("http_records_arrive_complete_and_survive_an_outage") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::start(dir.path(), 0, &[]);
+    let port = receiver.port;
+    let spool = dir.path().join("spool");
+    let mut daemon = Daemon::start(&remote_config("http", port, &spool, ""));
+    let first = marker("http-first");
+    exec_marker(&first);
+    receiver.wait_for("the first marked exec", |r| {
+        event(r)["args"][1] == first.as_str()
+    });
+
+    // The collector goes away; records spool; it comes back on the same port; all arrive.
+    receiver.stop();
+    let during = marker("http-during");
+    for _ in 0..50 {
+        exec_marker(&during);
+    }
+    daemon.wait_for_n("the execs during the outage, in the file", 50, |r| {
+        event(r)["args"][1] == during.as_str()
+    });
+    let status = daemon.log();
+    assert!(
+        status.contains("spooling and retrying"),
+        "the outage is logged once:\n{status}"
+    );
+    let receiver = Receiver::start(dir.path(), port, &[]);
+    let deadline = Instant::now() + DEADLINE;
+    while marked(&receiver.records(), &during) < 50 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 50 arrived after the outage",
+            marked(&receiver.records(), &during)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let records = receiver.records();
+    assert_complete(&records, &daemon.start["run_id"]);
+    assert!(daemon.log().contains("connected again"));
+}
+
+#[test]
+fn records_spooled_at_shutdown_go_out_after_the_next_start() {
+    if !bpf_available("records_spooled_at_shutdown_go_out_after_the_next_start") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    // No collector yet: a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut first = Daemon::start(&remote_config("http", port, &spool, ""));
+    let tag = marker("spooled");
+    exec_marker(&tag);
+    first.wait_for("the marked exec", |r| event(r)["args"][1] == tag.as_str());
+    assert!(first.stop().success());
+    let first_run = first.start["run_id"].clone();
+    let receiver = Receiver::start(dir.path(), port, &[]);
+    let _second = Daemon::start(&remote_config("http", port, &spool, ""));
+    receiver.wait_for("the record spooled by the first run", |r| {
+        event(r)["args"][1] == tag.as_str()
+    });
+    receiver.wait_for("the first run's stop record", |r| {
+        r["run_id"] == first_run && event(r)["type"] == "stop"
+    });
+    assert_complete(&receiver.records(), &first_run);
+}
+
+#[test]
+fn a_full_spool_drops_the_oldest_counted_and_reported() {
+    if !bpf_available("a_full_spool_drops_the_oldest_counted_and_reported") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut daemon = Daemon::start(&remote_config(
+        "http",
+        port,
+        &dir.path().join("spool"),
+        "      max_mb: 1\n",
+    ));
+    // About 3 MiB of records into a 1 MiB spool, with the collector away.
+    let big = "x".repeat(15_000);
+    for _ in 0..200 {
+        Command::new("true")
+            .args([&marker("fill"), &big])
+            .status()
+            .unwrap();
+    }
+    let loss = daemon.wait_for("the spool's loss record", |r| {
+        event(r)["type"] == "loss" && event(r)["stage"] == "spool_full"
+    });
+    let e = event(&loss);
+    assert!(e["count"].as_u64().unwrap() > 0);
+    assert!(
+        e["first_seq"].as_u64().unwrap() <= e["last_seq"].as_u64().unwrap(),
+        "{e}"
+    );
+    assert_eq!(e["remote"], format!("http://127.0.0.1:{port}"));
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "owod still runs"
+    );
+}
+
+/// A CA, and server and client certificates signed by it, made with openssl.
+fn pki(dir: &Path, name: &str) -> PathBuf {
+    let d = dir.join(name);
+    fs::create_dir_all(&d).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&d)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=owo test CA",
+    ]);
+    for who in ["server", "client"] {
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{who}.key"),
+            "-out",
+            &format!("{who}.csr"),
+            "-subj",
+            &format!("/CN={who}"),
+        ]);
+        fs::write(
+            d.join(format!("{who}.ext")),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{who}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{who}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{who}.ext"),
+        ]);
+    }
+    d
+}
+
+#[test]
+fn https_with_a_demanded_client_certificate_and_a_wrong_ca() {
+    if !bpf_available("https_with_a_demanded_client_certificate_and_a_wrong_ca") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let good = pki(dir.path(), "good");
+    let other = pki(dir.path(), "other");
+    let p = |d: &Path, f: &str| d.join(f).to_str().unwrap().to_owned();
+    let receiver = Receiver::start(
+        dir.path(),
+        0,
+        &[
+            "--cert",
+            &p(&good, "server.pem"),
+            "--key",
+            &p(&good, "server.key"),
+            "--client-ca",
+            &p(&good, "ca.pem"),
+        ],
+    );
+    let tls = |ca: &str| {
+        format!(
+            "    tls:\n      ca_file: {ca}\n      cert_file: {}\n      key_file: {}\n",
+            p(&good, "client.pem"),
+            p(&good, "client.key")
+        )
+    };
+    let mut daemon = Daemon::start(&remote_config(
+        "https",
+        receiver.port,
+        &dir.path().join("spool"),
+        &tls(&p(&good, "ca.pem")),
+    ));
+    let tag = marker("mtls");
+    exec_marker(&tag);
+    receiver.wait_for("the marked exec over mutual TLS", |r| {
+        event(r)["args"][1] == tag.as_str()
+    });
+    assert!(daemon.stop().success());
+
+    // A CA that did not sign the server's certificate: no handshake, a clear line, spooling.
+    let mut wrong = Daemon::start(&remote_config(
+        "https",
+        receiver.port,
+        &dir.path().join("spool2"),
+        &tls(&p(&other, "ca.pem")),
+    ));
+    let lost = marker("wrong-ca");
+    exec_marker(&lost);
+    wrong.wait_for("the exec in the file", |r| {
+        event(r)["args"][1] == lost.as_str()
+    });
+    let deadline = Instant::now() + DEADLINE;
+    while !wrong.log().contains("TLS handshake with") {
+        assert!(
+            Instant::now() < deadline,
+            "no TLS failure in the log:\n{}",
+            wrong.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        wrong.log().contains("spooling and retrying"),
+        "{}",
+        wrong.log()
+    );
+    assert_eq!(
+        marked(&receiver.records(), &lost),
+        0,
+        "nothing went to a server that could not be verified"
+    );
+}

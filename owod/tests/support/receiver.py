@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""A real HTTP(S) collector for owod's tests: it appends the body of every POST to a file and
+answers 200. With --cert/--key it speaks TLS; with --client-ca it demands a client certificate
+signed by that CA. It prints its port on the first line of stdout once it listens."""
+import argparse
+import http.server
+import ssl
+import sys
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--cert")
+    p.add_argument("--key")
+    p.add_argument("--client-ca")
+    args = p.parse_args()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with open(args.out, "ab") as f:
+                f.write(body)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    if args.cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.cert, args.key)
+        if args.client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(args.client_ca)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
