@@ -233,6 +233,8 @@ async fn switch(proxy: &ManagerProxy<'_>, names: &[String], on: bool) -> Result<
 
 async fn alerts(proxy: &ManagerProxy<'_>) -> Result<(), Failure> {
     use futures_lite::StreamExt as _;
+    // A signal stream waits forever on a bus where nobody sends: make sure owod is there.
+    proxy.version().await.map_err(explain)?;
     let mut stream = proxy.receive_alert().await.map_err(explain)?;
     while let Some(signal) = stream.next().await {
         let args = signal.args().map_err(|e| fail(1, e.to_string()))?;

@@ -471,10 +471,12 @@ fn owoctl_alerts_prints_the_alert_signal() {
             }
         }
     });
-    // Subscribed only once the signal match is in place: repeat the alert until one arrives.
+    // Subscribed only once the signal match is in place: repeat the alert until ours arrives
+    // (other alerts on this machine may come too: ours names the exec of our arg0).
     let arg0 = marker("alerting");
     let deadline = Instant::now() + DEADLINE;
-    let got = loop {
+    let mut ours = None;
+    while ours.is_none() {
         let code = format!(
             "import os\nfd = os.memfd_create('payload', 0)\nos.write(fd, open('/usr/bin/true', 'rb').read())\nos.execve(f'/proc/self/fd/{{fd}}', [{arg0:?}], {{}})"
         );
@@ -483,20 +485,38 @@ fn owoctl_alerts_prints_the_alert_signal() {
             .status()
             .unwrap()
             .success());
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
-            break line;
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            let alert: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let execs: Vec<u64> = daemon
+                .records()
+                .iter()
+                .filter(|r| {
+                    event(r)["event_type"] == "execve" && event(r)["args"][0] == arg0.as_str()
+                })
+                .map(|r| r["seq"].as_u64().unwrap())
+                .collect();
+            let related = alert["related_seq"].as_array().cloned().unwrap_or_default();
+            if alert["rule"] == "fileless_exec"
+                && related
+                    .iter()
+                    .any(|s| execs.contains(&s.as_u64().unwrap_or(0)))
+            {
+                ours = Some(alert);
+                break;
+            }
         }
         assert!(
             Instant::now() < deadline,
-            "no Alert signal reached owoctl alerts"
+            "no Alert signal for our exec reached owoctl alerts"
         );
-    };
+    }
     let _ = listener.kill();
     let _ = listener.wait();
-    let alert: Value =
-        serde_json::from_str(&got).unwrap_or_else(|e| panic!("not JSON ({e}): {got}"));
+    let alert = ours.expect("the loop ends with our alert");
     assert_eq!(alert["event_type"], "behavior");
-    assert_eq!(alert["rule"], "fileless_exec", "{alert}");
-    let record = daemon.wait_for("the alert record", |r| event(r)["rule"] == "fileless_exec");
-    assert_eq!(event(&record)["related_seq"], alert["related_seq"]);
+    let record = daemon.wait_for("the alert record", |r| {
+        event(r)["rule"] == "fileless_exec" && event(r)["related_seq"] == alert["related_seq"]
+    });
+    assert_eq!(event(&record)["detail"], alert["detail"]);
 }

@@ -539,15 +539,28 @@ impl Daemon {
             "config_path".into(),
             self.config_path.display().to_string().into(),
         );
-        let _ = self.records.send(Outgoing::agent(fields)).await;
+        // The new names take effect with this record: records already on their way keep the old.
+        let mut record = Outgoing::agent(fields);
+        record.identity = Some(identity(&self.config, &self.run_id));
+        let _ = self.records.send(record).await;
         tracing::info!("config reloaded from `{}`", self.config_path.display());
         self.changed().await;
         Ok(())
     }
 
+    /// Everything that can fail is built first (rules, outputs); only then does anything change.
     async fn apply(&mut self, new: &Config) -> Result<(), OwoError> {
         let failed = |what: &str| OwoError::Failed(format!("{what} is gone"));
-        // Outputs first: if the new file cannot be opened, nothing else changes either.
+        let rules = if new.behavior.enabled {
+            let rules = crate::behavior::load_rules(&new.behavior).map_err(|(file, e)| {
+                let at = file.map_or(String::new(), |i| format!("`behavior.rules_files.{i}`: "));
+                OwoError::InvalidConfig(format!("{at}{e}"))
+            })?;
+            Some(rules)
+        } else {
+            None
+        };
+        // Outputs: if a new file cannot be opened, nothing changes.
         let sinks = if new.output != self.config.output {
             let (sinks, tasks) =
                 open_sinks(new, &self.losses).map_err(|e| OwoError::Failed(format!("{e:#}")))?;
@@ -589,29 +602,20 @@ impl Daemon {
                 },
             );
         }
-        let rules = if new.behavior.enabled {
-            let rules = crate::behavior::load_rules(&new.behavior)
-                .map_err(|(_, e)| OwoError::InvalidConfig(e.to_string()))?;
-            Some(rules)
-        } else {
-            None
-        };
         let (tx, rx) = oneshot::channel();
         self.behavior
             .send(BehaviorCommand::Rules { rules, reply: tx })
             .await
             .map_err(|_| failed("the behavior stage"))?;
         rx.await.map_err(|_| failed("the behavior stage"))?;
-        let (tx, rx) = oneshot::channel();
-        self.hub
-            .send(HubCommand::Reconfigure {
-                identity: identity(new, &self.run_id),
-                sinks,
-                reply: tx,
-            })
-            .await
-            .map_err(|_| failed("the exporter"))?;
-        rx.await.map_err(|_| failed("the exporter"))?;
+        if let Some(sinks) = sinks {
+            let (tx, rx) = oneshot::channel();
+            self.hub
+                .send(HubCommand::Sinks { sinks, reply: tx })
+                .await
+                .map_err(|_| failed("the exporter"))?;
+            rx.await.map_err(|_| failed("the exporter"))?;
+        }
         Ok(())
     }
 }

@@ -20,6 +20,8 @@ pub const MAX_CHAINS: usize = 8192;
 const MAX_PARENTS: usize = 65_536;
 /// How far up the tree a descendant is looked for.
 const MAX_TREE_DEPTH: usize = 16;
+/// Chains of one `host` rule waiting at once.
+const HOST_CHAINS: usize = 256;
 
 /// A record as the engine sees it.
 pub struct Seen<'a> {
@@ -102,6 +104,11 @@ impl Engine {
             }
             self.parents.insert(pid, ppid);
         }
+        // A new image under a pid whose tree chain's root has exited is another process: its
+        // chains go before this record is looked at.
+        if event_type == "execve" {
+            self.reused(pid);
+        }
         let mut alerts = Vec::new();
         let candidates = self.by_type.get(event_type).cloned().unwrap_or_default();
         for index in candidates {
@@ -109,10 +116,8 @@ impl Engine {
                 alerts.push(alert);
             }
         }
-        match event_type {
-            "exit" => self.exited(pid),
-            "execve" => self.reused(pid),
-            _ => {}
+        if event_type == "exit" {
+            self.exited(pid);
         }
         alerts
     }
@@ -194,10 +199,18 @@ impl Engine {
             self.evict_oldest();
         }
         let list = self.chains.entry((index, key)).or_default();
-        // A newer start of the same chain replaces one still waiting for its second step.
-        if let Some(pos) = list.iter().position(|c| c.next == 1) {
-            list.remove(pos);
-            self.count -= 1;
+        // For one process, a newer start of the same chain replaces one still waiting for its
+        // second step. For the host, chains of different processes wait side by side (many
+        // files are written at once), up to a bound.
+        let waiting = list.iter().filter(|c| c.next == 1).count();
+        if rule.key != Key::Host && waiting > 0 || waiting >= HOST_CHAINS {
+            if let Some(pos) = list.iter().position(|c| c.next == 1) {
+                list.remove(pos);
+                self.count -= 1;
+                if rule.key == Key::Host {
+                    self.evictions += 1;
+                }
+            }
         }
         list.push_back(Chain {
             next: 1,
@@ -454,7 +467,7 @@ mod tests {
     #[test]
     fn privilege_gain_then_a_shell_in_the_tree() {
         let mut e = engine();
-        let gain = json!({"event_type": "privilege", "pid": 200, "ppid": 1, "uid": 1000, "new_uid": 0, "ret": 0});
+        let gain = json!({"event_type": "privilege", "pid": 200, "ppid": 1, "uid": 1000, "euid": 1000, "new_uid": 0, "ret": 0});
         let fired = feed(
             &mut e,
             &[
@@ -467,6 +480,10 @@ mod tests {
             fired,
             [("privilege_gain_then_shell".to_owned(), vec![2, 3])]
         );
+        // sudo already runs with euid 0: not a gain.
+        let mut e = engine();
+        let sudo = json!({"event_type": "privilege", "pid": 400, "ppid": 1, "uid": 1000, "euid": 0, "new_uid": 0, "ret": 0});
+        assert!(feed(&mut e, &[(0, sudo), (1, exec(400, 1, "/bin/sh"))]).is_empty());
         // Root dropping and regaining is not a gain.
         let mut e = engine();
         let root = json!({"event_type": "privilege", "pid": 300, "ppid": 1, "uid": 0, "new_uid": 0, "ret": 0});

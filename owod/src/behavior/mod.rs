@@ -228,6 +228,7 @@ impl BehaviorStage {
                 ktime_ns,
                 fields,
                 seq: self.seq,
+                identity: None,
             };
             if tx.send(record).await.is_err() {
                 return false;

@@ -138,6 +138,17 @@ pub enum RuleError {
 }
 
 pub const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
+/// The records a step can match.
+pub const EVENT_TYPES: [&str; 8] = [
+    "execve",
+    "exit",
+    "file",
+    "network",
+    "privilege",
+    "write",
+    "module",
+    "agent",
+];
 
 /// The rules shipped with owod.
 pub const BUILTIN: &str = include_str!("../../rules/builtin.yaml");
@@ -200,8 +211,12 @@ fn compile(spec: RuleSpec, window: Duration) -> Result<Rule, RuleError> {
             step: i,
             reason,
         };
-        if step.event_type.is_empty() {
-            return Err(step_err("no event_type".into()));
+        if !EVENT_TYPES.contains(&step.event_type.as_str()) {
+            return Err(step_err(format!(
+                "event_type `{}` is not one of {}",
+                step.event_type,
+                EVENT_TYPES.join(", ")
+            )));
         }
         let all = conditions(&step.all, i).map_err(step_err)?;
         let any = step
@@ -251,18 +266,19 @@ pub fn placeholders(template: &str) -> impl Iterator<Item = &str> {
 
 fn duration(v: &Value) -> Option<Duration> {
     if let Some(n) = v.as_u64() {
-        return Some(Duration::from_secs(n));
+        return (n > 0 && n <= 86_400).then(|| Duration::from_secs(n));
     }
     let s = v.as_str()?.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
     let n: u64 = num.parse().ok()?;
     let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return None,
-    };
-    (secs > 0).then(|| Duration::from_secs(secs))
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        _ => None,
+    }?;
+    // A day at most: chains are memory, and a window longer than that is a mistake.
+    (secs > 0 && secs <= 86_400).then(|| Duration::from_secs(secs))
 }
 
 fn strings(v: &Value) -> Option<Vec<String>> {

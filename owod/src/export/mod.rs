@@ -28,6 +28,8 @@ pub struct Outgoing {
     pub fields: Map<String, Value>,
     /// Given by the behavior stage (0 until then).
     pub seq: u64,
+    /// New wrapper names, from this record on (a reload).
+    pub identity: Option<Identity>,
 }
 
 impl Outgoing {
@@ -36,6 +38,7 @@ impl Outgoing {
             ktime_ns: Some(ktime_ns),
             fields,
             seq: 0,
+            identity: None,
         }
     }
 
@@ -44,6 +47,7 @@ impl Outgoing {
             ktime_ns: None,
             fields,
             seq: 0,
+            identity: None,
         }
     }
 }
@@ -167,7 +171,7 @@ impl<W: Write + Send> Sink for LineSink<W> {
 }
 
 /// The wrapper's fixed part.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Identity {
     pub agent_name: String,
     pub agent_hostname: String,
@@ -212,11 +216,10 @@ pub enum HubCommand {
     Reopen {
         reply: oneshot::Sender<io::Result<()>>,
     },
-    /// A reloaded config: new names for the wrapper, and possibly new outputs (opened before the
-    /// old ones are let go, so a failure leaves the running ones).
-    Reconfigure {
-        identity: Identity,
-        sinks: Option<Vec<Box<dyn Sink>>>,
+    /// A reloaded config's outputs (opened before the old ones are let go, so a failure leaves
+    /// the running ones).
+    Sinks {
+        sinks: Vec<Box<dyn Sink>>,
         reply: oneshot::Sender<()>,
     },
 }
@@ -275,16 +278,9 @@ impl Hub {
                 let result = self.sinks.iter_mut().try_for_each(|s| s.reopen());
                 let _ = reply.send(result);
             }
-            HubCommand::Reconfigure {
-                identity,
-                sinks,
-                reply,
-            } => {
-                self.identity = identity;
-                if let Some(sinks) = sinks {
-                    self.flush();
-                    self.sinks = sinks;
-                }
+            HubCommand::Sinks { sinks, reply } => {
+                self.flush();
+                self.sinks = sinks;
                 let _ = reply.send(());
             }
         }
@@ -333,7 +329,10 @@ impl Hub {
         }
     }
 
-    fn write(&mut self, out: Outgoing) {
+    fn write(&mut self, mut out: Outgoing) {
+        if let Some(identity) = out.identity.take() {
+            self.identity = identity;
+        }
         // Numbered by the behavior stage; the hub's own last record follows the last one.
         self.seq = if out.seq == 0 { self.seq + 1 } else { out.seq };
         self.count(&out.fields);
@@ -359,6 +358,7 @@ impl Hub {
                 ktime_ns,
                 fields: loss,
                 seq: self.seq,
+                identity: None,
             });
         }
         for sink in &mut self.sinks {
