@@ -198,14 +198,22 @@ async fn status(proxy: &ManagerProxy<'_>, json: bool) -> Result<(), Failure> {
     }
     if let Some(sinks) = v["sinks"].as_array() {
         for s in sinks {
-            rows.push((
-                format!("sink {}", s["name"].as_str().unwrap_or("?")),
-                format!(
-                    "{} ({} write errors)",
-                    s["target"].as_str().unwrap_or("?"),
-                    s["write_errors"]
-                ),
-            ));
+            let mut value = format!(
+                "{} ({} write errors)",
+                s["target"].as_str().unwrap_or("?"),
+                s["write_errors"]
+            );
+            if let Some(remote) = s["remote"].as_object() {
+                value += &format!(
+                    ", {}, {} delivered",
+                    remote["state"].as_str().unwrap_or("?"),
+                    remote["delivered"]
+                );
+                if let Some(error) = remote["last_error"].as_str() {
+                    value += &format!(", last error: {error}");
+                }
+            }
+            rows.push((format!("sink {}", s["name"].as_str().unwrap_or("?")), value));
         }
     }
     print_table(&rows);
