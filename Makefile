@@ -2,9 +2,10 @@
 
 # Debian packages the build and the tests need: clang + libbpf headers for the eBPF side,
 # a C toolchain for Rust linking and the ABI layout test, python3 for test programs, and for
-# the control-plane tests a real dbus-daemon, logrotate, systemd-analyze, setpriv and groff.
+# the control-plane tests a real dbus-daemon, logrotate, systemd-analyze, setpriv and groff, and
+# for the remote tests openssl (test certificates) and a real nats-server.
 DEB_PACKAGES := clang libbpf-dev linux-libc-dev build-essential pkg-config python3 procps \
-	dbus logrotate systemd util-linux groff-base
+	dbus logrotate systemd util-linux groff-base openssl nats-server
 CARGO ?= cargo
 OWOD := target/release/owod
 CONFIG ?= config.yaml

@@ -370,3 +370,128 @@ fn https_with_a_demanded_client_certificate_and_a_wrong_ca() {
         "nothing went to a server that could not be verified"
     );
 }
+
+/// A real nats-server with JetStream, its store in `dir`.
+struct NatsServer {
+    child: Child,
+    port: u16,
+}
+
+impl NatsServer {
+    fn start(dir: &Path, port: u16) -> NatsServer {
+        let port = if port == 0 {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        } else {
+            port
+        };
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.join("jetstream"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (apt-get install nats-server)");
+        let deadline = Instant::now() + DEADLINE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        NatsServer { child, port }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Every message of the stream, parsed, in stream order.
+    fn messages(&self, stream: &str) -> Vec<Value> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let client = async_nats::connect(format!("127.0.0.1:{}", self.port))
+                .await
+                .unwrap();
+            let js = async_nats::jetstream::new(client);
+            let Ok(mut s) = js.get_stream(stream).await else {
+                return Vec::new();
+            };
+            let info = s.info().await.unwrap();
+            let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+            let mut out = Vec::new();
+            for seq in first..=last {
+                if let Ok(m) = s.get_raw_message(seq).await {
+                    out.push(serde_json::from_slice(&m.payload).unwrap());
+                }
+            }
+            out
+        })
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn nats_jetstream_gets_every_record_once_across_an_outage() {
+    if !bpf_available("nats_jetstream_gets_every_record_once_across_an_outage") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = NatsServer::start(dir.path(), 0);
+    let port = nats.port;
+    let stream = format!("OWO{}", marker("s").replace('-', "").to_uppercase());
+    let extra = format!("    nats_subject: owo.test.{stream}\n    nats_stream: {stream}\n");
+    let mut daemon = Daemon::start(&remote_config(
+        "nats",
+        port,
+        &dir.path().join("spool"),
+        &extra,
+    ));
+    let first = marker("nats-first");
+    exec_marker(&first);
+    let deadline = Instant::now() + DEADLINE;
+    while marked(&nats.messages(&stream), &first) == 0 {
+        assert!(Instant::now() < deadline, "nothing reached JetStream");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nats.stop();
+    let during = marker("nats-during");
+    for _ in 0..30 {
+        exec_marker(&during);
+    }
+    daemon.wait_for_n("the execs during the outage, in the file", 30, |r| {
+        event(r)["args"][1] == during.as_str()
+    });
+    let nats = NatsServer::start(dir.path(), port);
+    let deadline = Instant::now() + DEADLINE;
+    while marked(&nats.messages(&stream), &during) < 30 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 30 reached JetStream after the outage",
+            marked(&nats.messages(&stream), &during)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let messages = nats.messages(&stream);
+    let run = &daemon.start["run_id"];
+    assert_complete(&messages, run);
+    // Exactly once: Nats-Msg-Id (run_id:seq) lets JetStream drop a redelivered batch.
+    let mut seqs: Vec<u64> = messages
+        .iter()
+        .filter(|m| &m["run_id"] == run)
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    let n = seqs.len();
+    seqs.dedup();
+    assert_eq!(seqs.len(), n, "a record was stored twice");
+}

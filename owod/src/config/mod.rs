@@ -178,6 +178,10 @@ pub struct RemoteConfig {
     pub batch_max_bytes: u64,
     pub flush_interval_ms: u64,
     pub spool: SpoolConfig,
+    /// nats: the subject records are published to.
+    pub nats_subject: String,
+    /// nats: a JetStream stream (on `nats_subject`) to create if missing; "" = provisioned elsewhere.
+    pub nats_stream: String,
 }
 
 impl Default for RemoteConfig {
@@ -196,6 +200,8 @@ impl Default for RemoteConfig {
             batch_max_bytes: 1 << 20,
             flush_interval_ms: 200,
             spool: SpoolConfig::default(),
+            nats_subject: "owo.events".to_owned(),
+            nats_stream: String::new(),
         }
     }
 }
@@ -299,7 +305,7 @@ fn plural(n: usize) -> String {
     }
 }
 
-pub const REMOTE_PROTOCOLS: [&str; 5] = ["tcp", "tls", "http", "https", "syslog"];
+pub const REMOTE_PROTOCOLS: [&str; 6] = ["tcp", "tls", "http", "https", "syslog", "nats"];
 pub const HTTP_FORMATS: [&str; 3] = ["ndjson", "elasticsearch_bulk", "splunk_hec"];
 
 impl RemoteConfig {
@@ -359,7 +365,8 @@ impl RemoteConfig {
     /// Over TLS?
     pub fn uses_tls(&self) -> bool {
         matches!(self.protocol.as_str(), "tls" | "https")
-            || (self.protocol == "syslog" && !(self.tls == TlsConfig::default()))
+            || (matches!(self.protocol.as_str(), "syslog" | "nats")
+                && self.tls != TlsConfig::default())
     }
 }
 

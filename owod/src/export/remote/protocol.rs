@@ -30,6 +30,8 @@ pub enum Connection {
         hostname: String,
     },
     Http(SendRequest<Full<Bytes>>),
+    /// NATS JetStream: a batch is delivered when every record has its PubAck.
+    Nats(async_nats::jetstream::Context),
 }
 
 /// TLS settings from the remote's `tls`: its CA file or the system's roots, and a client
@@ -80,11 +82,58 @@ fn host(address: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
+/// A NATS client (JetStream), creating the stream if the config names one.
+async fn connect_nats(
+    remote: &RemoteConfig,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<Connection, String> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name("owod")
+        .connection_timeout(std::time::Duration::from_secs(10))
+        // One attempt: owod's own backoff and spool decide what happens next.
+        .max_reconnects(Some(0));
+    if let Some(config) = tls {
+        options = options
+            .require_tls(true)
+            .tls_client_config((**config).clone());
+    }
+    let client = options
+        .connect(remote.address.as_str())
+        .await
+        .map_err(|e| format!("cannot connect to NATS at {}: {e}", remote.address))?;
+    let jetstream = async_nats::jetstream::new(client);
+    if !remote.nats_stream.is_empty() {
+        let config = async_nats::jetstream::stream::Config {
+            name: remote.nats_stream.clone(),
+            subjects: vec![remote.nats_subject.clone()],
+            ..Default::default()
+        };
+        jetstream
+            .get_or_create_stream(config)
+            .await
+            .map_err(|e| format!("JetStream stream `{}`: {e}", remote.nats_stream))?;
+    }
+    Ok(Connection::Nats(jetstream))
+}
+
+/// `run_id:seq` of a record line, for NATS deduplication (`Nats-Msg-Id`).
+fn message_id(line: &str) -> Option<String> {
+    let record: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some(format!(
+        "{}:{}",
+        record.get("run_id")?.as_str()?,
+        record.get("seq")?.as_u64()?
+    ))
+}
+
 /// Open a connection to the remote.
 pub async fn connect(
     remote: &RemoteConfig,
     tls: Option<&Arc<ClientConfig>>,
 ) -> Result<Connection, String> {
+    if remote.protocol == "nats" {
+        return connect_nats(remote, tls).await;
+    }
     let tcp = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         TcpStream::connect(&remote.address),
@@ -186,6 +235,31 @@ impl Connection {
                 }
                 io.write_all(&bytes).await.map_err(|e| e.to_string())?;
                 io.flush().await.map_err(|e| e.to_string())
+            }
+            Connection::Nats(jetstream) => {
+                // Publish the whole batch, then wait for every acknowledgement. A redelivered
+                // record has the same id, and JetStream's duplicate window drops it.
+                let mut acks = Vec::with_capacity(batch.len());
+                for line in batch {
+                    let mut headers = async_nats::HeaderMap::new();
+                    if let Some(id) = message_id(line) {
+                        headers.insert("Nats-Msg-Id", id.as_str());
+                    }
+                    let ack = jetstream
+                        .publish_with_headers(
+                            remote.nats_subject.clone(),
+                            headers,
+                            Bytes::from(line.clone()),
+                        )
+                        .await
+                        .map_err(|e| format!("NATS publish: {e}"))?;
+                    acks.push(ack);
+                }
+                for ack in acks {
+                    ack.await
+                        .map_err(|e| format!("JetStream did not acknowledge: {e}"))?;
+                }
+                Ok(())
             }
             Connection::Http(sender) => {
                 let (body, content_type) = http_body(&remote.http_format, batch);
