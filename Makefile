@@ -5,7 +5,7 @@
 # the control-plane tests a real dbus-daemon, logrotate, systemd-analyze, setpriv and groff, and
 # for the remote tests openssl (test certificates) and a real nats-server.
 DEB_PACKAGES := clang libbpf-dev linux-libc-dev build-essential pkg-config python3 procps \
-	dbus logrotate systemd util-linux groff-base openssl nats-server
+	dbus logrotate systemd util-linux groff-base openssl nats-server rsyslog rsyslog-relp rsyslog-gnutls
 CARGO ?= cargo
 OWOD := target/release/owod
 CONFIG ?= config.yaml

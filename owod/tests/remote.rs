@@ -495,3 +495,165 @@ fn nats_jetstream_gets_every_record_once_across_an_outage() {
     seqs.dedup();
     assert_eq!(seqs.len(), n, "a record was stored twice");
 }
+
+/// A real rsyslogd with the given inputs, writing each message's MSG part (our JSON) to a file.
+struct Rsyslog {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Rsyslog {
+    fn start(dir: &Path, inputs: &str) -> Rsyslog {
+        let work = dir.join(format!("rsyslog-{}", marker("w")));
+        fs::create_dir_all(&work).unwrap();
+        let out = dir.join("rsyslog.jsonl");
+        let conf = work.join("rsyslog.conf");
+        fs::write(
+            &conf,
+            format!(
+                "global(workDirectory=\"{}\")\n{inputs}\ntemplate(name=\"msg\" type=\"string\" string=\"%msg%\\n\")\naction(type=\"omfile\" file=\"{}\" template=\"msg\")\n",
+                work.display(),
+                out.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-i")
+            .arg(work.join("pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rsyslogd (apt-get install rsyslog rsyslog-relp rsyslog-gnutls)");
+        Rsyslog { child, out }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn records(&self) -> Vec<Value> {
+        let text = fs::read_to_string(&self.out).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + DEADLINE;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn relp_to_rsyslog_loses_nothing_across_an_outage() {
+    if !bpf_available("relp_to_rsyslog_loses_nothing_across_an_outage") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let input = format!("module(load=\"imrelp\")\ninput(type=\"imrelp\" port=\"{port}\")");
+    let mut rsyslog = Rsyslog::start(dir.path(), &input);
+    wait_listening(port);
+    let mut daemon = Daemon::start(&remote_config("relp", port, &dir.path().join("spool"), ""));
+    let first = marker("relp-first");
+    exec_marker(&first);
+    let deadline = Instant::now() + DEADLINE;
+    while marked(&rsyslog.records(), &first) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing reached rsyslog over RELP"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rsyslog.stop();
+    let during = marker("relp-during");
+    for _ in 0..30 {
+        exec_marker(&during);
+    }
+    daemon.wait_for_n("the execs during the outage, in the file", 30, |r| {
+        event(r)["args"][1] == during.as_str()
+    });
+    let rsyslog = Rsyslog::start(dir.path(), &input);
+    let deadline = Instant::now() + DEADLINE;
+    while marked(&rsyslog.records(), &during) < 30 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 30 reached rsyslog after the outage",
+            marked(&rsyslog.records(), &during)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_complete(&rsyslog.records(), &daemon.start["run_id"]);
+}
+
+#[test]
+fn syslog_over_tls_to_rsyslog() {
+    if !bpf_available("syslog_over_tls_to_rsyslog") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path(), "pki");
+    let port = free_port();
+    let p = |f: &str| pki.join(f).to_str().unwrap().to_owned();
+    let input = format!(
+        "global(DefaultNetstreamDriverCAFile=\"{}\" DefaultNetstreamDriverCertFile=\"{}\" DefaultNetstreamDriverKeyFile=\"{}\")\n\
+         module(load=\"imtcp\" StreamDriver.Name=\"gtls\" StreamDriver.Mode=\"1\" StreamDriver.AuthMode=\"anon\")\n\
+         input(type=\"imtcp\" port=\"{port}\")",
+        p("ca.pem"),
+        p("server.pem"),
+        p("server.key")
+    );
+    let rsyslog = Rsyslog::start(dir.path(), &input);
+    wait_listening(port);
+    let tls = format!(
+        "    tls:\n      ca_file: {}\n      server_name: localhost\n",
+        p("ca.pem")
+    );
+    let _daemon = Daemon::start(&remote_config(
+        "syslog",
+        port,
+        &dir.path().join("spool"),
+        &tls,
+    ));
+    let tag = marker("syslog-tls");
+    exec_marker(&tag);
+    let deadline = Instant::now() + DEADLINE;
+    while marked(&rsyslog.records(), &tag) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing reached rsyslog over TLS"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let records = rsyslog.records();
+    assert!(
+        records
+            .iter()
+            .all(|r| r["seq"].is_u64() && r["event"].is_object()),
+        "complete records"
+    );
+}

@@ -305,7 +305,7 @@ fn plural(n: usize) -> String {
     }
 }
 
-pub const REMOTE_PROTOCOLS: [&str; 6] = ["tcp", "tls", "http", "https", "syslog", "nats"];
+pub const REMOTE_PROTOCOLS: [&str; 7] = ["tcp", "tls", "http", "https", "syslog", "relp", "nats"];
 pub const HTTP_FORMATS: [&str; 3] = ["ndjson", "elasticsearch_bulk", "splunk_hec"];
 
 impl RemoteConfig {

@@ -32,6 +32,77 @@ pub enum Connection {
     Http(SendRequest<Full<Bytes>>),
     /// NATS JetStream: a batch is delivered when every record has its PubAck.
     Nats(async_nats::jetstream::Context),
+    /// RELP (rsyslog's reliable protocol): every message has its `200 OK`.
+    Relp {
+        io: tokio::io::BufReader<Box<dyn Io>>,
+        txnr: u64,
+        hostname: String,
+    },
+}
+
+/// One space- or newline-ended word of a RELP frame, and the byte that ended it.
+async fn relp_word(io: &mut tokio::io::BufReader<Box<dyn Io>>) -> Result<(String, u8), String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    loop {
+        let byte = io.read_u8().await.map_err(|e| format!("RELP: {e}"))?;
+        if byte == b' ' || byte == b'\n' {
+            return Ok((String::from_utf8_lossy(&buf).into_owned(), byte));
+        }
+        if buf.len() > 32 {
+            return Err("RELP: a malformed frame".to_owned());
+        }
+        buf.push(byte);
+    }
+}
+
+/// One RELP frame: `TXNR SP COMMAND SP DATALEN [SP DATA] LF`.
+async fn relp_read(
+    io: &mut tokio::io::BufReader<Box<dyn Io>>,
+) -> Result<(u64, String, Vec<u8>), String> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let (txnr, _) = relp_word(io).await?;
+    let (command, _) = relp_word(io).await?;
+    let (len, end) = relp_word(io).await?;
+    let txnr: u64 = txnr
+        .parse()
+        .map_err(|_| format!("RELP: bad txnr `{txnr}`"))?;
+    let len: usize = len
+        .parse()
+        .map_err(|_| format!("RELP: bad length `{len}`"))?;
+    let mut data = vec![0u8; len];
+    if len > 0 {
+        if end == b'\n' || len > 1 << 20 {
+            return Err("RELP: a malformed frame".to_owned());
+        }
+        io.read_exact(&mut data)
+            .await
+            .map_err(|e| format!("RELP: {e}"))?;
+        let mut trailer = Vec::new();
+        io.read_until(b'\n', &mut trailer)
+            .await
+            .map_err(|e| format!("RELP: {e}"))?;
+    }
+    Ok((txnr, command, data))
+}
+
+fn relp_frame(txnr: u64, command: &str, data: &[u8]) -> Vec<u8> {
+    let mut frame = format!("{txnr} {command} {}", data.len()).into_bytes();
+    if !data.is_empty() {
+        frame.push(b' ');
+        frame.extend_from_slice(data);
+    }
+    frame.push(b'\n');
+    frame
+}
+
+/// The RFC 5424 message for one record (local0.info, app `owod`; the record is the message).
+fn syslog_message(hostname: &str, line: &str) -> String {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    format!(
+        "<134>1 {now} {hostname} owod {} - - {line}",
+        std::process::id()
+    )
 }
 
 /// TLS settings from the remote's `tls`: its CA file or the system's roots, and a client
@@ -175,6 +246,30 @@ pub async fn connect(
                 .unwrap_or_else(|_| "-".into());
             Ok(Connection::Syslog { io, hostname })
         }
+        "relp" => {
+            let hostname = hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "-".into());
+            let mut io = tokio::io::BufReader::new(io);
+            let offer = b"relp_version=0\nrelp_software=owod\ncommands=syslog";
+            io.write_all(&relp_frame(1, "open", offer))
+                .await
+                .map_err(|e| format!("RELP: {e}"))?;
+            io.flush().await.map_err(|e| format!("RELP: {e}"))?;
+            let (_, command, data) = relp_read(&mut io).await?;
+            if command != "rsp" || !data.starts_with(b"200") {
+                return Err(format!(
+                    "RELP: {} refused the session: {}",
+                    remote.address,
+                    String::from_utf8_lossy(&data)
+                ));
+            }
+            Ok(Connection::Relp {
+                io,
+                txnr: 1,
+                hostname,
+            })
+        }
         _ => Ok(Connection::Lines(io)),
     }
 }
@@ -223,18 +318,42 @@ impl Connection {
                 io.flush().await.map_err(|e| e.to_string())
             }
             Connection::Syslog { io, hostname } => {
-                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
                 let mut bytes = Vec::new();
                 for line in batch {
-                    // local0.info, app owod; the record is the message.
-                    let msg = format!(
-                        "<134>1 {now} {hostname} owod {} - - {line}",
-                        std::process::id()
-                    );
+                    let msg = syslog_message(hostname, line);
                     bytes.extend_from_slice(format!("{} {msg}", msg.len()).as_bytes());
                 }
                 io.write_all(&bytes).await.map_err(|e| e.to_string())?;
                 io.flush().await.map_err(|e| e.to_string())
+            }
+            Connection::Relp { io, txnr, hostname } => {
+                // The whole batch in one write, then every answer: all must be 200.
+                let mut bytes = Vec::new();
+                for line in batch {
+                    *txnr = if *txnr >= 999_999_999 { 1 } else { *txnr + 1 };
+                    bytes.extend_from_slice(&relp_frame(
+                        *txnr,
+                        "syslog",
+                        syslog_message(hostname, line).as_bytes(),
+                    ));
+                }
+                io.write_all(&bytes)
+                    .await
+                    .map_err(|e| format!("RELP: {e}"))?;
+                io.flush().await.map_err(|e| format!("RELP: {e}"))?;
+                for _ in 0..batch.len() {
+                    let (n, command, data) = relp_read(io).await?;
+                    if command == "serverclose" {
+                        return Err(format!("RELP: {} closed the session", remote.address));
+                    }
+                    if command != "rsp" || !data.starts_with(b"200") {
+                        return Err(format!(
+                            "RELP: message {n} refused: {}",
+                            String::from_utf8_lossy(&data)
+                        ));
+                    }
+                }
+                Ok(())
             }
             Connection::Nats(jetstream) => {
                 // Publish the whole batch, then wait for every acknowledgement. A redelivered
