@@ -239,6 +239,13 @@ impl Owod {
     }
 
     /// user + system CPU time of owod so far, from /proc/PID/stat.
+    /// Lines in owod's own output file so far.
+    pub fn records_written(&self) -> usize {
+        fs::read_to_string(&self.output)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+
     pub fn cpu_seconds(&self) -> Result<f64> {
         let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
         // Fields after the command name (which may hold spaces) start at ") ".

@@ -520,3 +520,54 @@ fn owoctl_alerts_prints_the_alert_signal() {
     });
     assert_eq!(event(&record)["detail"], alert["detail"]);
 }
+
+#[test]
+fn status_shows_a_remote_backing_off_and_why() {
+    if !bpf_available("status_shows_a_remote_backing_off_and_why") {
+        return;
+    }
+    let bus = PrivateBus::start();
+    let dir = tempfile::tempdir().unwrap();
+    // A collector nobody runs.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let remote = format!(
+        "  remote:\n    enabled: true\n    protocol: http\n    address: \"127.0.0.1:{port}\"\n    retry_interval_seconds: 1\n    spool:\n      dir: {}\n",
+        dir.path().join("spool").display()
+    );
+    let _daemon = on_bus(&bus, &remote);
+    wait_for_name(&bus);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let status: Value =
+            serde_json::from_str(&ok(&owoctl(&bus, &["status", "--json"]), "status")).unwrap();
+        let remote = status["sinks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "remote")
+            .cloned()
+            .expect("a remote sink");
+        if remote["remote"]["state"] == "backing_off" {
+            assert!(
+                remote["remote"]["last_error"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&port.to_string()),
+                "{remote}"
+            );
+            assert_eq!(remote["target"], format!("http://127.0.0.1:{port}"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the remote never showed as backing off: {remote}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let table = ok(&owoctl(&bus, &["status"]), "status");
+    assert!(table.contains("backing_off"), "{table}");
+}
