@@ -108,20 +108,6 @@ fn monitor_named(name: &str) -> Option<Monitor> {
         .find(|m| m.name() == name && *m != Monitor::Fork)
 }
 
-fn configured(config: &Config, monitor: Monitor) -> bool {
-    let m = &config.monitor;
-    match monitor {
-        Monitor::Execve => m.execve,
-        Monitor::Exit => m.exit_events,
-        Monitor::File => m.file_events,
-        Monitor::Network => m.network_events,
-        Monitor::Privilege => m.privilege_events,
-        Monitor::Write => m.write_events,
-        Monitor::Module => m.module_events,
-        Monitor::Fork => true,
-    }
-}
-
 struct Daemon {
     config_path: PathBuf,
     config: Config,
@@ -577,7 +563,7 @@ impl Daemon {
             ) {
                 continue;
             }
-            monitors.push((monitor, configured(new, monitor)));
+            monitors.push((monitor, new.monitor.wants(monitor)));
         }
         let (tx, rx) = oneshot::channel();
         self.collector

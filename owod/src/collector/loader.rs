@@ -103,22 +103,6 @@ fn programs_of(monitor: Monitor) -> Vec<(String, Hook)> {
     }
 }
 
-/// Is the monitor switched on in the config?
-fn configured_on(config: &Config, monitor: Monitor) -> bool {
-    let m = &config.monitor;
-    match monitor {
-        Monitor::Execve => m.execve,
-        Monitor::Exit => m.exit_events,
-        Monitor::File => m.file_events,
-        Monitor::Network => m.network_events,
-        Monitor::Privilege => m.privilege_events,
-        Monitor::Write => m.write_events,
-        Monitor::Module => m.module_events,
-        // Internal: the process table always needs forks.
-        Monitor::Fork => true,
-    }
-}
-
 pub struct Loaded {
     pub ebpf: Ebpf,
     pub settings: KernelSettings,
@@ -155,7 +139,7 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
                 tracing::warn!("monitor `{}` is unavailable: {why}", monitor.name());
                 MonitorState::Unavailable(why)
             }
-            Ok(()) if configured_on(config, monitor) => MonitorState::On,
+            Ok(()) if config.monitor.wants(monitor) => MonitorState::On,
             Ok(()) => MonitorState::Off,
         };
         if monitor != Monitor::Fork {

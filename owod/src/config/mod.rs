@@ -56,6 +56,23 @@ pub struct MonitorConfig {
     pub module_events: bool,
 }
 
+impl MonitorConfig {
+    /// Is this monitor switched on? (Forks are internal: the process table always needs them.)
+    pub fn wants(&self, monitor: owo_common::abi::Monitor) -> bool {
+        use owo_common::abi::Monitor;
+        match monitor {
+            Monitor::Execve => self.execve,
+            Monitor::Exit => self.exit_events,
+            Monitor::File => self.file_events,
+            Monitor::Network => self.network_events,
+            Monitor::Privilege => self.privilege_events,
+            Monitor::Write => self.write_events,
+            Monitor::Module => self.module_events,
+            Monitor::Fork => true,
+        }
+    }
+}
+
 impl Default for MonitorConfig {
     fn default() -> Self {
         MonitorConfig {

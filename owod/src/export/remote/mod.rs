@@ -243,11 +243,8 @@ async fn send_spool(
     name: String,
 ) {
     let mut connection: Option<protocol::Connection> = None;
-    let first_backoff = Duration::from_secs(remote.retry_interval_seconds.max(1));
-    let mut backoff = first_backoff;
-    let mut seed = u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15;
+    let mut retry = Retry::new(Duration::from_secs(remote.retry_interval_seconds.max(1)));
     let flush_every = Duration::from_millis(remote.flush_interval_ms);
-    let mut failing_since: Option<Instant> = None;
     loop {
         let until = *end.borrow();
         let batch = spool.read_batch(
@@ -279,23 +276,11 @@ async fn send_spool(
             status.send_modify(|s| s.state = "connecting");
             match protocol::connect(&remote, tls.as_ref()).await {
                 Ok(c) => {
-                    if failing_since.take().is_some() {
-                        tracing::info!("remote {name}: connected again");
-                    }
+                    retry.succeeded(&name);
                     connection = Some(c);
                 }
                 Err(err) => {
-                    if !wait_after_failure(
-                        &name,
-                        &err,
-                        &mut failing_since,
-                        &mut backoff,
-                        &mut seed,
-                        &status,
-                        &mut end,
-                    )
-                    .await
-                    {
+                    if !retry.failed(&name, &err, &status, &mut end).await {
                         return;
                     }
                     continue;
@@ -305,7 +290,7 @@ async fn send_spool(
         let c = connection.as_mut().expect("connected above");
         match c.send(&remote, &lines).await {
             Ok(()) => {
-                backoff = first_backoff;
+                retry.succeeded(&name);
                 if let Err(err) = spool.commit(to) {
                     tracing::error!("remote {name}: cannot save its spool cursor: {err}");
                 }
@@ -318,17 +303,7 @@ async fn send_spool(
             }
             Err(err) => {
                 connection = None;
-                if !wait_after_failure(
-                    &name,
-                    &err,
-                    &mut failing_since,
-                    &mut backoff,
-                    &mut seed,
-                    &status,
-                    &mut end,
-                )
-                .await
-                {
+                if !retry.failed(&name, &err, &status, &mut end).await {
                     return;
                 }
             }
@@ -336,32 +311,57 @@ async fn send_spool(
     }
 }
 
-/// Log (once per streak), back off with jitter, and say whether to go on (false: shutdown).
-async fn wait_after_failure(
-    name: &str,
-    err: &str,
-    failing_since: &mut Option<Instant>,
-    backoff: &mut Duration,
-    seed: &mut u64,
-    status: &watch::Sender<RemoteStatus>,
-    end: &mut watch::Receiver<Position>,
-) -> bool {
-    if failing_since.is_none() {
-        tracing::warn!("remote {name}: {err}; spooling and retrying");
-        *failing_since = Some(Instant::now());
+/// Failures in a row: logged once per streak, waited out with capped exponential backoff and
+/// jitter.
+struct Retry {
+    first: Duration,
+    next: Duration,
+    since: Option<Instant>,
+    seed: u64,
+}
+
+impl Retry {
+    fn new(first: Duration) -> Retry {
+        Retry {
+            first,
+            next: first,
+            since: None,
+            seed: u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15,
+        }
     }
-    status.send_modify(|s| {
-        s.state = "backing_off";
-        s.last_error = Some(err.to_owned());
-    });
-    let wait = jitter(seed, *backoff);
-    *backoff = (*backoff * 2).min(BACKOFF_MAX);
-    // Sleep, but not past shutdown.
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => return true,
-            changed = end.changed() => if changed.is_err() { return false },
+
+    fn succeeded(&mut self, name: &str) {
+        self.next = self.first;
+        if self.since.take().is_some() {
+            tracing::info!("remote {name}: connected again");
+        }
+    }
+
+    /// Log, back off, and say whether to go on (false: the run is ending).
+    async fn failed(
+        &mut self,
+        name: &str,
+        err: &str,
+        status: &watch::Sender<RemoteStatus>,
+        end: &mut watch::Receiver<Position>,
+    ) -> bool {
+        if self.since.is_none() {
+            tracing::warn!("remote {name}: {err}; spooling and retrying");
+            self.since = Some(Instant::now());
+        }
+        status.send_modify(|s| {
+            s.state = "backing_off";
+            s.last_error = Some(err.to_owned());
+        });
+        let wait = jitter(&mut self.seed, self.next);
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        // Sleep, but not past shutdown.
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return true,
+                changed = end.changed() => if changed.is_err() { return false },
+            }
         }
     }
 }
