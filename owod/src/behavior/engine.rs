@@ -228,39 +228,38 @@ impl Engine {
     /// same pid.
     fn exited(&mut self, pid: Option<u64>) {
         let Some(pid) = pid else { return };
-        let rules = &self.rules;
-        let mut removed = 0;
-        self.chains.retain(|(index, key), list| {
-            if *key != pid {
-                return true;
-            }
-            match rules[*index].key {
+        // O(rules): chains are keyed by (rule, pid).
+        for index in 0..self.rules.len() {
+            let key = (index, pid);
+            let Some(list) = self.chains.get_mut(&key) else {
+                continue;
+            };
+            match self.rules[index].key {
                 Key::Process => {
-                    removed += list.len();
-                    false
+                    self.count -= list.len();
+                    self.chains.remove(&key);
                 }
-                _ => {
-                    list.iter_mut().for_each(|c| c.root_exited = true);
-                    true
-                }
+                _ => list.iter_mut().for_each(|c| c.root_exited = true),
             }
-        });
-        self.count -= removed;
+        }
     }
 
     /// A new image under `pid`: if the process that started a tree chain has exited, this is
     /// another process that reused its pid.
     fn reused(&mut self, pid: Option<u64>) {
         let Some(pid) = pid else { return };
-        let mut removed = 0;
-        for ((_, key), list) in self.chains.iter_mut() {
-            if *key == pid {
-                let before = list.len();
-                list.retain(|c| !c.root_exited);
-                removed += before - list.len();
+        for index in 0..self.rules.len() {
+            let key = (index, pid);
+            let Some(list) = self.chains.get_mut(&key) else {
+                continue;
+            };
+            let before = list.len();
+            list.retain(|c| !c.root_exited);
+            self.count -= before - list.len();
+            if list.is_empty() {
+                self.chains.remove(&key);
             }
         }
-        self.count -= removed;
     }
 
     /// Drop chains whose window has passed (`now_ns`: the newest kernel time seen).

@@ -103,6 +103,7 @@ pub struct BehaviorStage {
     arrivals: u64,
     /// The newest kernel time among the records that have arrived.
     arrived_ns: u64,
+    expired: Instant,
 }
 
 impl BehaviorStage {
@@ -115,6 +116,7 @@ impl BehaviorStage {
             held: BinaryHeap::new(),
             arrivals: 0,
             arrived_ns: 0,
+            expired: Instant::now(),
         }
     }
 
@@ -192,6 +194,14 @@ impl BehaviorStage {
     ) -> bool {
         self.seq += 1;
         out.seq = self.seq;
+        // Expired chains go once a second, however busy the input (the tick below may not get
+        // a turn then).
+        if self.expired.elapsed() >= Duration::from_secs(1) {
+            if let Some(engine) = &mut self.engine {
+                engine.expire(self.newest_ns);
+            }
+            self.expired = Instant::now();
+        }
         let alerts = match (&mut self.engine, out.ktime_ns) {
             (Some(engine), Some(ns)) => {
                 self.newest_ns = self.newest_ns.max(ns);
