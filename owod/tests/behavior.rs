@@ -8,11 +8,11 @@ use std::{
     io::{Read, Write},
     net::TcpListener,
     os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
 };
 
-use harness::{bpf_available, event, marker, Daemon};
+use harness::{bpf_available, copy_exe, event, marker, python, Daemon};
 use serde_json::Value;
 
 fn alerts(daemon: &Daemon, rule: &str) -> Vec<Value> {
@@ -32,17 +32,6 @@ fn watched_dir() -> tempfile::TempDir {
         .prefix("owo-behavior-")
         .tempdir_in("/tmp")
         .unwrap()
-}
-
-fn copy_exe(from: &Path, to: &Path) -> PathBuf {
-    fs::copy(from, to).unwrap();
-    fs::set_permissions(to, fs::Permissions::from_mode(0o755)).unwrap();
-    to.to_path_buf()
-}
-
-fn python(code: &str) {
-    let status = Command::new("python3").args(["-c", code]).status().unwrap();
-    assert!(status.success(), "python failed: {code}");
 }
 
 /// Wait for exactly one alert of `rule` for `pid`, then check nothing more comes.
@@ -80,7 +69,7 @@ fn a_program_from_tmp_that_connects_out() {
     let mut daemon = Daemon::start("");
     let dir = watched_dir();
     let shell = copy_exe(
-        &fs::canonicalize("/bin/bash").unwrap(),
+        fs::canonicalize("/bin/bash").unwrap(),
         &dir.path().join(marker("implant")),
     );
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -7,12 +7,11 @@ mod harness;
 use std::{
     fs,
     io::Write,
-    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::Command,
 };
 
-use harness::{bpf_available, event, marker, Daemon};
+use harness::{bpf_available, copy_exe, event, marker, python, Daemon};
 use serde_json::Value;
 
 fn sha256sum(path: &Path) -> String {
@@ -23,17 +22,6 @@ fn sha256sum(path: &Path) -> String {
         .next()
         .unwrap()
         .to_owned()
-}
-
-fn copy_exe(from: &str, to: &Path) -> PathBuf {
-    fs::copy(from, to).unwrap();
-    fs::set_permissions(to, fs::Permissions::from_mode(0o755)).unwrap();
-    to.to_path_buf()
-}
-
-fn python(code: &str) {
-    let status = Command::new("python3").args(["-c", code]).status().unwrap();
-    assert!(status.success(), "python failed: {code}");
 }
 
 fn exec_of(daemon: &mut Daemon, what: &str, arg0: &str) -> Value {
@@ -104,7 +92,7 @@ fn a_deleted_binary_and_a_memfd_are_flagged_and_hashed() {
     let expected = sha256sum(&sleep);
 
     // Deleted before it runs: exec through an fd of the unlinked file.
-    let copy = copy_exe(sleep.to_str().unwrap(), &dir.path().join(marker("doomed")));
+    let copy = copy_exe(&sleep, &dir.path().join(marker("doomed")));
     let deleted_arg0 = marker("deleted");
     python(&format!(
         "import os\nfd = os.open({copy:?}, os.O_RDONLY)\nos.set_inheritable(fd, True)\nos.unlink({copy:?})\nos.execve(f'/proc/self/fd/{{fd}}', [{deleted_arg0:?}, '1'], {{}})",
@@ -228,12 +216,7 @@ fn the_ancestry_of_a_three_level_chain_is_exact() {
     let dir = tempfile::tempdir().unwrap();
     let dash = fs::canonicalize("/bin/sh").unwrap();
     let level: Vec<PathBuf> = (1..=3)
-        .map(|i| {
-            copy_exe(
-                dash.to_str().unwrap(),
-                &dir.path().join(marker(&format!("level{i}"))),
-            )
-        })
+        .map(|i| copy_exe(&dash, &dir.path().join(marker(&format!("level{i}")))))
         .collect();
     let tag = marker("leaf");
     // "; :" after each command keeps every shell alive (no exec of its last command).

@@ -11,7 +11,7 @@ use std::{
     process::Command,
 };
 
-use harness::{bpf_available, event, marker, Daemon};
+use harness::{bpf_available, event, marker, python, Daemon};
 use serde_json::Value;
 
 /// A fresh directory under /tmp, which the default config watches.
@@ -41,11 +41,6 @@ fn files(records: &[Value], path: &str) -> Vec<Value> {
         .filter(|r| event(r)["event_type"] == "file" && event(r)["path"] == path)
         .cloned()
         .collect()
-}
-
-fn python(code: &str) {
-    let status = Command::new("python3").args(["-c", code]).status().unwrap();
-    assert!(status.success(), "python failed: {code}");
 }
 
 #[test]

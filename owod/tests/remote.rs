@@ -350,15 +350,7 @@ fn https_with_a_demanded_client_certificate_and_a_wrong_ca() {
     wrong.wait_for("the exec in the file", |r| {
         event(r)["args"][1] == lost.as_str()
     });
-    let deadline = Instant::now() + DEADLINE;
-    while !wrong.log().contains("TLS handshake with") {
-        assert!(
-            Instant::now() < deadline,
-            "no TLS failure in the log:\n{}",
-            wrong.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wrong.wait_log("TLS handshake with");
     assert!(
         wrong.log().contains("spooling and retrying"),
         "{}",

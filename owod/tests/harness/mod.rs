@@ -7,6 +7,7 @@ pub mod bus;
 
 use std::{
     fs,
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
@@ -126,6 +127,25 @@ impl Daemon {
 
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("owod.log")).unwrap_or_default()
+    }
+
+    /// Wait, with a deadline, until owod's log says `needle`.
+    pub fn wait_log(&mut self, needle: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        while !self.log().contains(needle) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "owod exited ({status}) before logging {needle:?}:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log within {DEADLINE:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Every record written so far; each line must be JSON within 64 KiB.
@@ -251,6 +271,19 @@ impl Drop for Daemon {
 }
 
 /// A name no other test or process uses.
+/// Run a Python snippet; it must succeed.
+pub fn python(code: &str) {
+    let status = Command::new("python3").args(["-c", code]).status().unwrap();
+    assert!(status.success(), "python failed: {code}");
+}
+
+/// Copy an executable to `to` (mode 0755), as a dropped binary would be.
+pub fn copy_exe(from: impl AsRef<Path>, to: &Path) -> PathBuf {
+    fs::copy(from, to).unwrap();
+    fs::set_permissions(to, fs::Permissions::from_mode(0o755)).unwrap();
+    to.to_path_buf()
+}
+
 pub fn marker(prefix: &str) -> String {
     format!("owo-{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
