@@ -138,17 +138,10 @@ pub enum RuleError {
 }
 
 pub const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
-/// The records a step can match.
-pub const EVENT_TYPES: [&str; 8] = [
-    "execve",
-    "exit",
-    "file",
-    "network",
-    "privilege",
-    "write",
-    "module",
-    "agent",
-];
+/// The records a step can match: a monitor's (by its D-Bus name), or owod's own.
+fn is_event_type(event_type: &str) -> bool {
+    event_type == "agent" || owo_dbus::MONITORS.contains(&event_type)
+}
 
 /// The rules shipped with owod.
 pub const BUILTIN: &str = include_str!("../../rules/builtin.yaml");
@@ -211,11 +204,11 @@ fn compile(spec: RuleSpec, window: Duration) -> Result<Rule, RuleError> {
             step: i,
             reason,
         };
-        if !EVENT_TYPES.contains(&step.event_type.as_str()) {
+        if !is_event_type(&step.event_type) {
             return Err(step_err(format!(
-                "event_type `{}` is not one of {}",
+                "event_type `{}` is not one of {}, agent",
                 step.event_type,
-                EVENT_TYPES.join(", ")
+                owo_dbus::MONITORS.join(", ")
             )));
         }
         let all = conditions(&step.all, i).map_err(step_err)?;
