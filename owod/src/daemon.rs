@@ -391,18 +391,13 @@ impl Daemon {
                 let _ = reply.send(self.reload().await);
             }
             ControlCommand::ReopenLogs { reply } => {
-                let (tx, rx) = oneshot::channel();
-                let result = match self.hub.send(HubCommand::Reopen { reply: tx }).await {
-                    Ok(()) => rx
-                        .await
-                        .map_err(|_| OwoError::Failed("the exporter is gone".into()))
-                        .and_then(|r| {
-                            r.map_err(|e| {
-                                OwoError::Failed(format!("cannot reopen the output file: {e}"))
-                            })
-                        }),
-                    Err(_) => Err(OwoError::Failed("the exporter is gone".into())),
-                };
+                let result = ask(&self.hub, "the exporter is gone", |reply| {
+                    HubCommand::Reopen { reply }
+                })
+                .await
+                .and_then(|r| {
+                    r.map_err(|e| OwoError::Failed(format!("cannot reopen the output file: {e}")))
+                });
                 if result.is_ok() {
                     tracing::info!("output reopened");
                 }
@@ -414,18 +409,10 @@ impl Daemon {
                 tokio::spawn(async move {
                     let result = async {
                         let format: TreeFormat = format.parse().map_err(OwoError::Failed)?;
-                        let (tx, rx) = oneshot::channel();
-                        stage
-                            .send(StageCommand::DumpTree {
-                                pid,
-                                format,
-                                reply: tx,
-                            })
-                            .await
-                            .map_err(|_| OwoError::Failed("owod is stopping".into()))?;
-                        let tree = rx
-                            .await
-                            .map_err(|_| OwoError::Failed("owod is stopping".into()))?;
+                        let tree = ask(&stage, "owod is stopping", |reply| {
+                            StageCommand::DumpTree { pid, format, reply }
+                        })
+                        .await?;
                         tree.map_err(|e| OwoError::NoSuchProcess(e.to_string()))
                     }
                     .await;
@@ -448,18 +435,15 @@ impl Daemon {
                 "monitor `{key}` is unavailable: {why}"
             )));
         }
-        let (tx, rx) = oneshot::channel();
-        self.collector
-            .send(CollectorCommand::SetMonitor {
+        ask(&self.collector, "the collector is gone", |reply| {
+            CollectorCommand::SetMonitor {
                 monitor,
                 on: enabled,
-                reply: tx,
-            })
-            .await
-            .map_err(|_| OwoError::Failed("the collector is gone".into()))?;
-        rx.await
-            .map_err(|_| OwoError::Failed("the collector is gone".into()))?
-            .map_err(|e| OwoError::Failed(format!("{:#}", anyhow::Error::from(e))))?;
+                reply,
+            }
+        })
+        .await?
+        .map_err(|e| OwoError::Failed(format!("{:#}", anyhow::Error::from(e))))?;
         self.monitors.insert(
             key,
             if enabled {
@@ -536,7 +520,6 @@ impl Daemon {
 
     /// Everything that can fail is built first (rules, outputs); only then does anything change.
     async fn apply(&mut self, new: &Config) -> Result<(), OwoError> {
-        let failed = |what: &str| OwoError::Failed(format!("{what} is gone"));
         let rules = if new.behavior.enabled {
             let rules = crate::behavior::load_rules(&new.behavior).map_err(|(file, e)| {
                 let at = file.map_or(String::new(), |i| format!("`behavior.rules_files.{i}`: "));
@@ -565,19 +548,16 @@ impl Daemon {
             }
             monitors.push((monitor, new.monitor.wants(monitor)));
         }
-        let (tx, rx) = oneshot::channel();
-        self.collector
-            .send(CollectorCommand::Reconfigure {
+        ask(&self.collector, "the collector is gone", |reply| {
+            CollectorCommand::Reconfigure {
                 monitors: monitors.clone(),
                 watch_paths: new.monitor.file_watch_paths.clone(),
                 all_paths: new.monitor.file_watch_all_paths,
-                reply: tx,
-            })
-            .await
-            .map_err(|_| failed("the collector"))?;
-        rx.await
-            .map_err(|_| failed("the collector"))?
-            .map_err(|e| OwoError::Failed(format!("{:#}", anyhow::Error::from(e))))?;
+                reply,
+            }
+        })
+        .await?
+        .map_err(|e| OwoError::Failed(format!("{:#}", anyhow::Error::from(e))))?;
         for (monitor, on) in monitors {
             self.monitors.insert(
                 monitor.name(),
@@ -588,19 +568,15 @@ impl Daemon {
                 },
             );
         }
-        let (tx, rx) = oneshot::channel();
-        self.behavior
-            .send(BehaviorCommand::Rules { rules, reply: tx })
-            .await
-            .map_err(|_| failed("the behavior stage"))?;
-        rx.await.map_err(|_| failed("the behavior stage"))?;
+        ask(&self.behavior, "the behavior stage is gone", |reply| {
+            BehaviorCommand::Rules { rules, reply }
+        })
+        .await?;
         if let Some(sinks) = sinks {
-            let (tx, rx) = oneshot::channel();
-            self.hub
-                .send(HubCommand::Sinks { sinks, reply: tx })
-                .await
-                .map_err(|_| failed("the exporter"))?;
-            rx.await.map_err(|_| failed("the exporter"))?;
+            ask(&self.hub, "the exporter is gone", |reply| {
+                HubCommand::Sinks { sinks, reply }
+            })
+            .await?;
         }
         Ok(())
     }
@@ -648,6 +624,20 @@ fn start_fields(
     );
     m
 }
+/// Send a stage a command that carries a reply channel, and wait for the answer; a stage that
+/// has gone away is `Failed(gone)`.
+async fn ask<C, R>(
+    to: &mpsc::Sender<C>,
+    gone: &str,
+    command: impl FnOnce(oneshot::Sender<R>) -> C,
+) -> Result<R, OwoError> {
+    let (reply, answer) = oneshot::channel();
+    to.send(command(reply))
+        .await
+        .map_err(|_| OwoError::Failed(gone.into()))?;
+    answer.await.map_err(|_| OwoError::Failed(gone.into()))
+}
+
 async fn print_tree(commands: &mpsc::Sender<StageCommand>) {
     let (reply, answer) = oneshot::channel();
     let command = StageCommand::DumpTree {
