@@ -13,7 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use harness::{bpf_available, bus::PrivateBus, event, marker, Daemon, Options, DEADLINE};
+use harness::{
+    bpf_available, bus::PrivateBus, event, marker, wait_until, Daemon, Options, DEADLINE,
+};
 use serde_json::Value;
 
 fn on_bus(bus: &PrivateBus, extra: &str) -> Daemon {
@@ -65,14 +67,9 @@ fn ok(out: &Output, what: &str) -> String {
 
 /// Wait until the owod name is on the bus (the start record comes before the name is owned).
 fn wait_for_name(bus: &PrivateBus) {
-    let deadline = Instant::now() + DEADLINE;
-    while !owoctl(bus, &["monitors"]).status.success() {
-        assert!(
-            Instant::now() < deadline,
-            "owod never owned its name on the bus"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("owod to own its name on the bus", || {
+        owoctl(bus, &["monitors"]).status.success()
+    });
 }
 
 /// Programs loaded in the kernel now, by id (from the fdinfo of every fd that holds one).

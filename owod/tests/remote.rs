@@ -9,10 +9,9 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
 };
 
-use harness::{bpf_available, event, marker, Daemon, DEADLINE};
+use harness::{bpf_available, event, marker, wait_until, Daemon};
 use serde_json::Value;
 
 struct Receiver {
@@ -57,11 +56,9 @@ impl Receiver {
     }
 
     fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) {
-        let deadline = Instant::now() + DEADLINE;
-        while !self.records().iter().any(&pred) {
-            assert!(Instant::now() < deadline, "the collector never got {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(&format!("the collector to get {what}"), || {
+            self.records().iter().any(&pred)
+        });
     }
 }
 
@@ -142,15 +139,9 @@ fn http_records_arrive_complete_and_survive_an_outage() {
         "the outage is logged once:\n{status}"
     );
     let receiver = Receiver::start(dir.path(), port, &[]);
-    let deadline = Instant::now() + DEADLINE;
-    while marked(&receiver.records(), &during) < 50 {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of 50 arrived after the outage",
-            marked(&receiver.records(), &during)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("all 50 records to arrive after the outage", || {
+        marked(&receiver.records(), &during) >= 50
+    });
     let records = receiver.records();
     assert_complete(&records, &daemon.start["run_id"]);
     assert!(daemon.log().contains("connected again"));
@@ -387,11 +378,9 @@ impl NatsServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server (apt-get install nats-server)");
-        let deadline = Instant::now() + DEADLINE;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until("nats-server to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         NatsServer { child, port }
     }
 
@@ -451,11 +440,9 @@ fn nats_jetstream_gets_every_record_once_across_an_outage() {
     ));
     let first = marker("nats-first");
     exec_marker(&first);
-    let deadline = Instant::now() + DEADLINE;
-    while marked(&nats.messages(&stream), &first) == 0 {
-        assert!(Instant::now() < deadline, "nothing reached JetStream");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("a record to reach JetStream", || {
+        marked(&nats.messages(&stream), &first) > 0
+    });
     nats.stop();
     let during = marker("nats-during");
     for _ in 0..30 {
@@ -465,15 +452,9 @@ fn nats_jetstream_gets_every_record_once_across_an_outage() {
         event(r)["args"][1] == during.as_str()
     });
     let nats = NatsServer::start(dir.path(), port);
-    let deadline = Instant::now() + DEADLINE;
-    while marked(&nats.messages(&stream), &during) < 30 {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of 30 reached JetStream after the outage",
-            marked(&nats.messages(&stream), &during)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("all 30 records to reach JetStream after the outage", || {
+        marked(&nats.messages(&stream), &during) >= 30
+    });
     let messages = nats.messages(&stream);
     let run = &daemon.start["run_id"];
     assert_complete(&messages, run);
@@ -553,11 +534,9 @@ fn free_port() -> u16 {
 }
 
 fn wait_listening(port: u16) {
-    let deadline = Instant::now() + DEADLINE;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(&format!("a listener on {port}"), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
 }
 
 #[test]
@@ -573,14 +552,9 @@ fn relp_to_rsyslog_loses_nothing_across_an_outage() {
     let mut daemon = Daemon::start(&remote_config("relp", port, &dir.path().join("spool"), ""));
     let first = marker("relp-first");
     exec_marker(&first);
-    let deadline = Instant::now() + DEADLINE;
-    while marked(&rsyslog.records(), &first) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "nothing reached rsyslog over RELP"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("a record to reach rsyslog over RELP", || {
+        marked(&rsyslog.records(), &first) > 0
+    });
     rsyslog.stop();
     let during = marker("relp-during");
     for _ in 0..30 {
@@ -590,15 +564,9 @@ fn relp_to_rsyslog_loses_nothing_across_an_outage() {
         event(r)["args"][1] == during.as_str()
     });
     let rsyslog = Rsyslog::start(dir.path(), &input);
-    let deadline = Instant::now() + DEADLINE;
-    while marked(&rsyslog.records(), &during) < 30 {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of 30 reached rsyslog after the outage",
-            marked(&rsyslog.records(), &during)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("all 30 records to reach rsyslog after the outage", || {
+        marked(&rsyslog.records(), &during) >= 30
+    });
     assert_complete(&rsyslog.records(), &daemon.start["run_id"]);
 }
 
@@ -633,14 +601,9 @@ fn syslog_over_tls_to_rsyslog() {
     ));
     let tag = marker("syslog-tls");
     exec_marker(&tag);
-    let deadline = Instant::now() + DEADLINE;
-    while marked(&rsyslog.records(), &tag) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "nothing reached rsyslog over TLS"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("a record to reach rsyslog over TLS", || {
+        marked(&rsyslog.records(), &tag) > 0
+    });
     let records = rsyslog.records();
     assert!(
         records

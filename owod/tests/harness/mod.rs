@@ -271,6 +271,18 @@ impl Drop for Daemon {
 }
 
 /// A name no other test or process uses.
+/// Wait, with a deadline, until `done` holds; `what` names what is awaited.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Run a Python snippet; it must succeed.
 pub fn python(code: &str) {
     let status = Command::new("python3").args(["-c", code]).status().unwrap();
