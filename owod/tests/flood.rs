@@ -7,10 +7,9 @@ mod harness;
 use std::{
     process::Command,
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
-    time::Duration,
 };
 
-use harness::{bpf_available, event, marker, Daemon};
+use harness::{bpf_available, event, marker, wait_until, Daemon};
 
 #[test]
 fn a_flood_of_file_events_costs_no_exec_or_exit_record() {
@@ -39,9 +38,9 @@ fn a_flood_of_file_events_costs_no_exec_or_exit_record() {
             });
         }
         // Let the flood build up before the first exec.
-        while opens.load(Ordering::Relaxed) < 100_000 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until("100000 opens before the first exec", || {
+            opens.load(Ordering::Relaxed) >= 100_000
+        });
         for _ in 0..execs {
             let child = Command::new("true").arg(&tag).spawn().unwrap();
             pids.push(child.id());
