@@ -68,7 +68,8 @@ apt_in() {
 	local dir=$CACHE/apt/$set
 	"$tool" -q -o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts=/nonexistent \
 		-o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir/cache" -o Dir::State::status=/dev/null \
-		-o Acquire::Languages=none -o APT::Architecture=amd64 -o APT::Sandbox::User=root "$@"
+		-o Acquire::Languages=none -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false \
+		-o APT::Architecture=amd64 -o APT::Sandbox::User=root "$@"
 }
 
 # Write an apt set's sources and refresh its lists, once per run. Without the registry, the
@@ -231,6 +232,7 @@ for label in $KERNELS; do
 		echo "vm-test: unknown kernel label \`$label\` (known: 5.10 6.1 6.12 sid)" | tee "$log" >&2
 		continue
 	fi
+	echo "== $label: $meta of $set"
 	if ! apt_set_update "$set" 2>"$work/fetch.log" || ! release=$(fetch_kernel "$set" "$meta" 2>>"$work/fetch.log"); then
 		cat "$work/fetch.log" >&2
 		echo "vm-test: could not fetch the kernel of $label (see $work/fetch.log)" | tee "$log" >&2
