@@ -34,27 +34,34 @@ fn main() {
     }
     let asm_dir = format!("/usr/include/{multiarch}");
 
-    let object = out.join("owo.bpf.o");
-    let status = Command::new(&clang)
-        .args(["-g", "-O2", "-Wall", "-Werror", "-target", "bpf"])
-        .arg(format!("-D__TARGET_ARCH_{target_arch}"))
-        .arg("-I")
-        .arg(manifest.join("include"))
-        .arg("-I")
-        .arg(&asm_dir)
-        .arg("-c")
-        .arg(manifest.join("src/owo.bpf.c"))
-        .arg("-o")
-        .arg(&object)
-        .status();
-    match status {
-        Ok(status) if status.success() => {}
-        Ok(status) => fail(&format!(
-            "clang failed to compile the eBPF programs ({status})"
-        )),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => fail(&format!(
-            "`{clang}` not found: install clang with `apt-get install clang libbpf-dev`"
-        )),
-        Err(err) => fail(&format!("could not run `{clang}`: {err}")),
+    // Two builds of the same source: with bpf_loop (Linux 5.17 and later), and with bounded
+    // loops for older kernels (`OWO_BOUNDED_LOOPS`, see src/path.bpf.h). owod picks one at load.
+    for (object, defines) in [
+        ("owo.bpf.o", &[][..]),
+        ("owo-bounded.bpf.o", &["-DOWO_BOUNDED_LOOPS"][..]),
+    ] {
+        let status = Command::new(&clang)
+            .args(["-g", "-O2", "-Wall", "-Werror", "-target", "bpf"])
+            .arg(format!("-D__TARGET_ARCH_{target_arch}"))
+            .args(defines)
+            .arg("-I")
+            .arg(manifest.join("include"))
+            .arg("-I")
+            .arg(&asm_dir)
+            .arg("-c")
+            .arg(manifest.join("src/owo.bpf.c"))
+            .arg("-o")
+            .arg(out.join(object))
+            .status();
+        match status {
+            Ok(status) if status.success() => {}
+            Ok(status) => fail(&format!(
+                "clang failed to compile the eBPF programs ({object}, {status})"
+            )),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => fail(&format!(
+                "`{clang}` not found: install clang with `apt-get install clang libbpf-dev`"
+            )),
+            Err(err) => fail(&format!("could not run `{clang}`: {err}")),
+        }
     }
 }

@@ -53,14 +53,31 @@ struct super_block {
 	__u32 s_dev;
 } OWO_CORE;
 
+struct timespec64 {
+	__s64 tv_sec;
+	long tv_nsec;
+} OWO_CORE;
+
 struct inode {
 	unsigned short i_mode;
 	unsigned long i_ino;
 	unsigned int i_nlink;
 	__s64 i_size;
-	__s64 i_ctime_sec;  /* since Linux 6.11; older kernels leave ctime 0 */
+	__s64 i_ctime_sec;  /* since Linux 6.11 */
 	__u32 i_ctime_nsec;
 	struct super_block *i_sb;
+} OWO_CORE;
+
+/*
+ * The inode's ctime moved twice; these "flavors" (libbpf ignores the ___ suffix when matching
+ * BTF) let one program read whichever the running kernel has.
+ */
+struct inode___ctime_hidden { /* Linux 6.6 to 6.10 */
+	struct timespec64 __i_ctime;
+} OWO_CORE;
+
+struct inode___ctime_plain { /* before Linux 6.6 */
+	struct timespec64 i_ctime;
 } OWO_CORE;
 
 struct file {

@@ -27,8 +27,7 @@ static __always_inline void owo_file_send(struct owo_file *ev, struct owo_pendin
 	/* path2 always starts at OWO_PATH_MAX; with no path2 send only as far as path goes. */
 	if (!ev->path2_len)
 		size = offsetof(struct owo_file, data) + ev->path_len;
-	if (size > sizeof(*ev))
-		return;
+	size = owo_bound(size, sizeof(*ev));
 	ev->ret = ret;
 	ev->syscall = p->syscall;
 	owo_fill_header(&ev->hdr, OWO_KIND_FILE, size, task, OWO_MON_FILE);

@@ -42,6 +42,18 @@ struct {
 	__type(value, struct owo_exec);
 } owo_exec_scratch SEC(".maps");
 
+/*
+ * `v`, but at most `max`, in a form every verifier since 5.10 can follow: the test is in asm, so
+ * clang can neither drop it nor move it to a copy of `v`, and both paths leave `v <= max` in the
+ * register that is used next. (A C clamp is proven redundant or split across registers by clang,
+ * and 6.1's verifier then loses the bound: "unbounded memory access".)
+ */
+static __always_inline __u64 owo_bound(__u64 v, __u64 max)
+{
+	asm volatile("if %0 <= %1 goto +1\n\t%0 = %1" : "+r"(v) : "i"(max));
+	return v;
+}
+
 static __always_inline __u32 owo_config_get(__u32 key)
 {
 	__u32 *value = bpf_map_lookup_elem(&owo_config, &key);

@@ -114,9 +114,7 @@ static __always_inline void owo_net_send(struct owo_net *ev, struct owo_pending 
 	__u32 payload = ev->payload_len;
 	__u64 size;
 
-	if (payload > OWO_PAYLOAD_MAX)
-		payload = OWO_PAYLOAD_MAX;
-	size = offsetof(struct owo_net, payload) + payload;
+	size = offsetof(struct owo_net, payload) + owo_bound(payload, OWO_PAYLOAD_MAX);
 	ev->ret = ret;
 	ev->syscall = p->syscall;
 	owo_fill_header(&ev->hdr, OWO_KIND_NET, size, task, OWO_MON_NETWORK);

@@ -3,16 +3,53 @@
  * Absolute paths, built in the kernel so that they are right even for a process that is gone by
  * the time user space looks, and so that file events can be filtered by path prefix here.
  *
- * A path is built in the per-CPU `owo_path_scratch`, root first ("/usr/bin/ls"): one bpf_loop
- * walks from the dentry up to the root, across mounts, remembering each name; a second writes
- * the names out in reverse. bpf_loop keeps the verifier's work to one step of each loop.
- * The loader applies CO-RE relocations to program bodies only, not to the loop callbacks, so the
- * callers resolve field offsets and hand them over in the loop context.
+ * A path is built in the per-CPU `owo_path_scratch`, root first ("/usr/bin/ls"): one loop walks
+ * from the dentry up to the root, across mounts, remembering each name; a second writes the names
+ * out in reverse. The loader applies CO-RE relocations to program bodies only, not to bpf_loop
+ * callbacks, so the callers resolve field offsets and hand them over in the loop context.
+ *
+ * Each loop is a step function run by OWO_LOOP. The object is built twice (see build.rs):
+ * - with bpf_loop (Linux 5.17 and later): the verifier checks one step of each loop, so the walk
+ *   can go OWO_PATH_WALK components up;
+ * - with OWO_BOUNDED_LOOPS, for older kernels: the steps are inlined into a bounded loop, which the
+ *   verifier walks through once per iteration, so the walk stops after OWO_BOUNDED_WALK steps. A
+ *   path deeper than that is marked truncated, and it no longer starts at the root.
+ * The walk and the scan are global functions: the verifier checks each once, on its own, instead
+ * of again for every state a caller reaches it in (which, with bounded loops, exceeds its limit
+ * of a million instructions). Their arguments are scalars and their results come back in the
+ * scratch buffer, as 5.10 requires of global functions. They use no CO-RE relocation.
  */
 #ifndef OWO_PATH_BPF_H
 #define OWO_PATH_BPF_H
 
 #include "maps.bpf.h"
+
+#ifdef OWO_BOUNDED_LOOPS
+#define OWO_STEP static __always_inline long
+#define OWO_LOOP(n, step, ctx)                          \
+	do {                                            \
+		for (__u32 i_ = 0; i_ < (n); i_++)      \
+			if (step(i_, ctx))              \
+				break;                  \
+	} while (0)
+/* Components walked up at most: the kept depth and a few mount crossings. */
+#define OWO_BOUNDED_WALK (OWO_PATH_DEPTH + 16)
+#define OWO_WALK_STEPS OWO_BOUNDED_WALK
+#else
+#define OWO_STEP static long
+#define OWO_LOOP(n, step, ctx) bpf_loop(n, step, ctx, 0)
+#define OWO_WALK_STEPS OWO_PATH_WALK
+#endif
+
+/* Field offsets, resolved (CO-RE) by the caller. */
+struct owo_path_offsets {
+	__u64 mnt_root;       /* struct vfsmount.mnt_root */
+	__u64 d_parent;       /* struct dentry.d_parent */
+	__u64 d_name_name;    /* struct dentry.d_name.name */
+	__u64 mnt_parent;     /* struct mount.mnt_parent */
+	__u64 mnt_mountpoint; /* struct mount.mnt_mountpoint */
+	__u64 mnt;            /* struct mount.mnt */
+};
 
 struct owo_path_buf {
 	/* Loop state lives here, not in the loop context on the stack: the verifier does not track
@@ -23,10 +60,17 @@ struct owo_path_buf {
 	__u32 done;
 	__u32 unclean;  /* the path has "/." or "//": a prefix test here could be fooled */
 	__u32 scan_len;
+	struct owo_path_offsets off; /* for the walk, set by its caller */
 	__u64 names[OWO_PATH_DEPTH]; /* name pointers, a ring: the last OWO_PATH_DEPTH walked (root side) */
+	__u32 _align;                /* puts `path` on 8 bytes, for the scan's word reads */
 	__u32 lpm_prefixlen;         /* with the first bytes of `path`, a key of `owo_watch_paths` */
-	__u8 path[2 * OWO_PATH_MAX]; /* the path, NUL-terminated; room for appends past the limit */
+	union {
+		__u8 path[2 * OWO_PATH_MAX]; /* the path, NUL-terminated; room for appends past the limit */
+		__u64 words[2 * OWO_PATH_MAX / 8];
+	};
 };
+
+_Static_assert(offsetof(struct owo_path_buf, path) % 8 == 0, "owo_path_buf.path is read by words");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -45,18 +89,8 @@ static __always_inline struct owo_path_buf *owo_path_buf(void)
 	return bpf_map_lookup_elem(&owo_path_scratch, &zero);
 }
 
-/* Field offsets, resolved (CO-RE) by the caller. */
-struct owo_path_offsets {
-	__u64 mnt_root;       /* struct vfsmount.mnt_root */
-	__u64 d_parent;       /* struct dentry.d_parent */
-	__u64 d_name_name;    /* struct dentry.d_name.name */
-	__u64 mnt_parent;     /* struct mount.mnt_parent */
-	__u64 mnt_mountpoint; /* struct mount.mnt_mountpoint */
-	__u64 mnt;            /* struct mount.mnt */
-};
-
 struct owo_path_walk {
-	struct owo_path_offsets off;
+	struct owo_path_offsets off; /* a copy of the buffer's, close at hand */
 	void *dentry;
 	void *vfsmnt;
 	void *mnt;
@@ -71,7 +105,7 @@ static __always_inline void *owo_read_ptr(void *base, __u64 offset)
 }
 
 /* One step up: remember this dentry's name, or cross to the mount point above. */
-static long owo_path_collect(__u32 index, void *arg)
+OWO_STEP owo_path_collect(__u32 index, void *arg)
 {
 	struct owo_path_walk *w = arg;
 	struct owo_path_buf *buf = owo_path_buf();
@@ -117,7 +151,7 @@ static long owo_path_collect(__u32 index, void *arg)
 }
 
 /* One name out, root first: "/" then the name. */
-static long owo_path_emit(__u32 index, void *arg)
+OWO_STEP owo_path_emit(__u32 index, void *arg)
 {
 	struct owo_path_buf *buf = owo_path_buf();
 
@@ -144,35 +178,52 @@ static long owo_path_emit(__u32 index, void *arg)
 }
 
 /*
- * Build the absolute path of `path` in the scratch buffer. Returns its length (the path is
- * NUL-terminated there); sets *truncated when it was deeper or longer than the limits.
+ * The walk and the writing out, from `dentry` on mount `vfsmnt`, with the offsets in the buffer.
+ * Sets the buffer's `len` (0: nothing written) and `truncated`. Returns 0.
  */
-static __always_inline __u32 owo_path_resolve(const struct path *path, bool *truncated)
+__attribute__((noinline)) int owo_path_walk(__u64 dentry, __u64 vfsmnt)
 {
 	struct owo_path_buf *buf = owo_path_buf();
 	struct owo_path_walk w = {};
-	__u32 len;
 
-	*truncated = false;
 	if (!buf)
 		return 0;
 	buf->depth = 0;
 	buf->len = 0;
 	buf->truncated = 0;
 	buf->done = 0;
-	w.off.mnt_root = bpf_core_field_offset(struct vfsmount, mnt_root);
-	w.off.d_parent = bpf_core_field_offset(struct dentry, d_parent);
-	w.off.d_name_name = bpf_core_field_offset(struct dentry, d_name) + bpf_core_field_offset(struct qstr, name);
-	w.off.mnt_parent = bpf_core_field_offset(struct mount, mnt_parent);
-	w.off.mnt_mountpoint = bpf_core_field_offset(struct mount, mnt_mountpoint);
-	w.off.mnt = bpf_core_field_offset(struct mount, mnt);
-	w.dentry = BPF_CORE_READ(path, dentry);
-	w.vfsmnt = BPF_CORE_READ(path, mnt);
-	w.mnt = w.vfsmnt - w.off.mnt;
-	bpf_loop(OWO_PATH_WALK, owo_path_collect, &w, 0);
-	bpf_loop(OWO_PATH_DEPTH, owo_path_emit, &w, 0);
+	__builtin_memcpy(&w.off, &buf->off, sizeof(w.off));
+	w.dentry = (void *)dentry;
+	w.vfsmnt = (void *)vfsmnt;
+	w.mnt = (void *)vfsmnt - w.off.mnt;
+	OWO_LOOP(OWO_WALK_STEPS, owo_path_collect, &w);
+	OWO_LOOP(OWO_PATH_DEPTH, owo_path_emit, &w);
 	/* Deeper than kept: the leaf side is missing. */
-	*truncated = buf->truncated || !buf->done || buf->depth > OWO_PATH_DEPTH;
+	if (!buf->done || buf->depth > OWO_PATH_DEPTH)
+		buf->truncated = 1;
+	return 0;
+}
+
+/*
+ * Build the absolute path of `path` in the scratch buffer. Returns its length (the path is
+ * NUL-terminated there); sets *truncated when it was deeper or longer than the limits.
+ */
+static __always_inline __u32 owo_path_resolve(const struct path *path, bool *truncated)
+{
+	struct owo_path_buf *buf = owo_path_buf();
+	__u32 len;
+
+	*truncated = false;
+	if (!buf)
+		return 0;
+	buf->off.mnt_root = bpf_core_field_offset(struct vfsmount, mnt_root);
+	buf->off.d_parent = bpf_core_field_offset(struct dentry, d_parent);
+	buf->off.d_name_name = bpf_core_field_offset(struct dentry, d_name) + bpf_core_field_offset(struct qstr, name);
+	buf->off.mnt_parent = bpf_core_field_offset(struct mount, mnt_parent);
+	buf->off.mnt_mountpoint = bpf_core_field_offset(struct mount, mnt_mountpoint);
+	buf->off.mnt = bpf_core_field_offset(struct mount, mnt);
+	owo_path_walk((__u64)BPF_CORE_READ(path, dentry), (__u64)BPF_CORE_READ(path, mnt));
+	*truncated = buf->truncated;
 	len = buf->len;
 	if (len == 0) {
 		buf->path[0] = '/';
@@ -216,16 +267,43 @@ static __always_inline __u32 owo_path_append_user(__u32 base_len, const char *us
 	return off;
 }
 
-/* One byte of the scan for "/." and "//". */
-static long owo_path_scan(__u32 index, void *arg)
+/*
+ * The high bit of each byte of `x` that is zero, and of no other: the 0x7f additions cannot carry
+ * from one byte into the next.
+ */
+static __always_inline __u64 owo_zero_bytes(__u64 x)
+{
+	const __u64 low7 = 0x7f7f7f7f7f7f7f7full;
+
+	return ~(((x & low7) + low7) | x | low7);
+}
+
+#define OWO_BYTES(c) (0x0101010101010101ull * (__u8)(c))
+
+/*
+ * Eight bytes of the scan for "/." and "//": the bytes of word `index` that are "/", against the
+ * bytes one further on that are "." or "/". Branch-free, so that a loop of them costs the
+ * verifier no pending states.
+ */
+OWO_STEP owo_path_scan(__u32 index, void *arg)
 {
 	struct owo_path_buf *buf = owo_path_buf();
-	__u64 i = index;
+	__u64 at = (__u64)index * 8, word, next, after, hits;
 
-	if (!buf || i + 1 >= buf->scan_len)
+	if (!buf || at + 1 >= buf->scan_len)
 		return 1;
-	asm volatile("%0 &= 4095" : "+r"(i));
-	if (buf->path[i] == '/' && (buf->path[i + 1] == '.' || buf->path[i + 1] == '/')) {
+	__u64 w = index;
+
+	asm volatile("%0 &= 511" : "+r"(w));
+	word = buf->words[w];
+	next = buf->words[w + 1];
+	after = (word >> 8) | (next << 56); /* byte i: path[at + i + 1] */
+	hits = owo_zero_bytes(word ^ OWO_BYTES('/')) &
+	       (owo_zero_bytes(after ^ OWO_BYTES('.')) | owo_zero_bytes(after ^ OWO_BYTES('/')));
+	/* Only pairs inside the path: byte i counts while at + i + 1 < scan_len. */
+	if (buf->scan_len - at - 1 < 8)
+		hits &= (1ull << ((buf->scan_len - at - 1) * 8)) - 1;
+	if (hits) {
 		buf->unclean = 1;
 		return 1;
 	}
@@ -237,16 +315,21 @@ static long owo_path_scan(__u32 index, void *arg)
  * ("/var/../etc/x", "//etc/x") would fool a prefix test, so it is sent for user space to clean
  * and filter. (Paths the kernel built from dentries never have them.)
  */
-static __always_inline bool owo_path_unclean(__u32 len)
+__attribute__((noinline)) int owo_path_scan_all(__u32 len)
 {
 	struct owo_path_buf *buf = owo_path_buf();
 
 	if (!buf)
-		return false;
+		return 0;
 	buf->unclean = 0;
 	buf->scan_len = len;
-	bpf_loop(OWO_PATH_MAX, owo_path_scan, 0, 0);
+	OWO_LOOP(OWO_PATH_MAX / 8, owo_path_scan, 0);
 	return buf->unclean;
+}
+
+static __always_inline bool owo_path_unclean(__u32 len)
+{
+	return owo_path_scan_all(len) != 0;
 }
 
 /* Copy the scratch path (`len` bytes) to `dst`, which has room for OWO_PATH_MAX. */

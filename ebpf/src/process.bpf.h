@@ -6,6 +6,25 @@
 #include "maps.bpf.h"
 #include "path.bpf.h"
 
+/* The inode's ctime, wherever this kernel keeps it (see owo_core.h). */
+static __always_inline void owo_inode_ctime(struct inode *inode, struct owo_exec *ev)
+{
+	struct inode___ctime_hidden *hidden = (void *)inode;
+	struct inode___ctime_plain *plain = (void *)inode;
+
+	if (bpf_core_field_exists(inode->i_ctime_sec)) {
+		ev->exe_ctime_sec = BPF_CORE_READ(inode, i_ctime_sec);
+		/* Since 6.13 the top bit says "ctime was queried" (multigrain timestamps). */
+		ev->exe_ctime_nsec = BPF_CORE_READ(inode, i_ctime_nsec) & ~(1u << 31);
+	} else if (bpf_core_field_exists(hidden->__i_ctime)) {
+		ev->exe_ctime_sec = BPF_CORE_READ(hidden, __i_ctime.tv_sec);
+		ev->exe_ctime_nsec = BPF_CORE_READ(hidden, __i_ctime.tv_nsec);
+	} else if (bpf_core_field_exists(plain->i_ctime)) {
+		ev->exe_ctime_sec = BPF_CORE_READ(plain, i_ctime.tv_sec);
+		ev->exe_ctime_nsec = BPF_CORE_READ(plain, i_ctime.tv_nsec);
+	}
+}
+
 SEC("tracepoint/sched/sched_process_exec")
 int owo_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
@@ -46,11 +65,7 @@ int owo_exec(struct trace_event_raw_sched_process_exec *ctx)
 		ev->exe_size = BPF_CORE_READ(inode, i_size);
 		ev->exe_nlink = BPF_CORE_READ(inode, i_nlink);
 		ev->exe_dev = BPF_CORE_READ(inode, i_sb, s_dev);
-		if (bpf_core_field_exists(inode->i_ctime_sec)) {
-			ev->exe_ctime_sec = BPF_CORE_READ(inode, i_ctime_sec);
-			/* Since 6.13 the top bit says "ctime was queried" (multigrain timestamps). */
-			ev->exe_ctime_nsec = BPF_CORE_READ(inode, i_ctime_nsec) & ~(1u << 31);
-		}
+		owo_inode_ctime(inode, ev);
 	}
 
 	/* Who, from where: login uid and session (audit), and the controlling terminal. */
@@ -105,7 +120,9 @@ int owo_exec(struct trace_event_raw_sched_process_exec *ctx)
 	ev->argv_bytes = argv_bytes > 0xffffffff ? 0xffffffff : argv_bytes;
 	ev->args_len = 0;
 	if (off <= 3 * OWO_PATH_MAX && args_len > 0) {
-		if (!bpf_probe_read_user(ev->data + off, args_len, (void *)arg_start)) {
+		__u64 at = owo_bound(off, 3 * OWO_PATH_MAX), n = owo_bound(args_len, OWO_ARGS_MAX);
+
+		if (!bpf_probe_read_user(ev->data + at, n, (void *)arg_start)) {
 			ev->args_len = args_len;
 			off += args_len;
 		} else {
@@ -113,10 +130,8 @@ int owo_exec(struct trace_event_raw_sched_process_exec *ctx)
 		}
 	}
 
-	__u64 size = offsetof(struct owo_exec, data) + off;
+	__u64 size = owo_bound(offsetof(struct owo_exec, data) + off, sizeof(*ev));
 
-	if (size > sizeof(*ev))
-		return 0;
 	owo_fill_header(&ev->hdr, OWO_KIND_EXEC, size, task, OWO_MON_EXECVE);
 	owo_proc_output(ev, size, OWO_MON_EXECVE);
 	return 0;

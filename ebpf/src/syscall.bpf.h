@@ -172,12 +172,14 @@ static __always_inline bool owo_path_watched(__u32 len)
 		return true;
 	if (!buf || len >= OWO_PATH_MAX)
 		return false;
+	__u64 end = owo_bound(len, OWO_PATH_MAX - 1);
+
 	/* "/etc" is stored as "/etc/": a trailing "/" here makes "/etc" and "/etc/x" match it, and
 	 * "/etcetera" not. */
-	buf->path[len] = '/';
-	buf->lpm_prefixlen = (len + 1 > OWO_WATCH_MAX ? OWO_WATCH_MAX : len + 1) * 8;
+	buf->path[end] = '/';
+	buf->lpm_prefixlen = (end + 1 > OWO_WATCH_MAX ? OWO_WATCH_MAX : end + 1) * 8;
 	watched = bpf_map_lookup_elem(&owo_watch_paths, &buf->lpm_prefixlen) != 0;
-	buf->path[len] = 0;
+	buf->path[end] = 0;
 	return watched;
 }
 

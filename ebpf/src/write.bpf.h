@@ -67,10 +67,8 @@ int owo_enter_write(struct owo_sys_enter *ctx)
 	ev->count = ctx->args[2];
 	ev->fd = fd;
 	ev->_pad0 = 0;
-	__u64 size = offsetof(struct owo_write, data) + ev->path_len;
+	__u64 size = owo_bound(offsetof(struct owo_write, data) + ev->path_len, sizeof(*ev));
 
-	if (size > sizeof(*ev))
-		return 0;
 	owo_fill_header(&ev->hdr, OWO_KIND_WRITE, size, task, OWO_MON_WRITE);
 	/* A lost record that carried the path must not leave user space without it: forget the
 	 * fd, so the next write sends the path again. */

@@ -169,6 +169,15 @@ async fn status(proxy: &ManagerProxy<'_>, json: bool) -> Result<(), Failure> {
         ("pid".to_owned(), v["pid"].to_string()),
         ("uptime".to_owned(), format!("{} s", v["uptime_seconds"])),
         (
+            "kernel".to_owned(),
+            format!(
+                "{} (eBPF object: {}, with {})",
+                v["kernel"].as_str().unwrap_or("?"),
+                v["bpf_object"].as_str().unwrap_or("?"),
+                v["bpf_loops"].as_str().unwrap_or("?")
+            ),
+        ),
+        (
             "config".to_owned(),
             v["config_path"].as_str().unwrap_or("?").to_owned(),
         ),

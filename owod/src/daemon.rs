@@ -16,7 +16,7 @@ use tokio::{
 
 use crate::{
     behavior::{AlertSignal, BehaviorCommand, BehaviorStage},
-    collector::{Collector, CollectorCommand, MonitorState},
+    collector::{loader::KernelChoice, Collector, CollectorCommand, MonitorState},
     config::Config,
     control::{self, ControlCommand, ControlService, DaemonView, MonitorView},
     export::{
@@ -112,6 +112,7 @@ struct Daemon {
     config_path: PathBuf,
     config: Config,
     monitors: BTreeMap<&'static str, MonitorState>,
+    kernel: KernelChoice,
     run_id: String,
     view: watch::Sender<DaemonView>,
     hub_stats: watch::Receiver<HubStats>,
@@ -186,6 +187,7 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
         .await
         .context("the pipeline is gone")?;
     let monitors = collector.monitors.clone();
+    let kernel = collector.kernel.clone();
     let hub = tokio::spawn(Hub::new(identity(&config, &run_id), sinks).run(
         hub_rx,
         hub_cmd_rx,
@@ -210,6 +212,7 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
         config_path,
         config,
         monitors,
+        kernel,
         run_id,
         view: view_tx,
         hub_stats: hub_stats_rx.clone(),
@@ -352,6 +355,7 @@ impl Daemon {
         self.view.send_replace(DaemonView {
             config_path: self.config_path.display().to_string(),
             monitors,
+            kernel: self.kernel.clone(),
             started: Some(started),
             run_id: self.run_id.clone(),
         });
@@ -597,10 +601,10 @@ fn start_fields(
         "config_path".into(),
         config_path.display().to_string().into(),
     );
-    let kernel = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    m.insert("kernel".into(), kernel.into());
+    let kernel = &collector.kernel;
+    m.insert("kernel".into(), kernel.kernel.clone().into());
+    m.insert("bpf_loops".into(), kernel.bpf_loops.into());
+    m.insert("bpf_object".into(), kernel.bpf_object.clone().into());
     let mut monitors = Map::new();
     for (name, state) in &collector.monitors {
         let state = match state {

@@ -11,10 +11,12 @@ use aya::{
         lpm_trie::{Key, LpmTrie},
         Array, MapData,
     },
-    programs::{RawTracePoint, TracePoint},
-    Ebpf, EbpfLoader,
+    programs::{ProgramError, ProgramType, RawTracePoint, TracePoint},
+    sys::{is_helper_supported, BpfHelper},
+    Ebpf, EbpfLoader, VerifierLogLevel,
 };
 use owo_common::abi::{self, Monitor};
+use owo_ebpf::Loops;
 
 use super::{preflight, CollectorError, MonitorState};
 use crate::config::Config;
@@ -108,18 +110,80 @@ pub struct Loaded {
     pub settings: KernelSettings,
     pub monitors: BTreeMap<&'static str, MonitorState>,
     pub program_ids: Vec<u32>,
+    pub kernel: KernelChoice,
+}
+
+/// What owod chose for the running kernel: in the `start` record and in the status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelChoice {
+    /// The kernel's release (`uname -r`).
+    pub kernel: String,
+    /// How the programs loop: `bpf_loop` (Linux 5.17 and later) or `bounded_loops`.
+    pub bpf_loops: &'static str,
+    /// The eBPF object: `built-in`, or the file named by `monitor.ebpf_path`.
+    pub bpf_object: String,
+}
+
+impl KernelChoice {
+    pub fn release() -> String {
+        nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "(unknown)".to_owned())
+    }
+}
+
+/// Does this kernel have the `bpf_loop` helper (Linux 5.17)? Asked the way libbpf asks: the
+/// verifier's answer to a program that calls it.
+fn has_bpf_loop() -> bool {
+    match is_helper_supported(ProgramType::TracePoint, BpfHelper::BPF_FUNC_loop) {
+        Ok(supported) => supported,
+        Err(err) => {
+            tracing::warn!("cannot probe for `bpf_loop` ({err}); using bounded loops");
+            false
+        }
+    }
+}
+
+/// The object to load, and what was chosen.
+fn object(config: &Config) -> Result<(Vec<u8>, KernelChoice), CollectorError> {
+    let path = &config.monitor.ebpf_path;
+    let loops = if has_bpf_loop() {
+        Loops::BpfLoop
+    } else {
+        Loops::Bounded
+    };
+    let mut choice = KernelChoice {
+        kernel: KernelChoice::release(),
+        bpf_loops: loops.name(),
+        bpf_object: "built-in".to_owned(),
+    };
+    if path.is_empty() {
+        return Ok((owo_ebpf::object(loops).to_vec(), choice));
+    }
+    let bytes = std::fs::read(path).map_err(|source| CollectorError::ReadObject {
+        path: path.clone(),
+        source,
+    })?;
+    choice.bpf_object = path.clone();
+    Ok((bytes, choice))
 }
 
 pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
-    let object = if config.monitor.ebpf_path.is_empty() {
-        owo_ebpf::object().to_vec()
-    } else {
-        std::fs::read(&config.monitor.ebpf_path).map_err(|source| CollectorError::ReadObject {
-            path: config.monitor.ebpf_path.clone(),
-            source,
-        })?
+    let (object, kernel) = object(config)?;
+    tracing::info!(
+        "kernel {}: loading the {} eBPF object with {}",
+        kernel.kernel,
+        kernel.bpf_object,
+        kernel.bpf_loops
+    );
+    // The verifier's statistics and its reason, not its trace of every instruction (which on a
+    // kernel without bpf_loop can outgrow any log buffer), unless owod logs at debug level.
+    let verifier_log = match tracing::enabled!(tracing::Level::DEBUG) {
+        true => VerifierLogLevel::DEBUG | VerifierLogLevel::STATS,
+        false => VerifierLogLevel::STATS,
     };
     let mut ebpf = EbpfLoader::new()
+        .verifier_log_level(verifier_log)
         .map_max_entries(PROC_RING, RING_BYTES)
         .map_max_entries(ACTIVITY_RING, RING_BYTES)
         .load(&object)
@@ -132,7 +196,11 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
     for monitor in Monitor::ALL {
         let state = match attach_monitor(&mut ebpf, monitor, &mut program_ids) {
             Err(err) if matches!(monitor, Monitor::Execve | Monitor::Exit | Monitor::Fork) => {
-                return Err(err)
+                return Err(CollectorError::Essential {
+                    kernel: kernel.kernel,
+                    monitor: monitor.name(),
+                    source: Box::new(err),
+                })
             }
             Err(err) => {
                 let why = format!("{:#}", anyhow::Error::from(err));
@@ -158,6 +226,7 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
         settings,
         monitors,
         program_ids,
+        kernel,
     })
 }
 
@@ -181,10 +250,7 @@ fn attach_monitor(
         let program = ebpf
             .program_mut(name)
             .ok_or_else(|| CollectorError::NoProgram(name.clone()))?;
-        let load_err = |source| CollectorError::LoadProgram {
-            program: name.clone(),
-            source,
-        };
+        let load_err = |source| refused(name, source);
         let id = match hook {
             Hook::Tracepoint(category, event) => {
                 let tp: &mut TracePoint = program.try_into().map_err(load_err)?;
@@ -222,6 +288,50 @@ fn attach_monitor(
         );
     }
     Ok(())
+}
+
+/// A program that failed to load. The verifier's log can run to thousands of lines: its last
+/// words are the reason, and the whole log goes to the debug log.
+fn refused(program: &str, source: ProgramError) -> CollectorError {
+    match source {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            tracing::debug!("the verifier's log for `{program}`:\n{log}");
+            CollectorError::Refused {
+                program: program.to_owned(),
+                reason: verifier_reason(&log, &io_error),
+            }
+        }
+        source => CollectorError::LoadProgram {
+            program: program.to_owned(),
+            source,
+        },
+    }
+}
+
+/// The line of a verifier log that says why: the last one before the statistics the verifier
+/// appends ("processed N insns ...").
+fn verifier_reason(log: &str, io_error: &std::io::Error) -> String {
+    const STATISTICS: &[&str] = &[
+        "processed ",
+        "verification time",
+        "stack depth",
+        "max_states_per_insn",
+        "peak_states",
+        "mark_read",
+    ];
+    let last = log
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !STATISTICS.iter().any(|s| line.starts_with(s)))
+        .next_back();
+    match last {
+        Some(line) => format!("{line} ({io_error})"),
+        None => io_error.to_string(),
+    }
 }
 
 fn tracepoint_exists(category: &str, event: &str) -> bool {
@@ -354,13 +464,37 @@ mod tests {
         }
     }
 
-    /// Program names in the built object's symbol table (no kernel needed).
+    /// Program names in both built objects' symbol tables (no kernel needed).
     fn aya_obj_names() -> Vec<String> {
-        let bytes = owo_ebpf::object();
-        let text = String::from_utf8_lossy(bytes);
-        text.split('\0')
-            .filter(|s| s.starts_with("owo_"))
-            .map(str::to_owned)
-            .collect()
+        let names = |loops| -> Vec<String> {
+            let text = String::from_utf8_lossy(owo_ebpf::object(loops)).into_owned();
+            text.split('\0')
+                .filter(|s| s.starts_with("owo_"))
+                .map(str::to_owned)
+                .collect()
+        };
+        let (with_loop, bounded) = (names(Loops::BpfLoop), names(Loops::Bounded));
+        for name in &with_loop {
+            assert!(
+                bounded.contains(name),
+                "`{name}` is missing from the bounded-loops object"
+            );
+        }
+        with_loop
+    }
+
+    #[test]
+    fn the_verifier_reason_is_its_last_words_before_the_statistics() {
+        let log = "0: R1=ctx() R10=fp0\n; int owo_exec(...)\n\
+                   1234: (85) call bpf_probe_read_user#112\n\
+                   R1 unbounded memory access, make sure to bounds check any such access\n\
+                   processed 1577 insns (limit 1000000) max_states_per_insn 4 total_states 93\n\
+                   \n";
+        let io = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(
+            verifier_reason(log, &io),
+            format!("R1 unbounded memory access, make sure to bounds check any such access ({io})")
+        );
+        assert_eq!(verifier_reason("", &io), io.to_string());
     }
 }

@@ -64,6 +64,15 @@ pub enum CollectorError {
     MissingMap(&'static str),
     #[error("this kernel has none of its tracepoints ({missing})")]
     NoTracepoints { missing: String },
+    #[error("the kernel's verifier refused `{program}`: {reason}")]
+    Refused { program: String, reason: String },
+    #[error("owod cannot run on Linux {kernel}: its `{monitor}` monitor cannot be loaded")]
+    Essential {
+        kernel: String,
+        monitor: &'static str,
+        #[source]
+        source: Box<CollectorError>,
+    },
     #[error("failed to load program `{program}`")]
     LoadProgram {
         program: String,
@@ -97,6 +106,7 @@ pub struct Collector {
     drops: PerCpuArray<MapData, u64>,
     pub monitors: BTreeMap<&'static str, MonitorState>,
     pub program_ids: Vec<u32>,
+    pub kernel: loader::KernelChoice,
 }
 
 fn take_ring(ebpf: &mut Ebpf, name: &'static str) -> Result<RingBuf<MapData>, CollectorError> {
@@ -137,6 +147,7 @@ impl Collector {
             settings,
             monitors,
             program_ids,
+            kernel,
         } = loader::load(config)?;
         let proc_ring = take_ring(&mut ebpf, PROC_RING)?;
         let activity_ring = take_ring(&mut ebpf, ACTIVITY_RING)?;
@@ -155,6 +166,7 @@ impl Collector {
             drops,
             monitors,
             program_ids,
+            kernel,
         })
     }
 

@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 use zbus::{interface, message::Header, object_server::SignalEmitter, Connection};
 
-use crate::export::HubStats;
+use crate::{collector::loader::KernelChoice, export::HubStats};
 
 /// What the event loop is asked to do; each carries the caller's uid and a reply.
 pub enum ControlCommand {
@@ -48,6 +48,7 @@ pub struct MonitorView {
 pub struct DaemonView {
     pub config_path: String,
     pub monitors: BTreeMap<String, MonitorView>,
+    pub kernel: KernelChoice,
     pub started: Option<std::time::Instant>,
     pub run_id: String,
 }
@@ -143,6 +144,9 @@ impl ControlService {
             "run_id": daemon.run_id,
             "uptime_seconds": uptime,
             "config_path": daemon.config_path,
+            "kernel": daemon.kernel.kernel,
+            "bpf_loops": daemon.kernel.bpf_loops,
+            "bpf_object": daemon.kernel.bpf_object,
             "monitors": daemon.monitors,
             "records": hub.records,
             "records_by_type": hub.by_type,

@@ -131,7 +131,7 @@ fn matches(meta: &std::fs::Metadata, id: FileId, check_dev: bool) -> bool {
     (!check_dev || meta.dev() == id.dev)
         && meta.ino() == id.ino
         && meta.size() as i64 == id.size
-        // Kernels before 6.11 do not give us ctime (0): then device, inode and size decide.
+        // A ctime of 0 (the kernel's inode had no ctime field we know): dev, inode and size decide.
         && (id.ctime_sec == 0 || (meta.ctime() == id.ctime_sec && meta.ctime_nsec() as u32 == id.ctime_nsec))
 }
 
