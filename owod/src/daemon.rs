@@ -615,6 +615,17 @@ fn start_fields(
         monitors.insert((*name).into(), state.into());
     }
     m.insert("monitors".into(), Value::Object(monitors));
+    let unavailable: Map<String, Value> = collector
+        .monitors
+        .iter()
+        .filter_map(|(name, state)| match state {
+            MonitorState::Unavailable(why) => Some(((*name).into(), why.clone().into())),
+            _ => None,
+        })
+        .collect();
+    if !unavailable.is_empty() {
+        m.insert("unavailable".into(), Value::Object(unavailable));
+    }
     m.insert("bpf_prog_ids".into(), collector.program_ids.clone().into());
     m.insert("processes_seeded".into(), seeded.into());
     m.insert(
