@@ -109,6 +109,24 @@ fn root_drives_every_command_and_switching_a_monitor_is_a_flag() {
         serde_json::from_str(&ok(&owoctl(&bus, &["status", "--json"]), "status --json")).unwrap();
     assert_eq!(json["pid"], daemon.child.id());
     assert_eq!(json["monitors"]["execve"]["on"], true);
+    // What was chosen for this kernel, as the start record has it.
+    let start = &daemon.start["event"];
+    for key in ["kernel", "bpf_loops", "bpf_object"] {
+        assert_eq!(json[key], start[key], "{key}: {json}");
+    }
+    let kernel_row = format!(
+        "kernel {} (eBPF object: built-in, with {})",
+        start["kernel"].as_str().unwrap(),
+        start["bpf_loops"].as_str().unwrap()
+    );
+    assert!(
+        status
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains(&kernel_row),
+        "{kernel_row:?} in\n{status}"
+    );
     assert!(ok(&owoctl(&bus, &["monitors"]), "monitors").contains("execve"));
 
     // Off: execs stop at once; on: they come back. No program is reloaded.

@@ -326,8 +326,7 @@ fn verifier_reason(log: &str, io_error: &std::io::Error) -> String {
     let last = log
         .lines()
         .map(str::trim)
-        .filter(|line| !line.is_empty() && !STATISTICS.iter().any(|s| line.starts_with(s)))
-        .next_back();
+        .rfind(|line| !line.is_empty() && !STATISTICS.iter().any(|s| line.starts_with(s)));
     match last {
         Some(line) => format!("{line} ({io_error})"),
         None => io_error.to_string(),
