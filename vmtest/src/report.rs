@@ -23,8 +23,12 @@ struct KernelRun {
     release: Option<String>,
     checks: Vec<CheckLine>,
     finished: bool,
-    last_line: String,
+    /// The last few non-empty console lines: where a kernel that did not finish stopped.
+    tail: Vec<String>,
 }
+
+/// How many console lines the note of a kernel that did not finish quotes.
+const TAIL_LINES: usize = 3;
 
 impl KernelRun {
     fn parse(label: &str, log: PathBuf, console: &str) -> KernelRun {
@@ -34,7 +38,7 @@ impl KernelRun {
             release: None,
             checks: Vec::new(),
             finished: false,
-            last_line: String::new(),
+            tail: Vec::new(),
         };
         for line in console.lines() {
             let line = line.trim_end_matches('\r');
@@ -45,7 +49,10 @@ impl KernelRun {
                 run.finished = true;
             }
             if !line.trim().is_empty() {
-                run.last_line = line.into();
+                if run.tail.len() == TAIL_LINES {
+                    run.tail.remove(0);
+                }
+                run.tail.push(line.into());
             }
         }
         run
@@ -108,15 +115,16 @@ fn render(runs: &[KernelRun]) -> (String, bool) {
         if !run.finished {
             let _ = writeln!(
                 notes,
-                "{}: did not finish (no VMTEST-END in {}); last console line: {}",
+                "{}: did not finish (no VMTEST-END in {}); its console ends:",
                 run.label,
                 run.log.display(),
-                if run.last_line.is_empty() {
-                    "(none)"
-                } else {
-                    &run.last_line
-                }
             );
+            if run.tail.is_empty() {
+                let _ = writeln!(notes, "    (nothing)");
+            }
+            for line in &run.tail {
+                let _ = writeln!(notes, "    {line}");
+            }
         }
         for check in &run.checks {
             if check.verdict.outcome != Outcome::Pass {
@@ -225,7 +233,10 @@ mod tests {
             table.lines().nth(1).unwrap().matches("FAIL").count(),
             MONITORS.len()
         );
-        assert!(table.contains("b: did not finish (no VMTEST-END in b.log); last console line: [    2.1] Kernel panic"), "{table}");
+        assert!(
+            table.contains("b: did not finish (no VMTEST-END in b.log); its console ends:\n    [    2.1] Kernel panic"),
+            "{table}"
+        );
     }
 
     #[test]
