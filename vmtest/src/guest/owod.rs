@@ -235,6 +235,18 @@ fn start_record(run: &Finished, kernel: &str) -> Result<String, String> {
             ));
         }
     }
+    // The build owod picked for this kernel: bpf_loop from 5.17 on, bounded loops before.
+    let loops = if has_bpf_loop(kernel) {
+        "bpf_loop"
+    } else {
+        "bounded_loops"
+    };
+    if e["bpf_loops"] != loops || e["bpf_object"] != "built-in" {
+        wrong.push(format!(
+            "bpf_loops {} and bpf_object {}, not {loops} and built-in",
+            e["bpf_loops"], e["bpf_object"]
+        ));
+    }
     let programs = e["bpf_prog_ids"].as_array().map_or(0, Vec::len);
     if programs < 3 {
         wrong.push(format!(
@@ -244,7 +256,18 @@ fn start_record(run: &Finished, kernel: &str) -> Result<String, String> {
     if !wrong.is_empty() {
         return Err(format!("{}: {}", wrong.join("; "), e["monitors"]));
     }
-    Ok(format!("{programs} programs, monitors {}", e["monitors"]))
+    Ok(format!(
+        "{programs} programs with {loops}, monitors {}",
+        e["monitors"]
+    ))
+}
+
+/// Does a kernel of this release have the `bpf_loop` helper (Linux 5.17)?
+fn has_bpf_loop(release: &str) -> bool {
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0)) >= (5, 17)
 }
 
 fn sequence(records: &Records) -> Result<String, String> {
@@ -305,6 +328,15 @@ fn clean_exit(records: &Records, stopped: Result<ExitStatus, String>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bpf_loop_is_there_from_5_17() {
+        assert!(!has_bpf_loop("5.10.0-46-amd64"));
+        assert!(!has_bpf_loop("5.16.20"));
+        assert!(has_bpf_loop("5.17.0"));
+        assert!(has_bpf_loop("6.1.0-57-amd64"));
+        assert!(has_bpf_loop("7.2.13+deb14-amd64"));
+    }
 
     #[test]
     fn the_first_error_line_is_picked_from_the_log() {
