@@ -214,15 +214,7 @@ fn start_record(run: &Finished, kernel: &str) -> Result<String, String> {
     }
     let modules = Path::new("/proc/modules").exists();
     let mut wrong = Vec::new();
-    for monitor in [
-        "execve",
-        "exit",
-        "file",
-        "network",
-        "privilege",
-        "write",
-        "module",
-    ] {
+    for monitor in owo_dbus::MONITORS {
         let want = if monitor == "module" && !modules {
             "unavailable"
         } else {
