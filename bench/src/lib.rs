@@ -238,7 +238,11 @@ impl Owod {
         }
     }
 
-    /// user + system CPU time of owod so far, from /proc/PID/stat.
+    /// The file owod writes its records to.
+    pub fn output(&self) -> &std::path::Path {
+        &self.output
+    }
+
     /// Lines in owod's own output file so far.
     pub fn records_written(&self) -> usize {
         fs::read_to_string(&self.output)
@@ -246,6 +250,7 @@ impl Owod {
             .unwrap_or(0)
     }
 
+    /// user + system CPU time of owod so far, from /proc/PID/stat.
     pub fn cpu_seconds(&self) -> Result<f64> {
         let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
         // Fields after the command name (which may hold spaces) start at ") ".

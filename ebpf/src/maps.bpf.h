@@ -81,10 +81,23 @@ static __always_inline void owo_count_drop(__u32 monitor)
 		*count += 1;
 }
 
+/*
+ * Below this much unread data a record does not wake owod: it reads both rings every few
+ * milliseconds anyway, and a wake-up per record costs more than the record. Past it, owod is
+ * woken at once, so a burst cannot fill a ring while it sleeps.
+ */
+#define OWO_WAKEUP_BYTES (256 << 10)
+
+static __always_inline __u64 owo_wakeup(void *ring)
+{
+	return bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= OWO_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
+									       : BPF_RB_NO_WAKEUP;
+}
+
 /* Send `size` bytes of `record` on the process lane, counting a failure against `monitor`. */
 static __always_inline void owo_proc_output(void *record, __u64 size, __u32 monitor)
 {
-	if (bpf_ringbuf_output(&owo_proc_events, record, size, 0))
+	if (bpf_ringbuf_output(&owo_proc_events, record, size, owo_wakeup(&owo_proc_events)))
 		owo_count_drop(monitor);
 }
 

@@ -79,7 +79,7 @@ static __always_inline void *owo_activity_buf(void)
 /* Send a record on the activity lane; false (and counted) if the ring had no room. */
 static __always_inline bool owo_activity_output(void *record, __u64 size, __u32 monitor)
 {
-	if (bpf_ringbuf_output(&owo_activity_events, record, size, 0)) {
+	if (bpf_ringbuf_output(&owo_activity_events, record, size, owo_wakeup(&owo_activity_events))) {
 		owo_count_drop(monitor);
 		return false;
 	}

@@ -32,6 +32,8 @@ use crate::{
 /// Bounded queues between stages: when full, the stage before waits, and the kernel ring buffer
 /// takes the burst (its overflow is counted).
 const QUEUE: usize = 4096;
+/// Batches of events from the collector to the process stage (each at most two ring reads).
+const BATCHES: usize = 8;
 
 /// How owod reaches the bus.
 pub enum Bus {
@@ -172,7 +174,7 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
     };
     let (hub_tx, hub_rx) = mpsc::channel(QUEUE);
     let (behavior_tx, behavior_rx) = mpsc::channel(QUEUE);
-    let (proc_tx, proc_rx) = mpsc::channel(QUEUE);
+    let (proc_tx, proc_rx) = mpsc::channel(BATCHES);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (hub_cmd_tx, hub_cmd_rx) = mpsc::channel(16);
     let (stage_cmd_tx, stage_cmd_rx) = mpsc::channel(16);

@@ -8,6 +8,7 @@ mod config;
 mod control;
 mod daemon;
 mod export;
+mod pipeline;
 mod process;
 mod service;
 

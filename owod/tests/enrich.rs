@@ -196,11 +196,13 @@ fn a_process_in_a_container_cgroup_names_its_container() {
         ])
         .status()
         .unwrap();
-    fs::remove_dir(&group).unwrap();
     assert!(status.success());
+    // The cgroup outlives the exec's record, as a container's does: owod finds its path in
+    // the cgroup tree when it takes the record, milliseconds after the exec.
     let r = daemon.wait_for("the exec in the cgroup", |r| {
         event(r)["event_type"] == "execve" && event(r)["args"][1] == tag.as_str()
     });
+    fs::remove_dir(&group).unwrap();
     let e = event(&r);
     assert_eq!(e["container_id"], id.as_str(), "{e}");
     assert_eq!(e["container_runtime"], "docker");

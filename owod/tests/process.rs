@@ -354,3 +354,56 @@ fn a_monitor_switched_off_sends_nothing_but_the_table_still_knows() {
         std::fs::canonicalize("/bin/sh").unwrap().to_str().unwrap()
     );
 }
+
+/// Exec and exit travel in the process lane, the connect in the activity lane: the records come
+/// out in the order the kernel saw them all the same, and each lane's record is the process's
+/// own (its exe, from the table, is the one the exec made).
+#[test]
+fn an_exec_its_connect_and_its_exit_keep_their_order_across_lanes() {
+    if !bpf_available("an_exec_its_connect_and_its_exit_keep_their_order_across_lanes") {
+        return;
+    }
+    let mut daemon = Daemon::start("");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    for round in 0..20 {
+        let tag = marker(&format!("order-{round}"));
+        let child = Command::new("/usr/bin/python3")
+            .args([
+                "-c",
+                &format!("import socket; socket.create_connection(('127.0.0.1', {port}))"),
+                &tag,
+            ])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let status = { child }.wait().unwrap();
+        assert!(status.success());
+        listener.accept().unwrap();
+        let exit = daemon.wait_for("the exit", |r| {
+            event(r)["event_type"] == "exit" && event(r)["pid"] == pid
+        });
+        let records = daemon.records();
+        let seq_of = |what: &str, pred: &dyn Fn(&Value) -> bool| -> u64 {
+            let found: Vec<&Value> = records.iter().filter(|r| pred(event(r))).collect();
+            assert_eq!(found.len(), 1, "one {what} of pid {pid}: {found:#?}");
+            found[0]["seq"].as_u64().unwrap()
+        };
+        let exec = seq_of("exec", &|e| e["event_type"] == "execve" && e["pid"] == pid);
+        let connect = seq_of("connect", &|e| {
+            e["event_type"] == "network" && e["type"] == "connect" && e["pid"] == pid
+        });
+        let connect_record = records.iter().find(|r| r["seq"] == connect).unwrap();
+        assert!(
+            event(connect_record)["exe"]
+                .as_str()
+                .is_some_and(|exe| exe.contains("python3")),
+            "the connect is python's, as the exec before it made it: {connect_record}"
+        );
+        assert!(
+            exec < connect && connect < exit["seq"].as_u64().unwrap(),
+            "round {round}: exec {exec}, connect {connect}, exit {}",
+            exit["seq"]
+        );
+    }
+}

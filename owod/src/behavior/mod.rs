@@ -1,21 +1,15 @@
-//! The behavior stage, between the process stage and the exporter hub: it puts the records of
-//! both lanes back in the order the kernel saw them, numbers every record (`seq`, from 1, no
-//! gaps, so an alert can name the records that made it), looks at each with the [`engine`], and
-//! after the record that completes a chain it sends a `behavior` record, a `[BEHAVIOR]` log line
-//! and, through the daemon, the D-Bus `Alert` signal.
+//! The behavior stage, between the process stage and the exporter hub: it numbers every record
+//! (`seq`, from 1, no gaps, so an alert can name the records that made it), looks at each with
+//! the [`engine`], and after the record that completes a chain it sends a `behavior` record, a
+//! `[BEHAVIOR]` log line and, through the daemon, the D-Bus `Alert` signal.
 //!
-//! Exec and exit records travel apart from file and network records (their own ring buffer), so
-//! an exec can arrive after the connect it came before. Records are held for [`HOLD`] and let go
-//! in kernel-time order; a sequence rule then sees "exec, then connect" as it happened.
+//! Records come in the order the kernel saw them (the collector merges the two lanes), so a
+//! sequence rule sees "exec, then connect" as it happened.
 
 pub mod engine;
 pub mod rules;
 
-use std::{
-    cmp::Reverse,
-    collections::BinaryHeap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -64,45 +58,11 @@ pub enum BehaviorCommand {
 /// A fired rule, for the D-Bus `Alert` signal: its name and the alert record as JSON.
 pub type AlertSignal = (String, String);
 
-/// How long a record waits for records of the other lane that happened before it.
-pub const HOLD: Duration = Duration::from_millis(100);
-/// Records held at most; past it the oldest go at once (order is then best effort).
-const HOLD_MAX: usize = 16_384;
-
-/// A record waiting to be let go, in kernel-time order (then arrival order).
-struct Held {
-    ktime_ns: u64,
-    arrival: u64,
-    arrived: Instant,
-    out: Outgoing,
-}
-
-impl PartialEq for Held {
-    fn eq(&self, other: &Held) -> bool {
-        (self.ktime_ns, self.arrival) == (other.ktime_ns, other.arrival)
-    }
-}
-impl Eq for Held {}
-impl PartialOrd for Held {
-    fn partial_cmp(&self, other: &Held) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Held {
-    fn cmp(&self, other: &Held) -> std::cmp::Ordering {
-        (self.ktime_ns, self.arrival).cmp(&(other.ktime_ns, other.arrival))
-    }
-}
-
 pub struct BehaviorStage {
     engine: Option<Engine>,
     seq: u64,
     newest_ns: u64,
     signals_dropped: u64,
-    held: BinaryHeap<Reverse<Held>>,
-    arrivals: u64,
-    /// The newest kernel time among the records that have arrived.
-    arrived_ns: u64,
     expired: Instant,
 }
 
@@ -113,9 +73,6 @@ impl BehaviorStage {
             seq: 0,
             newest_ns: 0,
             signals_dropped: 0,
-            held: BinaryHeap::new(),
-            arrivals: 0,
-            arrived_ns: 0,
             expired: Instant::now(),
         }
     }
@@ -128,27 +85,7 @@ impl BehaviorStage {
         signals: mpsc::Sender<AlertSignal>,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut input_open = true;
         loop {
-            // Let go of what has waited long enough (or everything, once the input is done).
-            while let Some(Reverse(head)) = self.held.peek() {
-                if input_open && head.arrived.elapsed() < HOLD && self.held.len() <= HOLD_MAX {
-                    break;
-                }
-                let Some(Reverse(head)) = self.held.pop() else {
-                    break;
-                };
-                if !self.pass(head.out, &tx, &signals).await {
-                    return;
-                }
-            }
-            if !input_open {
-                return;
-            }
-            let wake = self
-                .held
-                .peek()
-                .map(|Reverse(h)| tokio::time::Instant::from_std(h.arrived + HOLD));
             tokio::select! {
                 biased;
                 Some(command) = commands.recv() => match command {
@@ -158,10 +95,13 @@ impl BehaviorStage {
                     }
                 },
                 out = rx.recv() => match out {
-                    Some(out) => self.hold(out),
-                    None => input_open = false,
+                    Some(out) => {
+                        if !self.pass(out, &tx, &signals).await {
+                            return;
+                        }
+                    }
+                    None => return,
                 },
-                _ = tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)), if wake.is_some() => {}
                 _ = tick.tick() => {
                     if let Some(engine) = &mut self.engine {
                         engine.expire(self.newest_ns);
@@ -169,20 +109,6 @@ impl BehaviorStage {
                 }
             }
         }
-    }
-
-    fn hold(&mut self, out: Outgoing) {
-        self.arrivals += 1;
-        // The agent's own records (start, loss, reload) keep their place among what came before
-        // them: the start record, first of all, stays first.
-        let ktime_ns = out.ktime_ns.unwrap_or(self.arrived_ns);
-        self.arrived_ns = self.arrived_ns.max(ktime_ns);
-        self.held.push(Reverse(Held {
-            ktime_ns,
-            arrival: self.arrivals,
-            arrived: Instant::now(),
-            out,
-        }));
     }
 
     /// Number the record, send it on, then any alerts it completes. False if the hub is gone.

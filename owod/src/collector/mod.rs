@@ -1,8 +1,13 @@
-//! The collector: loads the eBPF object (see [`loader`]) and turns the records of both ring
-//! buffers (the process lane and the activity lane) into [`Collected`] messages for the process
-//! stage. Kernel-side losses (ring buffer reservations that failed) are read from the per-CPU
-//! counter map once a second and sent on as [`Loss`] messages. On shutdown it detaches every
-//! program first, then drains what is left in the rings, so nothing already seen is lost.
+//! The collector: loads the eBPF object (see [`loader`]), reads both ring buffers (the process
+//! lane and the activity lane), decodes each record and puts the events of the two lanes back in
+//! kernel-time order ([`LaneMerge`]) before it hands them to the process stage, in batches. Kernel-side
+//! losses (ring buffer reservations that failed) are read from the per-CPU counter map once a
+//! second and sent on as [`Loss`] messages. On shutdown it detaches every program first, then
+//! drains what is left in the rings, so nothing already seen is lost.
+//!
+//! The programs do not wake owod for each record: below a fill level they commit with
+//! `BPF_RB_NO_WAKEUP`, and the collector reads both rings every [`POLL`] (and whenever a ring
+//! past that level wakes it), so a burst costs one wake-up, not one per record.
 
 pub mod loader;
 pub mod preflight;
@@ -19,8 +24,15 @@ use tokio::{
     sync::{mpsc, oneshot, watch},
 };
 
-use crate::config::Config;
+use crate::{
+    config::Config,
+    pipeline::merge::{Lane, LaneMerge, SLACK_NS},
+};
 use loader::{ACTIVITY_RING, DROPS_MAP, PROC_RING};
+
+/// How often both rings are read when nothing wakes the collector (see the module doc). With
+/// the merge's slack, this bounds how long an event waits before it goes on.
+pub const POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// What the collector hands to the process stage.
 // Events are the common case and losses rare: boxing events would cost an allocation each.
@@ -170,13 +182,14 @@ impl Collector {
         })
     }
 
-    /// Read until `shutdown` says stop, then detach and drain. The process lane is read first
-    /// whenever both have records, so a flood of activity cannot delay exec and exit records.
-    /// While the loop turns it pings systemd's watchdog (when one is set): a pipeline stuck
-    /// downstream stops the loop, and with it the pings.
+    /// Read until `shutdown` says stop, then detach and drain. Each turn reads both rings (at
+    /// most [`BATCH`] records of each, so neither can starve the other or the commands), raises
+    /// the lanes' watermarks and sends every event whose turn has come, as one batch. While the
+    /// loop turns it pings systemd's watchdog (when one is set): a pipeline stuck downstream
+    /// stops the loop, and with it the pings.
     pub async fn run(
         self,
-        tx: mpsc::Sender<Collected>,
+        tx: mpsc::Sender<Vec<Collected>>,
         mut commands: mpsc::Receiver<CollectorCommand>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), CollectorError> {
@@ -190,10 +203,13 @@ impl Collector {
         } = self;
         let mut proc_ring = poll(proc_ring)?;
         let mut activity_ring = poll(activity_ring)?;
-        let mut losses = LossCounter::default();
+        let mut reader = Reader::default();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut poll_tick = tokio::time::interval(POLL);
+        poll_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let watchdog = crate::service::watchdog_interval();
         let mut pinged = std::time::Instant::now();
+        let mut more = false;
         loop {
             if let Some(interval) = watchdog {
                 if pinged.elapsed() >= interval / 2 {
@@ -201,10 +217,15 @@ impl Collector {
                     pinged = std::time::Instant::now();
                 }
             }
+            // The earliest event held can go once the rings show nothing earlier can come.
+            let release = reader
+                .merge
+                .earliest_ns()
+                .map(|ns| at_boottime(ns + SLACK_NS));
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                _ = tick.tick() => losses.report(&drops, &tx).await,
+                _ = tick.tick() => reader.losses.report(&drops, &mut reader.out),
                 Some(command) = commands.recv() => match command {
                     CollectorCommand::SetMonitor { monitor, on, reply } => {
                         let _ = reply.send(settings.set_monitor(monitor, on));
@@ -218,55 +239,97 @@ impl Collector {
                         let _ = reply.send(result);
                     }
                 },
-                guard = proc_ring.readable_mut() => {
-                    let mut guard = guard.map_err(CollectorError::Poll)?;
-                    if drain(guard.get_inner_mut(), &tx, &mut losses, BATCH).await? {
-                        guard.clear_ready();
-                    }
-                }
-                guard = activity_ring.readable_mut() => {
-                    let mut guard = guard.map_err(CollectorError::Poll)?;
-                    if drain(guard.get_inner_mut(), &tx, &mut losses, BATCH).await? {
-                        guard.clear_ready();
-                    }
-                }
+                _ = async {}, if more => {}
+                guard = proc_ring.readable_mut() => guard.map_err(CollectorError::Poll)?.clear_ready(),
+                guard = activity_ring.readable_mut() => guard.map_err(CollectorError::Poll)?.clear_ready(),
+                _ = poll_tick.tick() => {}
+                _ = tokio::time::sleep_until(release.unwrap_or_else(tokio::time::Instant::now)), if release.is_some() => {}
             }
+            // The process lane first: a flood of activity cannot delay exec and exit events.
+            more = !reader.read(proc_ring.get_mut(), Lane::Process, BATCH);
+            more |= !reader.read(activity_ring.get_mut(), Lane::Activity, BATCH);
+            reader.send(&tx, false).await?;
         }
         // Detach first so that nothing new arrives, then take what is still in the rings.
         drop(ebpf);
-        drain(proc_ring.get_mut(), &tx, &mut losses, usize::MAX).await?;
-        drain(activity_ring.get_mut(), &tx, &mut losses, usize::MAX).await?;
-        losses.report(&drops, &tx).await;
-        Ok(())
+        reader.read(proc_ring.get_mut(), Lane::Process, usize::MAX);
+        reader.read(activity_ring.get_mut(), Lane::Activity, usize::MAX);
+        reader.losses.report(&drops, &mut reader.out);
+        reader.send(&tx, true).await
     }
 }
 
-/// Records read from one ring before the other gets a turn: a ring that never empties (a flood
-/// of file events) cannot keep the process lane from being read.
-const BATCH: usize = 256;
+/// Records read from one ring in one turn.
+const BATCH: usize = 1024;
 
-/// Read up to `max` records; true if the ring is empty (its readiness may be cleared), false if
-/// it has more (the ring stays ready, so it is read again on the next turn).
-async fn drain(
-    ring: &mut RingBuf<MapData>,
-    tx: &mpsc::Sender<Collected>,
-    losses: &mut LossCounter,
-    max: usize,
-) -> Result<bool, CollectorError> {
-    for _ in 0..max {
-        let decoded = match ring.next() {
-            Some(item) => decode(&item),
-            None => return Ok(true),
-        };
-        match decoded {
-            Ok(event) => tx
-                .send(Collected::Event(event))
-                .await
-                .map_err(|_| CollectorError::PipelineClosed)?,
-            Err(err) => losses.decode_error(err),
+/// The boot-time clock, the one `bpf_ktime_get_boot_ns()` reads.
+fn boottime_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map_or(0, |t| {
+        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+    })
+}
+
+/// When, on tokio's clock, the boot-time clock reads `ns`.
+fn at_boottime(ns: u64) -> tokio::time::Instant {
+    let wait = ns.saturating_sub(boottime_ns());
+    tokio::time::Instant::now() + std::time::Duration::from_nanos(wait)
+}
+
+/// What the collector has read and not yet sent on.
+#[derive(Default)]
+struct Reader {
+    merge: LaneMerge,
+    losses: LossCounter,
+    /// The next batch for the process stage.
+    out: Vec<Collected>,
+}
+
+impl Reader {
+    /// Read up to `max` records of one lane into the merge; true if the ring was read to its end.
+    fn read(&mut self, ring: &mut RingBuf<MapData>, lane: Lane, max: usize) -> bool {
+        let now = boottime_ns();
+        let mut last = None;
+        for _ in 0..max {
+            let Some(item) = ring.next() else {
+                self.merge.drained(lane, now);
+                return true;
+            };
+            match decode(&item) {
+                Ok(event) => {
+                    last = Some(event.task().ktime_ns);
+                    self.merge.push(event);
+                }
+                Err(err) => self.losses.decode_error(err),
+            }
         }
+        if let Some(last) = last {
+            self.merge.read_up_to(lane, last);
+        }
+        false
     }
-    Ok(false)
+
+    /// Send every event whose turn has come (every event held, when `all`), and the losses.
+    async fn send(
+        &mut self,
+        tx: &mpsc::Sender<Vec<Collected>>,
+        all: bool,
+    ) -> Result<(), CollectorError> {
+        loop {
+            let next = match all {
+                true => self.merge.pop_any(),
+                false => self.merge.pop_ready(),
+            };
+            let Some(event) = next else { break };
+            self.out.push(Collected::Event(event));
+        }
+        self.losses.out_of_order(self.merge.forced);
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        tx.send(std::mem::take(&mut self.out))
+            .await
+            .map_err(|_| CollectorError::PipelineClosed)
+    }
 }
 
 /// Kernel drop counters and decode failures, reported as deltas.
@@ -275,6 +338,7 @@ struct LossCounter {
     kernel_seen: [u64; owo_common::abi::MONITOR_COUNT as usize],
     decode_errors: u64,
     decode_reported: u64,
+    forced_reported: u64,
 }
 
 impl LossCounter {
@@ -285,7 +349,16 @@ impl LossCounter {
         self.decode_errors += 1;
     }
 
-    async fn report(&mut self, drops: &PerCpuArray<MapData, u64>, tx: &mpsc::Sender<Collected>) {
+    /// Events the merge let go before their turn (it held too many): counted once, in the log.
+    fn out_of_order(&mut self, forced: u64) {
+        if forced > 0 && self.forced_reported == 0 {
+            tracing::warn!("more events than the lane merge holds: some leave before an earlier event of the other lane (order is then best effort)");
+        }
+        self.forced_reported = forced;
+    }
+
+    /// New losses since the last report, logged and added to the batch `to`.
+    fn report(&mut self, drops: &PerCpuArray<MapData, u64>, to: &mut Vec<Collected>) {
         let mut out = Vec::new();
         for monitor in Monitor::ALL {
             let Ok(per_cpu) = drops.get(&(monitor as u32), 0) else {
@@ -321,7 +394,7 @@ impl LossCounter {
                 loss.stage,
                 loss.monitor.map_or("-", Monitor::name)
             );
-            let _ = tx.send(Collected::Loss(loss)).await;
+            to.push(Collected::Loss(loss));
         }
     }
 }

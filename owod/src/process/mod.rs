@@ -35,8 +35,8 @@ use table::{ns_to_ticks, Exited, ProcessInfo};
 use tree::{TreeError, TreeFormat};
 use write_paths::WritePaths;
 
-/// Records waiting to leave, at most this many (then the stage stops taking events, and the
-/// kernel's ring buffer holds the burst).
+/// Records waiting to leave, at most this many and a batch (then the stage stops taking events,
+/// and the kernel's ring buffer holds the burst).
 const QUEUE_MAX: usize = 4096;
 
 /// Requests to the stage from the rest of the daemon.
@@ -123,7 +123,7 @@ impl ProcessStage {
 
     pub async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Collected>,
+        mut rx: mpsc::Receiver<Vec<Collected>>,
         tx: mpsc::Sender<Outgoing>,
         mut commands: mpsc::Receiver<StageCommand>,
         stats: oneshot::Sender<StageStats>,
@@ -135,7 +135,7 @@ impl ProcessStage {
 
     async fn serve(
         &mut self,
-        rx: &mut mpsc::Receiver<Collected>,
+        rx: &mut mpsc::Receiver<Vec<Collected>>,
         tx: &mpsc::Sender<Outgoing>,
         commands: &mut mpsc::Receiver<StageCommand>,
     ) {
@@ -160,9 +160,15 @@ impl ProcessStage {
                 _ => None,
             };
             tokio::select! {
-                msg = rx.recv(), if input_open && self.queue.len() < QUEUE_MAX => match msg {
-                    Some(Collected::Event(event)) => self.handle(event),
-                    Some(Collected::Loss(loss)) => self.queue.push_back(Queued::Ready(Outgoing::agent(records::loss(&loss)))),
+                batch = rx.recv(), if input_open && self.queue.len() < QUEUE_MAX => match batch {
+                    Some(batch) => {
+                        for collected in batch {
+                            match collected {
+                                Collected::Event(event) => self.handle(event),
+                                Collected::Loss(loss) => self.queue.push_back(Queued::Ready(Outgoing::agent(records::loss(&loss)))),
+                            }
+                        }
+                    }
                     None => input_open = false,
                 },
                 outcome = wait(head), if self.queue.front().is_some_and(|q| matches!(q, Queued::Hashing(..))) => {
