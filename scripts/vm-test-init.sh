@@ -8,8 +8,10 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 exec </dev/console >/dev/console 2>&1
-# A line of our own: the firmware's escape sequences end without a newline.
+# A line of our own: the firmware's escape sequences end without a newline. Then the mark that
+# the kernel booted and the guest runs (vm-test.sh boots a kernel again that never got here).
 echo
+echo "VMTEST-BOOTED $(uname -r)"
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t bpf bpf /sys/fs/bpf
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
