@@ -85,6 +85,8 @@ pub struct Measurement {
     pub after: f64,
     /// owod's user + system CPU seconds during the phase with owod.
     pub owod_cpu: f64,
+    /// Context switches of owod's threads during the phase with owod.
+    pub owod_switches: u64,
     /// Everything owod wrote during its run.
     pub records: Records,
 }
@@ -99,8 +101,12 @@ pub fn measure(
     let before = workload(Phase::Before)?;
     let daemon = Owod::start(owod, extra_config)?;
     let cpu_before = daemon.cpu_seconds()?;
+    let switches_before = daemon.context_switches()?;
     let with = workload(Phase::With);
+    // owod's work for the loop ends when its last record is written, not when the loop ends.
+    daemon.wait_until_quiet()?;
     let owod_cpu = daemon.cpu_seconds()? - cpu_before;
+    let owod_switches = daemon.context_switches()? - switches_before;
     // Stop owod even when the workload failed, then report the workload's error.
     let records = daemon.stop()?;
     let with = with?;
@@ -110,6 +116,7 @@ pub fn measure(
         with,
         after,
         owod_cpu,
+        owod_switches,
         records,
     })
 }
@@ -137,12 +144,19 @@ impl Measurement {
         }
     }
 
-    /// owod's CPU time during the phase with owod, in all and per operation (`op`, e.g. `exec`).
+    /// owod's CPU time during the phase with owod, in all and per operation (`op`, e.g. `exec`),
+    /// and its context switches per 1,000 records it wrote.
     pub fn print_cpu(&self, ops: usize, op: &str) {
         println!(
             "  owod CPU during the loop: {:.2} s ({:.1} us per {op})",
             self.owod_cpu,
             self.owod_cpu * 1e6 / ops as f64
+        );
+        let records = self.records.0.len().max(1);
+        println!(
+            "  owod context switches:  {} ({:.0} per 1000 records)",
+            self.owod_switches,
+            self.owod_switches as f64 * 1000.0 / records as f64
         );
     }
 }
@@ -243,6 +257,27 @@ impl Owod {
         &self.output
     }
 
+    /// Wait until owod's output file has stopped growing (for 200 ms), at most 30 s: owod has
+    /// written what the workload caused.
+    pub fn wait_until_quiet(&self) -> Result<()> {
+        let size = || fs::metadata(&self.output).map_or(0, |m| m.len());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = size();
+        let mut still_since = Instant::now();
+        while still_since.elapsed() < Duration::from_millis(200) {
+            if Instant::now() > deadline {
+                bail!("owod's output still grows 30 s after the workload ended");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            let now = size();
+            if now != last {
+                last = now;
+                still_since = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
     /// Lines in owod's own output file so far.
     pub fn records_written(&self) -> usize {
         fs::read_to_string(&self.output)
@@ -260,6 +295,23 @@ impl Owod {
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         Ok(ticks / hz)
+    }
+
+    /// Context switches of all of owod's threads so far, voluntary or not, from
+    /// /proc/PID/task/*/status (a thread that has ended no longer counts).
+    pub fn context_switches(&self) -> Result<u64> {
+        let mut total = 0;
+        for task in fs::read_dir(format!("/proc/{}/task", self.child.id()))? {
+            let Ok(status) = fs::read_to_string(task?.path().join("status")) else {
+                continue; // the thread ended meanwhile
+            };
+            total += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        Ok(total)
     }
 
     /// Stops owod with SIGTERM, waits for it to exit, and reads every record it wrote.

@@ -23,16 +23,16 @@ use crate::{
         file::file_sink,
         remote::{self, RemoteLoss},
         stderr::stderr_sink,
-        Hub, HubCommand, HubStats, Identity, Outgoing, Sink,
+        Batch, Hub, HubCommand, HubStats, Identity, Outgoing, Sink,
     },
     process::{tree::TreeFormat, ProcessStage, ProcessTable, StageCommand, StageStats},
     service::{self, SignalRequest, Signals},
 };
 
-/// Bounded queues between stages: when full, the stage before waits, and the kernel ring buffer
-/// takes the burst (its overflow is counted).
-const QUEUE: usize = 4096;
-/// Batches of events from the collector to the process stage (each at most two ring reads).
+/// Bounded queues between stages, of batches: when full, the stage before waits, and the kernel
+/// ring buffer takes the burst (its overflow is counted). A batch is what one turn of the stage
+/// before had ready: at most two ring reads from the collector, at most the process stage's
+/// queue after it.
 const BATCHES: usize = 8;
 
 /// How owod reaches the bus.
@@ -123,7 +123,7 @@ struct Daemon {
     stage: mpsc::Sender<StageCommand>,
     behavior: mpsc::Sender<BehaviorCommand>,
     /// Into the behavior stage, for the agent's own records (reload).
-    records: mpsc::Sender<Outgoing>,
+    records: mpsc::Sender<Batch>,
     bus: Option<zbus::Connection>,
     losses: mpsc::Sender<RemoteLoss>,
     /// Tasks of remotes opened by a reload.
@@ -172,8 +172,8 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
         ),
         false => None,
     };
-    let (hub_tx, hub_rx) = mpsc::channel(QUEUE);
-    let (behavior_tx, behavior_rx) = mpsc::channel(QUEUE);
+    let (hub_tx, hub_rx) = mpsc::channel(BATCHES);
+    let (behavior_tx, behavior_rx) = mpsc::channel(BATCHES);
     let (proc_tx, proc_rx) = mpsc::channel(BATCHES);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (hub_cmd_tx, hub_cmd_rx) = mpsc::channel(16);
@@ -185,7 +185,7 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
     let (stats_tx, mut stats_rx) = oneshot::channel::<StageStats>();
     // Seq 1: every record, the agent's own included, is numbered by the behavior stage.
     behavior_tx
-        .send(Outgoing::agent(start))
+        .send(vec![Outgoing::agent(start)])
         .await
         .context("the pipeline is gone")?;
     let monitors = collector.monitors.clone();
@@ -271,7 +271,7 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
             Some(command) = control_rx.recv() => daemon.control(command).await,
             Some((rule, json)) = alert_rx.recv() => daemon.signal_alert(&rule, &json).await,
             Some(loss) = losses_rx.recv() => {
-                let _ = daemon.records.send(Outgoing::agent(loss_fields(&loss))).await;
+                let _ = daemon.records.send(vec![Outgoing::agent(loss_fields(&loss))]).await;
             }
             _ = status_tick.tick() => service::notify_status(&daemon.status_line()),
             result = &mut collector => break Some(result),
@@ -518,7 +518,7 @@ impl Daemon {
         // The new names take effect with this record: records already on their way keep the old.
         let mut record = Outgoing::agent(fields);
         record.identity = Some(identity(&self.config, &self.run_id));
-        let _ = self.records.send(record).await;
+        let _ = self.records.send(vec![record]).await;
         tracing::info!("config reloaded from `{}`", self.config_path.display());
         self.changed().await;
         Ok(())

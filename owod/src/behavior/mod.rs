@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{config::BehaviorConfig, export::Outgoing};
+use crate::{
+    config::BehaviorConfig,
+    export::{Batch, Outgoing},
+};
 use engine::{Alert, Engine, Seen};
 use rules::{Rule, RuleError};
 
@@ -79,8 +82,8 @@ impl BehaviorStage {
 
     pub async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Outgoing>,
-        tx: mpsc::Sender<Outgoing>,
+        mut rx: mpsc::Receiver<Batch>,
+        tx: mpsc::Sender<Batch>,
         mut commands: mpsc::Receiver<BehaviorCommand>,
         signals: mpsc::Sender<AlertSignal>,
     ) {
@@ -94,9 +97,13 @@ impl BehaviorStage {
                         let _ = reply.send(());
                     }
                 },
-                out = rx.recv() => match out {
-                    Some(out) => {
-                        if !self.pass(out, &tx, &signals).await {
+                batch = rx.recv() => match batch {
+                    Some(batch) => {
+                        let mut passed = Vec::with_capacity(batch.len());
+                        for out in batch {
+                            self.pass(out, &mut passed, &signals);
+                        }
+                        if tx.send(passed).await.is_err() {
                             return;
                         }
                     }
@@ -111,13 +118,8 @@ impl BehaviorStage {
         }
     }
 
-    /// Number the record, send it on, then any alerts it completes. False if the hub is gone.
-    async fn pass(
-        &mut self,
-        mut out: Outgoing,
-        tx: &mpsc::Sender<Outgoing>,
-        signals: &mpsc::Sender<AlertSignal>,
-    ) -> bool {
+    /// Number the record and add it to `passed`, then any alerts it completes.
+    fn pass(&mut self, mut out: Outgoing, passed: &mut Batch, signals: &mpsc::Sender<AlertSignal>) {
         self.seq += 1;
         out.seq = self.seq;
         // Expired chains go once a second, however busy the input (the tick below may not get
@@ -140,9 +142,7 @@ impl BehaviorStage {
             _ => Vec::new(),
         };
         let ktime_ns = out.ktime_ns;
-        if tx.send(out).await.is_err() {
-            return false;
-        }
+        passed.push(out);
         for alert in alerts {
             self.seq += 1;
             let fields = alert_fields(&alert);
@@ -160,17 +160,13 @@ impl BehaviorStage {
                     tracing::warn!("the D-Bus Alert signal cannot keep up; alerts are still written as records");
                 }
             }
-            let record = Outgoing {
+            passed.push(Outgoing {
                 ktime_ns,
                 fields,
                 seq: self.seq,
                 identity: None,
-            };
-            if tx.send(record).await.is_err() {
-                return false;
-            }
+            });
         }
-        true
     }
 }
 

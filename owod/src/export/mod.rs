@@ -1,8 +1,8 @@
 //! The exporter hub: the last stage. It writes every record with the `seq` the behavior stage gave it, stamps
 //! the wrapper of DESIGN §3 (agent names, wall-clock `timestamp` of the kernel's time, `run_id`),
 //! renders one JSON line and hands it to every sink. It flushes whenever its queue is empty, so a
-//! quiet machine's records show at once and a busy one's are written in batches. When its input
-//! closes it writes a `stop` record and flushes.
+//! quiet machine's records show at once and a busy one's (which come in batches) are written in
+//! large writes. When its input closes it writes a `stop` record and flushes.
 
 mod clock;
 pub mod file;
@@ -22,6 +22,9 @@ pub use clock::BootClock;
 
 /// A record on its way out: the `event` object, and the kernel time it happened (boot clock),
 /// or `None` for the agent's own records (stamped with the time they are written).
+/// Records handed from one stage to the next together: one wake-up for all that was ready.
+pub type Batch = Vec<Outgoing>;
+
 #[derive(Debug)]
 pub struct Outgoing {
     pub ktime_ns: Option<u64>,
@@ -239,7 +242,7 @@ impl Hub {
 
     pub async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Outgoing>,
+        mut rx: mpsc::Receiver<Batch>,
         mut commands: mpsc::Receiver<HubCommand>,
         stats: watch::Sender<HubStats>,
         stop: impl FnOnce(u64) -> Map<String, Value>,
@@ -250,9 +253,9 @@ impl Hub {
                 Some(command) = commands.recv() => self.command(command),
                 first = rx.recv() => {
                     let Some(first) = first else { break };
-                    self.write(first);
+                    first.into_iter().for_each(|out| self.write(out));
                     while let Ok(next) = rx.try_recv() {
-                        self.write(next);
+                        next.into_iter().for_each(|out| self.write(out));
                     }
                     self.flush();
                     self.publish(&stats, false);

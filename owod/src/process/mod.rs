@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     collector::Collected,
     config::{EnrichConfig, MonitorConfig},
-    export::Outgoing,
+    export::{Batch, Outgoing},
 };
 use context::{CgroupPaths, UserNames};
 use hash::{HashOutcome, Hasher, Lookup, PendingHash};
@@ -124,7 +124,7 @@ impl ProcessStage {
     pub async fn run(
         mut self,
         mut rx: mpsc::Receiver<Vec<Collected>>,
-        tx: mpsc::Sender<Outgoing>,
+        tx: mpsc::Sender<Batch>,
         mut commands: mpsc::Receiver<StageCommand>,
         stats: oneshot::Sender<StageStats>,
     ) {
@@ -136,21 +136,23 @@ impl ProcessStage {
     async fn serve(
         &mut self,
         rx: &mut mpsc::Receiver<Vec<Collected>>,
-        tx: &mpsc::Sender<Outgoing>,
+        tx: &mpsc::Sender<Batch>,
         commands: &mut mpsc::Receiver<StageCommand>,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut evictions_reported = 0;
         let mut input_open = true;
         loop {
-            // Send what is ready at the head; stop at a record still hashing.
+            // Send what is ready at the head, together; stop at a record still hashing.
+            let mut ready = Vec::new();
             while let Some(Queued::Ready(_)) = self.queue.front() {
                 let Some(Queued::Ready(out)) = self.queue.pop_front() else {
                     unreachable!()
                 };
-                if tx.send(out).await.is_err() {
-                    return;
-                }
+                ready.push(out);
+            }
+            if !ready.is_empty() && tx.send(ready).await.is_err() {
+                return;
             }
             if !input_open && self.queue.is_empty() {
                 return;
