@@ -12,7 +12,7 @@
  * - with bpf_loop (Linux 5.17 and later): the verifier checks one step of each loop, so the walk
  *   can go OWO_PATH_WALK components up;
  * - with OWO_BOUNDED_LOOPS, for older kernels: the steps are inlined into a bounded loop, which the
- *   verifier walks through once per iteration, so the walk stops after OWO_BOUNDED_WALK steps. A
+ *   verifier walks through once per iteration, so the walk stops after OWO_WALK_STEPS steps. A
  *   path deeper than that is marked truncated, and it no longer starts at the root.
  * The walk and the scan are global functions: the verifier checks each once, on its own, instead
  * of again for every state a caller reaches it in (which, with bounded loops, exceeds its limit
@@ -33,8 +33,7 @@
 				break;                  \
 	} while (0)
 /* Components walked up at most: the kept depth and a few mount crossings. */
-#define OWO_BOUNDED_WALK (OWO_PATH_DEPTH + 16)
-#define OWO_WALK_STEPS OWO_BOUNDED_WALK
+#define OWO_WALK_STEPS (OWO_PATH_DEPTH + 16)
 #else
 #define OWO_STEP static long
 #define OWO_LOOP(n, step, ctx) bpf_loop(n, step, ctx, 0)
@@ -315,7 +314,7 @@ OWO_STEP owo_path_scan(__u32 index, void *arg)
  * ("/var/../etc/x", "//etc/x") would fool a prefix test, so it is sent for user space to clean
  * and filter. (Paths the kernel built from dentries never have them.)
  */
-__attribute__((noinline)) int owo_path_scan_all(__u32 len)
+__attribute__((noinline)) int owo_path_unclean(__u32 len)
 {
 	struct owo_path_buf *buf = owo_path_buf();
 
@@ -325,11 +324,6 @@ __attribute__((noinline)) int owo_path_scan_all(__u32 len)
 	buf->scan_len = len;
 	OWO_LOOP(OWO_PATH_MAX / 8, owo_path_scan, 0);
 	return buf->unclean;
-}
-
-static __always_inline bool owo_path_unclean(__u32 len)
-{
-	return owo_path_scan_all(len) != 0;
 }
 
 /* Copy the scratch path (`len` bytes) to `dst`, which has room for OWO_PATH_MAX. */

@@ -149,12 +149,8 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
     );
     let seeded = table.seed_from_proc();
     let unavailable: Vec<String> = collector
-        .monitors
-        .iter()
-        .filter_map(|(name, state)| match state {
-            MonitorState::Unavailable(why) => Some(format!("{name} ({why})")),
-            _ => None,
-        })
+        .unavailable()
+        .map(|(name, why)| format!("{name} ({why})"))
         .collect();
     if !unavailable.is_empty() {
         tracing::warn!(
@@ -603,10 +599,9 @@ fn start_fields(
         "config_path".into(),
         config_path.display().to_string().into(),
     );
-    let kernel = &collector.kernel;
-    m.insert("kernel".into(), kernel.kernel.clone().into());
-    m.insert("bpf_loops".into(), kernel.bpf_loops.into());
-    m.insert("bpf_object".into(), kernel.bpf_object.clone().into());
+    if let Ok(Value::Object(kernel)) = serde_json::to_value(&collector.kernel) {
+        m.extend(kernel);
+    }
     let mut monitors = Map::new();
     for (name, state) in &collector.monitors {
         let state = match state {
@@ -618,12 +613,8 @@ fn start_fields(
     }
     m.insert("monitors".into(), Value::Object(monitors));
     let unavailable: Map<String, Value> = collector
-        .monitors
-        .iter()
-        .filter_map(|(name, state)| match state {
-            MonitorState::Unavailable(why) => Some(((*name).into(), why.clone().into())),
-            _ => None,
-        })
+        .unavailable()
+        .map(|(name, why)| (name.into(), why.into()))
         .collect();
     if !unavailable.is_empty() {
         m.insert("unavailable".into(), Value::Object(unavailable));

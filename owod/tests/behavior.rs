@@ -12,7 +12,7 @@ use std::{
     process::Command,
 };
 
-use harness::{bpf_available, copy_exe, event, marker, python, Daemon};
+use harness::{bpf_available, copy_exe, event, marker, python, watched_dir, Daemon};
 use serde_json::Value;
 
 fn alerts(daemon: &Daemon, rule: &str) -> Vec<Value> {
@@ -25,13 +25,6 @@ fn alerts(daemon: &Daemon, rule: &str) -> Vec<Value> {
 
 fn seq(r: &Value) -> u64 {
     r["seq"].as_u64().unwrap()
-}
-
-fn watched_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("owo-behavior-")
-        .tempdir_in("/tmp")
-        .unwrap()
 }
 
 /// Wait for exactly one alert of `rule` for `pid`, then check nothing more comes.

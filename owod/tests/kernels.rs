@@ -4,9 +4,9 @@
 
 mod harness;
 
-use std::{fs, path::Path, process::Command};
+use std::{fs, process::Command};
 
-use harness::{bpf_available, copy_exe, event, marker, Daemon};
+use harness::{bpf_available, copy_exe, event, marker, s, watched_dir, Daemon};
 use owo_ebpf::Loops;
 use serde_json::Value;
 
@@ -22,17 +22,6 @@ fn this_kernel() -> (String, bool) {
         .map(|n| n.parse::<u32>().unwrap_or(0));
     let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
     (release, (major, minor) >= (5, 17))
-}
-
-fn watched_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("owo-kernels-")
-        .tempdir_in("/tmp")
-        .unwrap()
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 #[test]

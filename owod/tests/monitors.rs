@@ -11,16 +11,8 @@ use std::{
     process::Command,
 };
 
-use harness::{bpf_available, event, marker, python, Daemon};
+use harness::{bpf_available, event, marker, python, s, watched_dir, Daemon};
 use serde_json::Value;
-
-/// A fresh directory under /tmp, which the default config watches.
-fn watched_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("owo-watched-")
-        .tempdir_in("/tmp")
-        .unwrap()
-}
 
 /// A fresh directory outside every default watched path.
 fn unwatched_dir() -> tempfile::TempDir {
@@ -29,10 +21,6 @@ fn unwatched_dir() -> tempfile::TempDir {
         .prefix("owo-unwatched-")
         .tempdir_in("/var/lib/owo-test")
         .unwrap()
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 fn files(records: &[Value], path: &str) -> Vec<Value> {

@@ -37,6 +37,12 @@ impl Records {
         self.all.iter().find(|r| pred(event(r)))
     }
 
+    /// The first record of `event_type` made by `pid`, or why there is none.
+    pub fn of(&self, event_type: &str, pid: u32) -> Result<&Value, String> {
+        self.find(|e| e["event_type"] == event_type && e["pid"] == pid)
+            .ok_or_else(|| format!("no {event_type} record for pid {pid}"))
+    }
+
     /// Every record whose event matches, in file order.
     pub fn filter(&self, pred: impl Fn(&Value) -> bool) -> Vec<&Value> {
         self.all.iter().filter(|r| pred(event(r))).collect()

@@ -124,12 +124,11 @@ pub struct KernelChoice {
     pub bpf_object: String,
 }
 
-impl KernelChoice {
-    pub fn release() -> String {
-        nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "(unknown)".to_owned())
-    }
+/// The running kernel's release (`uname -r`).
+fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "(unknown)".to_owned())
 }
 
 /// Does this kernel have the `bpf_loop` helper (Linux 5.17)? Asked the way libbpf asks: the
@@ -153,7 +152,7 @@ fn object(config: &Config) -> Result<(Vec<u8>, KernelChoice), CollectorError> {
         Loops::Bounded
     };
     let mut choice = KernelChoice {
-        kernel: KernelChoice::release(),
+        kernel: kernel_release(),
         bpf_loops: loops.name(),
         bpf_object: "built-in".to_owned(),
     };

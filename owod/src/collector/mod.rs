@@ -121,6 +121,18 @@ pub struct Collector {
     pub kernel: loader::KernelChoice,
 }
 
+impl Collector {
+    /// The monitors that could not load, with the reason for each.
+    pub fn unavailable(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
+        self.monitors
+            .iter()
+            .filter_map(|(name, state)| match state {
+                MonitorState::Unavailable(why) => Some((*name, why.as_str())),
+                _ => None,
+            })
+    }
+}
+
 fn take_ring(ebpf: &mut Ebpf, name: &'static str) -> Result<RingBuf<MapData>, CollectorError> {
     let map = ebpf
         .take_map(name)

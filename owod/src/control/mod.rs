@@ -138,21 +138,24 @@ impl ControlService {
         let daemon = self.daemon.borrow().clone();
         let hub = self.hub.borrow().clone();
         let uptime = daemon.started.map_or(0, |t| t.elapsed().as_secs());
-        let status = json!({
+        let mut status = json!({
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
             "run_id": daemon.run_id,
             "uptime_seconds": uptime,
             "config_path": daemon.config_path,
-            "kernel": daemon.kernel.kernel,
-            "bpf_loops": daemon.kernel.bpf_loops,
-            "bpf_object": daemon.kernel.bpf_object,
             "monitors": daemon.monitors,
             "records": hub.records,
             "records_by_type": hub.by_type,
             "lost": hub.lost,
             "sinks": hub.sinks,
         });
+        // What was chosen for the kernel, with the names the start record gives it.
+        if let (Some(status), Ok(serde_json::Value::Object(kernel))) =
+            (status.as_object_mut(), serde_json::to_value(&daemon.kernel))
+        {
+            status.extend(kernel);
+        }
         status.to_string()
     }
 

@@ -296,6 +296,19 @@ pub fn copy_exe(from: impl AsRef<Path>, to: &Path) -> PathBuf {
     to.to_path_buf()
 }
 
+/// A fresh directory under /tmp, which the default config watches.
+pub fn watched_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("owo-watched-")
+        .tempdir_in("/tmp")
+        .expect("a temp dir under /tmp")
+}
+
+/// A path as the `&str` records compare against.
+pub fn s(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temp path")
+}
+
 pub fn marker(prefix: &str) -> String {
     format!("owo-{prefix}-{}", uuid::Uuid::new_v4().simple())
 }

@@ -49,10 +49,7 @@ fn alert_check(
             .records
             .find(|e| first(e, &path))
             .ok_or_else(|| format!("no {input} record of {path}"))?;
-        let exec = run
-            .records
-            .find(|e| e["event_type"] == "execve" && e["pid"] == pid)
-            .ok_or_else(|| format!("no execve record of pid {pid}"))?;
+        let exec = run.records.of("execve", pid)?;
         let alert = run
             .records
             .find(|e| e["event_type"] == "behavior" && e["rule"] == rule && e["pid"] == pid)

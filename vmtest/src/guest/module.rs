@@ -92,49 +92,61 @@ fn loaded(cx: &Context, kind: &'static str, path: Option<String>) -> Check {
     })
 }
 
-pub fn finit(cx: &Context) -> anyhow::Result<Check> {
+/// Load the `index`th module with `syscall`, remove it again, and check its record; on a kernel
+/// without module support, the check that owod says so.
+fn load_and_remove(
+    cx: &Context,
+    kind: &'static str,
+    index: usize,
+    syscall: impl FnOnce(&Path) -> io::Result<()>,
+) -> anyhow::Result<Check> {
     if !Path::new("/proc/modules").exists() {
         return Ok(unsupported("the kernel has no /proc/modules".into()));
     }
-    let ko = module(&cx.modules, 0)?;
-    let file = fs::File::open(&ko)?;
-    // SAFETY: a valid fd and an empty C string of parameters.
-    let ret = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), c"".as_ptr(), 0) };
-    if ret != 0 {
-        let err = io::Error::last_os_error();
+    let ko = module(&cx.modules, index)?;
+    if let Err(err) = syscall(&ko) {
         if err.raw_os_error() == Some(libc::ENOSYS) {
-            return Ok(unsupported("finit_module gives ENOSYS".into()));
+            return Ok(unsupported(format!("{kind} gives ENOSYS")));
         }
-        bail!("finit_module({}): {err}", ko.display());
+        bail!("{kind}({}): {err}", ko.display());
     }
     remove(&name(&ko))?;
-    Ok(loaded(cx, "finit_module", Some(text(&ko))))
+    let path = (kind == "finit_module").then(|| text(&ko));
+    Ok(loaded(cx, kind, path))
+}
+
+pub fn finit(cx: &Context) -> anyhow::Result<Check> {
+    load_and_remove(cx, "finit_module", 0, |ko| {
+        let file = fs::File::open(ko)?;
+        // SAFETY: a valid fd and an empty C string of parameters.
+        let ret =
+            unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), c"".as_ptr(), 0) };
+        errno_result(ret)
+    })
 }
 
 pub fn init(cx: &Context) -> anyhow::Result<Check> {
-    if !Path::new("/proc/modules").exists() {
-        return Ok(unsupported("the kernel has no /proc/modules".into()));
+    load_and_remove(cx, "init_module", 1, |ko| {
+        let image = fs::read(ko)?;
+        // SAFETY: the image is valid for its length; the parameters are an empty C string.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_init_module,
+                image.as_ptr(),
+                image.len(),
+                c"".as_ptr(),
+            )
+        };
+        errno_result(ret)
+    })
+}
+
+/// A raw syscall's return: 0, or the error in errno (read before anything else can change it).
+fn errno_result(ret: libc::c_long) -> io::Result<()> {
+    match ret {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
     }
-    let ko = module(&cx.modules, 1)?;
-    let image = fs::read(&ko)?;
-    // SAFETY: the image is valid for its length; the parameters are an empty C string.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_init_module,
-            image.as_ptr(),
-            image.len(),
-            c"".as_ptr(),
-        )
-    };
-    if ret != 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::ENOSYS) {
-            return Ok(unsupported("init_module gives ENOSYS".into()));
-        }
-        bail!("init_module({}): {err}", ko.display());
-    }
-    remove(&name(&ko))?;
-    Ok(loaded(cx, "init_module", None))
 }
 
 #[cfg(test)]

@@ -102,10 +102,7 @@ pub fn exit_code(cx: &Context) -> anyhow::Result<Check> {
                 e["event_type"] == "execve" && e["pid"] == pid && e["args"][3] == tag.as_str()
             })
             .ok_or_else(|| format!("no execve record for pid {pid} with {tag}"))?;
-        let r = run
-            .records
-            .find(|e| e["event_type"] == "exit" && e["pid"] == pid)
-            .ok_or_else(|| format!("no exit record for pid {pid}"))?;
+        let r = run.records.of("exit", pid)?;
         Expect::new(format!("the exit of pid {pid}"), r)
             .eq("exit_code", 7)
             .absent("signal")
@@ -133,17 +130,11 @@ pub fn killed(cx: &Context) -> anyhow::Result<Check> {
     ensure!(status.signal() == Some(9), "sleep ended with {status}");
     let me = cx.me;
     Ok(Box::new(move |run| {
-        let exec = run
-            .records
-            .find(|e| e["event_type"] == "execve" && e["pid"] == pid)
-            .ok_or_else(|| format!("no execve record for pid {pid}"))?;
+        let exec = run.records.of("execve", pid)?;
         Expect::new(format!("the execve of pid {pid}"), exec)
             .eq("args", json!(["/bin/sleep", "1000"]))
             .done()?;
-        let r = run
-            .records
-            .find(|e| e["event_type"] == "exit" && e["pid"] == pid)
-            .ok_or_else(|| format!("no exit record for pid {pid}"))?;
+        let r = run.records.of("exit", pid)?;
         Expect::new(format!("the exit of pid {pid}"), r)
             .eq("signal", 9)
             .eq("comm", "sleep")
