@@ -11,7 +11,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use harness::{bpf_available, event, marker, wait_until, Daemon};
+use harness::{bpf_available, event, json_lines, marker, wait_until, Daemon};
 use serde_json::Value;
 
 struct Receiver {
@@ -47,12 +47,9 @@ impl Receiver {
         let _ = self.child.wait();
     }
 
-    /// Records received so far, each line parsed.
+    /// Records received so far.
     fn records(&self) -> Vec<Value> {
-        let text = fs::read_to_string(&self.out).unwrap_or_default();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
+        json_lines(&self.out)
     }
 
     fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) {
@@ -509,13 +506,7 @@ impl Rsyslog {
     }
 
     fn records(&self) -> Vec<Value> {
-        let text = fs::read_to_string(&self.out).unwrap_or_default();
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))
-            })
-            .collect()
+        json_lines(&self.out)
     }
 }
 

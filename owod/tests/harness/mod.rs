@@ -150,18 +150,7 @@ impl Daemon {
 
     /// Every record written so far; each line must be JSON within 64 KiB.
     pub fn records(&self) -> Vec<Value> {
-        let bytes = fs::read(&self.output).unwrap_or_default();
-        // A line still being written has no newline yet (and may end inside a character):
-        // leave it for the next read.
-        let complete = &bytes[..bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)];
-        let complete = std::str::from_utf8(complete).expect("the output is valid UTF-8");
-        complete
-            .lines()
-            .map(|line| {
-                assert!(line.len() <= 64 * 1024, "a line of {} bytes", line.len());
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-            })
-            .collect()
+        json_lines(&self.output)
     }
 
     /// Wait, with a deadline, until a record matches.
@@ -270,7 +259,24 @@ impl Drop for Daemon {
     }
 }
 
-/// A name no other test or process uses.
+/// The complete lines of a JSON-lines file that something is still appending to, each parsed;
+/// each must be JSON within 64 KiB. A line still being written has no newline yet (and may end
+/// inside a character): it is left for the next read. Blank lines (syslog framing) are skipped.
+pub fn json_lines(path: &Path) -> Vec<Value> {
+    let bytes = fs::read(path).unwrap_or_default();
+    let complete = &bytes[..bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)];
+    let complete = std::str::from_utf8(complete).expect("the output is valid UTF-8");
+    complete
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            assert!(line.len() <= 64 * 1024, "a line of {} bytes", line.len());
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+        })
+        .collect()
+}
+
 /// Wait, with a deadline, until `done` holds; `what` names what is awaited.
 pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;
@@ -309,6 +315,7 @@ pub fn s(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 temp path")
 }
 
+/// A name no other test or process uses.
 pub fn marker(prefix: &str) -> String {
     format!("owo-{prefix}-{}", uuid::Uuid::new_v4().simple())
 }

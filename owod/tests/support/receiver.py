@@ -4,8 +4,10 @@ answers 200. With --cert/--key it speaks TLS; with --client-ca it demands a clie
 signed by that CA. It prints its port on the first line of stdout once it listens."""
 import argparse
 import http.server
+import os
 import ssl
 import sys
+import threading
 
 
 def main():
@@ -16,14 +18,22 @@ def main():
     p.add_argument("--key")
     p.add_argument("--client-ca")
     args = p.parse_args()
+    # One append at a time, each in one write: concurrent POSTs never interleave in the file.
+    lock = threading.Lock()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            with open(args.out, "ab") as f:
-                f.write(body)
+            with lock:
+                fd = os.open(args.out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    view = memoryview(body)
+                    while view:
+                        view = view[os.write(fd, view):]
+                finally:
+                    os.close(fd)
             self.send_response(200)
             self.send_header("Content-Length", "2")
             self.end_headers()
