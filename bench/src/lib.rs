@@ -158,6 +158,12 @@ impl Measurement {
             self.owod_switches,
             self.owod_switches as f64 * 1000.0 / records as f64
         );
+        if let Some(allocations) = self.records.allocations() {
+            println!(
+                "  owod heap allocations:  {allocations} ({:.1} per record)",
+                allocations as f64 / records as f64
+            );
+        }
     }
 }
 
@@ -183,6 +189,18 @@ impl Records {
     /// How many records have an `event` object that satisfies `matches`.
     pub fn count(&self, matches: impl Fn(&Value) -> bool) -> usize {
         self.0.iter().filter(|r| matches(&r["event"])).count()
+    }
+
+    /// The heap allocations owod made between its `start` and `stop` records.
+    pub fn allocations(&self) -> Option<u64> {
+        let at = |kind: &str| {
+            self.0
+                .iter()
+                .map(|r| &r["event"])
+                .find(|e| e["event_type"] == "agent" && e["type"] == kind)?["heap_allocations"]
+                .as_u64()
+        };
+        Some(at("stop")?.saturating_sub(at("start")?))
     }
 
     /// The sum of `count` over loss records, of every monitor or only of `monitor`.

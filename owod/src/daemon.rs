@@ -622,6 +622,10 @@ fn start_fields(
     m.insert("bpf_prog_ids".into(), collector.program_ids.clone().into());
     m.insert("processes_seeded".into(), seeded.into());
     m.insert(
+        "heap_allocations".into(),
+        crate::allocations::count().into(),
+    );
+    m.insert(
         "output_file".into(),
         config
             .output
@@ -678,6 +682,10 @@ fn stop_fields(
     m.insert("type".into(), "stop".into());
     m.insert("records".into(), records.into());
     m.insert("uptime_seconds".into(), started.elapsed().as_secs().into());
+    m.insert(
+        "heap_allocations".into(),
+        crate::allocations::count().into(),
+    );
     if let Some(stats) = stats {
         m.insert("process_table_entries".into(), stats.table_entries.into());
         m.insert(

@@ -2,6 +2,7 @@
 //! (collector → process stage → exporter hub → sinks), run until SIGTERM/SIGINT, then detach,
 //! drain, flush and exit 0.
 
+mod allocations;
 mod behavior;
 mod collector;
 mod config;
@@ -18,6 +19,9 @@ use anyhow::Context as _;
 use clap::Parser;
 
 use crate::config::Config;
+
+#[global_allocator]
+static ALLOCATOR: allocations::Counting = allocations::Counting;
 
 const DEFAULT_CONFIG: &str = "/etc/owo/config.yaml";
 #[derive(Parser, Debug)]
