@@ -4,8 +4,8 @@
 use crate::{
     abi::{self, Header, Pod},
     event::{
-        user_dev, Creds, Event, ExecEvent, ExitEvent, FileEvent, FileId, ForkEvent, ModuleEvent,
-        NetEvent, PrivEvent, Task, WriteEvent,
+        user_dev, Argv, Creds, Event, ExecEvent, ExitEvent, FileEvent, FileId, ForkEvent,
+        ModuleEvent, NetEvent, PrivEvent, Task, WriteEvent,
     },
 };
 
@@ -145,11 +145,11 @@ fn decode_exec(bytes: &[u8]) -> Result<Event, DecodeError> {
         start_boottime_ns: raw.start_boottime_ns,
         filename: filename.to_vec(),
         filename_truncated: flag(abi::EXEC_FILENAME_TRUNCATED),
-        exe: flag(abi::EXEC_HAS_EXE).then(|| exe.to_vec()),
+        exe: flag(abi::EXEC_HAS_EXE).then(|| exe.into()),
         exe_truncated: flag(abi::EXEC_EXE_TRUNCATED),
         cwd: flag(abi::EXEC_HAS_CWD).then(|| cwd.to_vec()),
         cwd_truncated: flag(abi::EXEC_CWD_TRUNCATED),
-        args: split_args(args),
+        args: Argv::from_section(args),
         args_truncated: flag(abi::EXEC_ARGS_TRUNCATED),
         argv_bytes: raw.argv_bytes,
         exe_id: flag(abi::EXEC_HAS_EXE).then_some(FileId {
@@ -220,16 +220,6 @@ fn until_nul(bytes: &[u8]) -> &[u8] {
     bytes.split(|&b| b == 0).next().unwrap_or_default()
 }
 
-/// argv is NUL-separated with a NUL after the last argument; empty arguments are real arguments.
-/// A truncated argv ends without its NUL, and its last argument is kept as far as it goes.
-pub fn split_args(section: &[u8]) -> Vec<Vec<u8>> {
-    if section.is_empty() {
-        return Vec::new();
-    }
-    let section = section.strip_suffix(&[0]).unwrap_or(section);
-    section.split(|&b| b == 0).map(<[u8]>::to_vec).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,9 +245,9 @@ mod tests {
             task: task(),
             start_boottime_ns: 5,
             filename: b"./x y".to_vec(),
-            exe: Some(b"/usr/bin/x y".to_vec()),
+            exe: Some(b"/usr/bin/x y"[..].into()),
             cwd: Some(b"/".to_vec()),
-            args: vec![b"x".to_vec(), b"".to_vec(), b"a\nb \"q\" \xff".to_vec()],
+            args: Argv::from_args([&b"x"[..], b"", b"a\nb \"q\" \xff"]),
             argv_bytes: 15,
             exe_id: Some(FileId {
                 dev: user_dev(8 << 20 | 1),
@@ -283,7 +273,7 @@ mod tests {
                 exe: None,
                 exe_id: None,
                 cwd: None,
-                args: vec![],
+                args: Argv::default(),
                 auid: None,
                 tty: vec![],
                 ..exec()
@@ -484,17 +474,5 @@ mod tests {
             }
             let _ = decode(&bytes);
         }
-    }
-
-    #[test]
-    fn args_keep_empty_and_partial_arguments() {
-        assert_eq!(
-            split_args(b"a\0\0b\0"),
-            vec![b"a".to_vec(), b"".to_vec(), b"b".to_vec()]
-        );
-        assert_eq!(
-            split_args(b"a\0partial"),
-            vec![b"a".to_vec(), b"partial".to_vec()]
-        );
     }
 }

@@ -16,13 +16,9 @@ fn flag(set: bool, bit: u32) -> u32 {
 
 /// Encode an exec event as the kernel would: the inverse of [`decode`], for tests and fuzzing.
 fn encode_exec(ev: &ExecEvent) -> Vec<u8> {
-    let exe = ev.exe.clone().unwrap_or_default();
+    let exe = ev.exe.as_deref().unwrap_or_default();
     let cwd = ev.cwd.clone().unwrap_or_default();
-    let mut args = Vec::new();
-    for a in &ev.args {
-        args.extend_from_slice(a);
-        args.push(0);
-    }
+    let args = ev.args.section();
     let mut flags = 0;
     for (set, bit) in [
         (ev.filename_truncated, abi::EXEC_FILENAME_TRUNCATED),
@@ -64,7 +60,7 @@ fn encode_exec(ev: &ExecEvent) -> Vec<u8> {
         tty,
     };
     let mut out = fixed.as_bytes().to_vec();
-    for section in [&ev.filename[..], &exe, &cwd, &args] {
+    for section in [&ev.filename[..], exe, &cwd, args] {
         out.extend_from_slice(section);
     }
     out

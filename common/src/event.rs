@@ -1,6 +1,8 @@
 //! Typed events, as decoded from the ring buffers. Strings from the kernel stay bytes here:
 //! Linux paths and arguments need not be UTF-8, and [`crate::render`] escapes them losslessly.
 
+use std::sync::Arc;
+
 /// Who did something, and when (the common header of every record).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Task {
@@ -27,12 +29,13 @@ pub struct ExecEvent {
     /// The filename as passed to exec.
     pub filename: Vec<u8>,
     pub filename_truncated: bool,
-    /// The executable the kernel mapped, absolute; `None` when the task had none.
-    pub exe: Option<Vec<u8>>,
+    /// The executable the kernel mapped, absolute; `None` when the task had none. Shared by the
+    /// record and the process table.
+    pub exe: Option<Arc<[u8]>>,
     pub exe_truncated: bool,
     pub cwd: Option<Vec<u8>>,
     pub cwd_truncated: bool,
-    pub args: Vec<Vec<u8>>,
+    pub args: Argv,
     pub args_truncated: bool,
     /// Size of the whole argv in the image, before any truncation.
     pub argv_bytes: u32,
@@ -48,6 +51,57 @@ pub struct ExecEvent {
     /// `st_mode` of what fds 0 and 1 are (0: nothing open there).
     pub stdin_mode: u16,
     pub stdout_mode: u16,
+}
+
+/// An argv as the kernel copied it: each argument followed by a NUL, except a last one cut short.
+/// Empty arguments are real arguments. One shared buffer, however many arguments: the exec
+/// record, the process table and a forked child's entry all hold the same one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Argv(Arc<[u8]>);
+
+impl Argv {
+    /// From the kernel's argv section (or `/proc/PID/cmdline`).
+    pub fn from_section(section: &[u8]) -> Argv {
+        Argv(Arc::from(section))
+    }
+
+    /// From separate arguments.
+    pub fn from_args<A: AsRef<[u8]>>(args: impl IntoIterator<Item = A>) -> Argv {
+        let mut section = Vec::new();
+        for arg in args {
+            section.extend_from_slice(arg.as_ref());
+            section.push(0);
+        }
+        Argv::from_section(&section)
+    }
+
+    /// The arguments.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + Clone {
+        let section = self.0.strip_suffix(&[0]).unwrap_or(&self.0);
+        // An empty section has no arguments, not one empty one.
+        let first = if self.0.is_empty() { None } else { Some(()) };
+        first
+            .into_iter()
+            .flat_map(move |()| section.split(|&b| b == 0))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The command line: the arguments joined by spaces.
+    pub fn cmdline(&self) -> Vec<u8> {
+        let section = self.0.strip_suffix(&[0]).unwrap_or(&self.0);
+        section
+            .iter()
+            .map(|&b| if b == 0 { b' ' } else { b })
+            .collect()
+    }
+
+    /// The raw section, as [`Argv::from_section`] took it.
+    pub fn section(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// What kind of file an `st_mode` says, as records name it.
@@ -228,5 +282,26 @@ impl Event {
             Event::Module(e) => &e.task,
             Event::Write(e) => &e.task,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_keeps_empty_and_partial_arguments() {
+        let args = |section: &[u8]| -> Vec<Vec<u8>> {
+            Argv::from_section(section)
+                .iter()
+                .map(<[u8]>::to_vec)
+                .collect()
+        };
+        assert_eq!(args(b"a\0\0b\0"), [&b"a"[..], b"", b"b"]);
+        assert_eq!(args(b"a\0partial"), [&b"a"[..], b"partial"]);
+        assert_eq!(args(b"\0"), [&b""[..]]);
+        assert!(args(b"").is_empty());
+        assert_eq!(Argv::from_section(b"sh\0-c\0x y\0").cmdline(), b"sh -c x y");
+        assert_eq!(Argv::from_args(["a", "", "b"]).section(), b"a\0\0b\0");
     }
 }

@@ -12,8 +12,6 @@
 //! Each string field has a budget (in bytes of JSON) so that a whole record always fits in
 //! [`LINE_MAX`]; a field cut to its budget, or cut by the kernel, carries `<field>_truncated: true`.
 
-use serde_json::{Map, Value};
-
 /// No line is longer than this (newline excluded).
 pub const LINE_MAX: usize = 64 * 1024;
 /// Budget of one path field.
@@ -95,51 +93,98 @@ pub fn escape_as(bytes: &[u8], budget: usize, scheme: bool) -> Escaped {
     }
 }
 
-/// Insert a byte-string field, with its `_escaped`/`_truncated` flags when they are true.
-/// `cut` says the kernel already truncated it.
-pub fn put_bytes(map: &mut Map<String, Value>, key: &str, bytes: &[u8], budget: usize, cut: bool) {
-    let e = escape(bytes, budget);
-    map.insert(key.to_owned(), Value::String(e.text));
-    put_flags(map, key, e.escaped, e.truncated || cut);
+/// Append `s` as a JSON string: quoted, and escaped as serde_json escapes.
+pub fn push_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
-fn put_flags(map: &mut Map<String, Value>, key: &str, escaped: bool, truncated: bool) {
-    if escaped {
-        map.insert(format!("{key}_escaped"), Value::Bool(true));
+/// How a byte string came out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// The `\xHH` scheme was used.
+    pub escaped: bool,
+    /// The budget cut it short.
+    pub truncated: bool,
+}
+
+/// Append `bytes` as a JSON string that costs at most `budget` bytes between its quotes, by the
+/// scheme above (`scheme`: use the `\xHH` scheme even if `bytes` are valid UTF-8, as all of an
+/// array does when one element needs it).
+pub fn push_bytes(out: &mut String, bytes: &[u8], budget: usize, scheme: bool) -> Flags {
+    // The common case, valid UTF-8 within budget once escaped, is written in one pass.
+    if !scheme && bytes.len() <= budget {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            let start = out.len();
+            push_str(out, text);
+            if out.len() - start - 2 <= budget {
+                return Flags::default();
+            }
+            out.truncate(start);
+        }
     }
-    if truncated {
-        map.insert(format!("{key}_truncated"), Value::Bool(true));
+    let e = escape_as(bytes, budget, scheme || std::str::from_utf8(bytes).is_err());
+    push_str(out, &e.text);
+    Flags {
+        escaped: e.escaped,
+        truncated: e.truncated,
     }
 }
 
-/// Insert `args` (an array of strings) within [`ARGS_BUDGET`]: one scheme for every element, and
-/// the array stops (its last element cut) where the budget ends.
-pub fn put_args(map: &mut Map<String, Value>, args: &[Vec<u8>], cut: bool) {
-    let scheme = args.iter().any(|a| std::str::from_utf8(a).is_err());
+/// Append `args` as a JSON array within [`ARGS_BUDGET`]: one scheme for every element, and the
+/// array stops (its last element cut) where the budget ends.
+pub fn push_args<'a>(out: &mut String, args: impl Iterator<Item = &'a [u8]> + Clone) -> Flags {
+    let scheme = args.clone().any(|a| std::str::from_utf8(a).is_err());
+    let mut flags = Flags {
+        escaped: scheme,
+        truncated: false,
+    };
     let mut left = ARGS_BUDGET;
-    let mut out = Vec::with_capacity(args.len());
-    let mut truncated = cut;
-    for arg in args {
+    out.push('[');
+    for (i, arg) in args.enumerate() {
         // Each element costs its quotes and a comma too.
         let Some(room) = left.checked_sub(3) else {
-            truncated = true;
+            flags.truncated = true;
             break;
         };
-        let e = escape_as(arg, room, scheme);
-        left -= 3 + e.text.chars().map(json_cost).sum::<usize>();
-        out.push(Value::String(e.text));
-        if e.truncated {
-            truncated = true;
+        if i > 0 {
+            out.push(',');
+        }
+        let start = out.len();
+        let cut = push_bytes(out, arg, room, scheme).truncated;
+        left -= 3 + (out.len() - start - 2);
+        if cut {
+            flags.truncated = true;
             break;
         }
     }
-    map.insert("args".to_owned(), Value::Array(out));
-    put_flags(map, "args", scheme, truncated);
-}
-
-/// The command line: the arguments joined by spaces (`args` is the exact form).
-pub fn join_cmdline(args: &[Vec<u8>]) -> Vec<u8> {
-    args.join(&b' ')
+    out.push(']');
+    flags
 }
 
 #[cfg(test)]
@@ -209,16 +254,66 @@ mod tests {
         assert_eq!((e.text.as_str(), e.truncated), ("éé", true));
     }
 
+    /// What serde_json makes of a written string, and the flags.
+    fn written(bytes: &[u8], budget: usize) -> (String, Flags) {
+        let mut out = String::new();
+        let flags = push_bytes(&mut out, bytes, budget, false);
+        assert!(out.len() - 2 <= budget, "{out} over {budget}");
+        (serde_json::from_str(&out).expect("valid JSON"), flags)
+    }
+
+    #[test]
+    fn written_strings_are_the_escaped_text_as_json() {
+        for input in [
+            &b"plain"[..],
+            b"a \"b\"\n\x1b[31m\\x41\x7f\x08\x0c\t\r",
+            b"\xff\xfe",
+            b"ok\\x41\xc3",
+            "é€😀".as_bytes(),
+        ] {
+            let e = escape(input, 1000);
+            let serde = serde_json::to_string(&e.text).unwrap();
+            let mut ours = String::new();
+            push_str(&mut ours, &e.text);
+            assert_eq!(ours, serde);
+            assert_eq!(
+                written(input, 1000),
+                (
+                    e.text,
+                    Flags {
+                        escaped: e.escaped,
+                        truncated: false
+                    }
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_written_string_keeps_its_budget() {
+        let (text, flags) = written(&[b'\n'; 100], 11);
+        assert_eq!((text.as_str(), flags.truncated), ("\n\n\n\n\n", true));
+        let (text, flags) = written("ééé".as_bytes(), 5);
+        assert_eq!((text.as_str(), flags.truncated), ("éé", true));
+        assert_eq!(written(b"abc", 3).1, Flags::default());
+    }
+
+    fn args(list: &[&[u8]]) -> (serde_json::Value, Flags) {
+        let mut out = String::new();
+        let flags = push_args(&mut out, list.iter().copied());
+        (serde_json::from_str(&out).expect("valid JSON"), flags)
+    }
+
     #[test]
     fn args_share_one_scheme_and_one_budget() {
-        let mut map = Map::new();
-        put_args(&mut map, &[b"plain\\".to_vec(), b"\xff".to_vec()], false);
-        assert_eq!(map["args"], serde_json::json!(["plain\\\\", "\\xff"]));
-        assert_eq!(map["args_escaped"], true);
-        let mut map = Map::new();
-        let huge = vec![vec![b'\n'; 10_000]; 10];
-        put_args(&mut map, &huge, false);
-        assert_eq!(map["args_truncated"], true);
-        assert!(serde_json::to_string(&map["args"]).unwrap().len() <= ARGS_BUDGET + 2);
+        let (value, flags) = args(&[b"plain\\", b"\xff"]);
+        assert_eq!(value, serde_json::json!(["plain\\\\", "\\xff"]));
+        assert!(flags.escaped && !flags.truncated);
+        assert_eq!(args(&[]).0, serde_json::json!([]));
+        let huge = vec![b'\n'; 10_000];
+        let list: Vec<&[u8]> = vec![&huge; 10];
+        let (value, flags) = args(&list);
+        assert!(flags.truncated && !flags.escaped);
+        assert!(serde_json::to_string(&value).unwrap().len() <= ARGS_BUDGET + 2);
     }
 }

@@ -15,7 +15,7 @@ use tokio::{
 };
 
 use crate::{
-    behavior::{AlertSignal, BehaviorCommand, BehaviorStage},
+    behavior::{rules::Rule, rules_for, AlertSignal, BehaviorCommand, BehaviorStage},
     collector::{loader::KernelChoice, Collector, CollectorCommand, MonitorState},
     config::Config,
     control::{self, ControlCommand, ControlService, DaemonView, MonitorView},
@@ -23,8 +23,9 @@ use crate::{
         file::file_sink,
         remote::{self, RemoteLoss},
         stderr::stderr_sink,
-        Batch, Hub, HubCommand, HubStats, Identity, Outgoing, Sink,
+        Hub, HubCommand, HubStats, Sink,
     },
+    pipeline::{record::AgentRecord, Batch, Identity, Outgoing},
     process::{tree::TreeFormat, ProcessStage, ProcessTable, StageCommand, StageStats},
     service::{self, SignalRequest, Signals},
 };
@@ -70,18 +71,13 @@ fn open_sinks(config: &Config, losses: &mpsc::Sender<RemoteLoss>) -> anyhow::Res
     Ok((sinks, tasks))
 }
 
-fn loss_fields(loss: &RemoteLoss) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("event_type".into(), "agent".into());
-    m.insert("type".into(), "loss".into());
-    m.insert("stage".into(), loss.stage.into());
-    m.insert("remote".into(), loss.remote.as_str().into());
-    m.insert("count".into(), loss.count.into());
+fn loss_record(loss: &RemoteLoss) -> AgentRecord {
+    let mut record = AgentRecord::loss(loss.stage, None, loss.count);
+    record.set("remote", loss.remote.as_str());
     if let (Some(first), Some(last)) = (loss.first_seq, loss.last_seq) {
-        m.insert("first_seq".into(), first.into());
-        m.insert("last_seq".into(), last.into());
+        record.set("first_seq", first).set("last_seq", last);
     }
-    m
+    record
 }
 
 fn identity(config: &Config, run_id: &str) -> Identity {
@@ -130,7 +126,12 @@ struct Daemon {
     remote_tasks: Vec<JoinHandle<()>>,
 }
 
-pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Result<()> {
+pub async fn serve(
+    config_path: PathBuf,
+    config: Config,
+    rules: Option<Vec<Rule>>,
+    bus: Bus,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut signals = Signals::install().context("cannot install signal handlers")?;
     let (losses_tx, mut losses_rx) = mpsc::channel::<RemoteLoss>(1024);
@@ -158,16 +159,9 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
             unavailable.join(", ")
         );
     }
-    let start = start_fields(&config_path, &config, &collector, seeded);
+    let start = start_record(&config_path, &config, &collector, seeded);
     tracing::info!(run_id, programs = ?collector.program_ids, "owod {} attached; {seeded} processes seeded from /proc", env!("CARGO_PKG_VERSION"));
 
-    let rules = match config.behavior.enabled {
-        true => Some(
-            crate::behavior::load_rules(&config.behavior)
-                .map_err(|(_, e)| anyhow::anyhow!("behavior rules: {e}"))?,
-        ),
-        false => None,
-    };
     let (hub_tx, hub_rx) = mpsc::channel(BATCHES);
     let (behavior_tx, behavior_rx) = mpsc::channel(BATCHES);
     let (proc_tx, proc_rx) = mpsc::channel(BATCHES);
@@ -190,7 +184,7 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
         hub_rx,
         hub_cmd_rx,
         hub_stats_tx,
-        move |seq| stop_fields(seq, started, stats_rx.try_recv().ok()),
+        move |seq| stop_record(seq, started, stats_rx.try_recv().ok()),
     ));
     let behavior =
         tokio::spawn(BehaviorStage::new(rules).run(behavior_rx, hub_tx, behavior_cmd_rx, alert_tx));
@@ -267,7 +261,7 @@ pub async fn serve(config_path: PathBuf, config: Config, bus: Bus) -> anyhow::Re
             Some(command) = control_rx.recv() => daemon.control(command).await,
             Some((rule, json)) = alert_rx.recv() => daemon.signal_alert(&rule, &json).await,
             Some(loss) = losses_rx.recv() => {
-                let _ = daemon.records.send(vec![Outgoing::agent(loss_fields(&loss))]).await;
+                let _ = daemon.records.send(vec![Outgoing::agent(loss_record(&loss))]).await;
             }
             _ = status_tick.tick() => service::notify_status(&daemon.status_line()),
             result = &mut collector => break Some(result),
@@ -473,7 +467,7 @@ impl Daemon {
     /// Validate the file first; apply only a config without problems. What needs a restart
     /// (`monitor.ebpf_path`, `logging.level`) is said in the log.
     async fn reload(&mut self) -> Result<(), OwoError> {
-        let new = Config::load(&self.config_path).map_err(|err| {
+        let (new, rules) = Config::load(&self.config_path, rules_for).map_err(|err| {
             let text = match &err {
                 crate::config::ConfigError::Invalid { problems, .. } => problems
                     .iter()
@@ -485,7 +479,7 @@ impl Daemon {
             OwoError::InvalidConfig(text)
         })?;
         service::notify_reloading();
-        let result = self.apply(&new).await;
+        let result = self.apply(&new, rules).await;
         service::notify_ready(&self.status_line());
         result?;
         for (key, changed) in [
@@ -504,15 +498,10 @@ impl Daemon {
             }
         }
         self.config = new;
-        let mut fields = Map::new();
-        fields.insert("event_type".into(), "agent".into());
-        fields.insert("type".into(), "reload".into());
-        fields.insert(
-            "config_path".into(),
-            self.config_path.display().to_string().into(),
-        );
+        let mut reload = AgentRecord::new("reload");
+        reload.set("config_path", self.config_path.display().to_string());
         // The new names take effect with this record: records already on their way keep the old.
-        let mut record = Outgoing::agent(fields);
+        let mut record = Outgoing::agent(reload);
         record.identity = Some(identity(&self.config, &self.run_id));
         let _ = self.records.send(vec![record]).await;
         tracing::info!("config reloaded from `{}`", self.config_path.display());
@@ -520,17 +509,9 @@ impl Daemon {
         Ok(())
     }
 
-    /// Everything that can fail is built first (rules, outputs); only then does anything change.
-    async fn apply(&mut self, new: &Config) -> Result<(), OwoError> {
-        let rules = if new.behavior.enabled {
-            let rules = crate::behavior::load_rules(&new.behavior).map_err(|(file, e)| {
-                let at = file.map_or(String::new(), |i| format!("`behavior.rules_files.{i}`: "));
-                OwoError::InvalidConfig(format!("{at}{e}"))
-            })?;
-            Some(rules)
-        } else {
-            None
-        };
+    /// Everything that can fail is built first (the rules came with the config; the outputs are
+    /// opened here); only then does anything change.
+    async fn apply(&mut self, new: &Config, rules: Option<Vec<Rule>>) -> Result<(), OwoError> {
         // Outputs: if a new file cannot be opened, nothing changes.
         let sinks = if new.output != self.config.output {
             let (sinks, tasks) =
@@ -584,57 +565,55 @@ impl Daemon {
     }
 }
 
-fn start_fields(
+fn start_record(
     config_path: &std::path::Path,
     config: &Config,
     collector: &Collector,
     seeded: usize,
-) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("event_type".into(), "agent".into());
-    m.insert("type".into(), "start".into());
-    m.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-    m.insert("pid".into(), std::process::id().into());
-    m.insert(
-        "config_path".into(),
-        config_path.display().to_string().into(),
-    );
+) -> AgentRecord {
+    let mut record = AgentRecord::new("start");
+    record
+        .set("version", env!("CARGO_PKG_VERSION"))
+        .set("pid", std::process::id())
+        .set("config_path", config_path.display().to_string());
     if let Ok(Value::Object(kernel)) = serde_json::to_value(&collector.kernel) {
-        m.extend(kernel);
+        for (key, value) in kernel {
+            record.set(&key, value);
+        }
     }
-    let mut monitors = Map::new();
-    for (name, state) in &collector.monitors {
-        let state = match state {
-            MonitorState::On => "on",
-            MonitorState::Off => "off",
-            MonitorState::Unavailable(_) => "unavailable",
-        };
-        monitors.insert((*name).into(), state.into());
-    }
-    m.insert("monitors".into(), Value::Object(monitors));
+    let monitors: Map<String, Value> = collector
+        .monitors
+        .iter()
+        .map(|(name, state)| {
+            let state = match state {
+                MonitorState::On => "on",
+                MonitorState::Off => "off",
+                MonitorState::Unavailable(_) => "unavailable",
+            };
+            ((*name).to_owned(), state.into())
+        })
+        .collect();
+    record.set("monitors", monitors);
     let unavailable: Map<String, Value> = collector
         .unavailable()
         .map(|(name, why)| (name.into(), why.into()))
         .collect();
     if !unavailable.is_empty() {
-        m.insert("unavailable".into(), Value::Object(unavailable));
+        record.set("unavailable", unavailable);
     }
-    m.insert("bpf_prog_ids".into(), collector.program_ids.clone().into());
-    m.insert("processes_seeded".into(), seeded.into());
-    m.insert(
-        "heap_allocations".into(),
-        crate::allocations::count().into(),
-    );
-    m.insert(
-        "output_file".into(),
-        config
-            .output
-            .file
-            .enabled
-            .then(|| config.output.file.path.display().to_string())
-            .into(),
-    );
-    m
+    record
+        .set("bpf_prog_ids", collector.program_ids.clone())
+        .set("processes_seeded", seeded)
+        .set("heap_allocations", crate::allocations::count())
+        .set(
+            "output_file",
+            config
+                .output
+                .file
+                .enabled
+                .then(|| config.output.file.path.display().to_string()),
+        );
+    record
 }
 /// Send a stage a command that carries a reply channel, and wait for the answer; a stage that
 /// has gone away is `Failed(gone)`.
@@ -672,28 +651,22 @@ async fn print_tree(commands: &mpsc::Sender<StageCommand>) {
     }
 }
 
-fn stop_fields(
+fn stop_record(
     records: u64,
     started: std::time::Instant,
     stats: Option<StageStats>,
-) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("event_type".into(), "agent".into());
-    m.insert("type".into(), "stop".into());
-    m.insert("records".into(), records.into());
-    m.insert("uptime_seconds".into(), started.elapsed().as_secs().into());
-    m.insert(
-        "heap_allocations".into(),
-        crate::allocations::count().into(),
-    );
+) -> AgentRecord {
+    let mut record = AgentRecord::new("stop");
+    record
+        .set("records", records)
+        .set("uptime_seconds", started.elapsed().as_secs())
+        .set("heap_allocations", crate::allocations::count());
     if let Some(stats) = stats {
-        m.insert("process_table_entries".into(), stats.table_entries.into());
-        m.insert(
-            "process_table_evictions".into(),
-            stats.table_evictions.into(),
-        );
-        m.insert("executables_hashed".into(), stats.hashed.into());
-        m.insert("hash_cache_hits".into(), stats.hash_cache_hits.into());
+        record
+            .set("process_table_entries", stats.table_entries)
+            .set("process_table_evictions", stats.table_evictions)
+            .set("executables_hashed", stats.hashed)
+            .set("hash_cache_hits", stats.hash_cache_hits);
     }
-    m
+    record
 }

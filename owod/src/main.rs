@@ -18,7 +18,7 @@ use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 use anyhow::Context as _;
 use clap::Parser;
 
-use crate::config::Config;
+use crate::{behavior::rules::Rule, config::Config};
 
 #[global_allocator]
 static ALLOCATOR: allocations::Counting = allocations::Counting;
@@ -61,8 +61,8 @@ fn normalize_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
 
 fn main() -> ExitCode {
     let args = Args::parse_from(normalize_args(std::env::args_os()));
-    let config = match Config::load(&args.config) {
-        Ok(config) => config,
+    let (config, rules) = match Config::load(&args.config, behavior::rules_for) {
+        Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("owod: {:#}", anyhow::Error::from(err));
             return ExitCode::from(2);
@@ -82,7 +82,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     service::init_logging(&config.logging.level);
-    match run(&args, config) {
+    match run(&args, config, rules) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // Logging goes to stderr: one line, with the whole chain of causes.
@@ -92,7 +92,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args, config: Config) -> anyhow::Result<()> {
+fn run(args: &Args, config: Config, rules: Option<Vec<Rule>>) -> anyhow::Result<()> {
     collector::preflight::check()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -104,7 +104,7 @@ fn run(args: &Args, config: Config) -> anyhow::Result<()> {
         (Some(address), false) => daemon::Bus::Address(address.clone()),
         (None, false) => daemon::Bus::System,
     };
-    let result = runtime.block_on(daemon::serve(args.config.clone(), config, bus));
+    let result = runtime.block_on(daemon::serve(args.config.clone(), config, rules, bus));
     // A hashing thread stuck on a hung mount must not keep the process from exiting.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     result

@@ -10,9 +10,10 @@ use std::{
     sync::Arc,
 };
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::rules::{glob, Condition, Key, Op, Rule, Step};
+use crate::pipeline::record::{Field, Record};
 
 /// Chains held at most, over all rules.
 pub const MAX_CHAINS: usize = 8192;
@@ -25,7 +26,7 @@ const HOST_CHAINS: usize = 256;
 
 /// A record as the engine sees it.
 pub struct Seen<'a> {
-    pub fields: &'a Map<String, Value>,
+    pub record: &'a Record,
     pub seq: u64,
     /// When the kernel saw it (boot clock, ns).
     pub time_ns: u64,
@@ -44,7 +45,7 @@ struct Chain {
     next: usize,
     started_ns: u64,
     seqs: Vec<u64>,
-    matched: Vec<Map<String, Value>>,
+    matched: Vec<Record>,
     /// The key process exited (process_tree: a new process under its pid is not it).
     root_exited: bool,
 }
@@ -58,10 +59,6 @@ pub struct Engine {
     count: usize,
     parents: HashMap<u64, u64>,
     pub evictions: u64,
-}
-
-fn pid_of(fields: &Map<String, Value>) -> Option<u64> {
-    fields.get("pid").and_then(Value::as_u64)
 }
 
 impl Engine {
@@ -93,16 +90,13 @@ impl Engine {
 
     /// Look at one record; the alerts it completes.
     pub fn observe(&mut self, seen: &Seen<'_>) -> Vec<Alert> {
-        let fields = seen.fields;
-        let Some(event_type) = fields.get("event_type").and_then(Value::as_str) else {
-            return Vec::new();
-        };
-        let pid = pid_of(fields);
-        if let (Some(pid), Some(ppid)) = (pid, fields.get("ppid").and_then(Value::as_u64)) {
+        let event_type = seen.record.event_type();
+        let pid = seen.record.pid().map(u64::from);
+        if let (Some(pid), Some(ppid)) = (pid, seen.record.ppid()) {
             if self.parents.len() >= MAX_PARENTS {
                 self.parents.clear();
             }
-            self.parents.insert(pid, ppid);
+            self.parents.insert(pid, ppid.into());
         }
         // A new image under a pid whose tree chain's root has exited is another process: its
         // chains go before this record is looked at.
@@ -110,8 +104,9 @@ impl Engine {
             self.reused(pid);
         }
         let mut alerts = Vec::new();
-        let candidates = self.by_type.get(event_type).cloned().unwrap_or_default();
-        for index in candidates {
+        let candidates = self.by_type.get(event_type).map_or(0, Vec::len);
+        for i in 0..candidates {
+            let index = self.by_type[event_type][i];
             if let Some(alert) = self.observe_rule(index, event_type, pid, seen) {
                 alerts.push(alert);
             }
@@ -163,13 +158,13 @@ impl Engine {
             self.count -= before - list.len();
             let hit = list.iter().position(|c| {
                 let step = &rule.steps[c.next];
-                step.event_type == event_type && step_matches(step, seen.fields, &c.matched)
+                step.event_type == event_type && step_matches(step, seen.record, &c.matched)
             });
             let Some(at) = hit else { continue };
             let chain = &mut list[at];
             chain.next += 1;
             chain.seqs.push(seen.seq);
-            chain.matched.push(seen.fields.clone());
+            chain.matched.push(seen.record.clone());
             if chain.next == rule.steps.len() {
                 // One chain, one alert: this key's other chains of the rule go with it.
                 let done = list.remove(at).expect("the chain just matched");
@@ -181,14 +176,14 @@ impl Engine {
         }
         // Or start one.
         let first = &rule.steps[0];
-        if first.event_type != event_type || !step_matches(first, seen.fields, &[]) {
+        if first.event_type != event_type || !step_matches(first, seen.record, &[]) {
             return None;
         }
         if rule.steps.len() == 1 {
             return Some(alert(
                 &rule,
                 vec![seen.seq],
-                std::slice::from_ref(seen.fields),
+                std::slice::from_ref(seen.record),
             ));
         }
         let key = match rule.key {
@@ -216,7 +211,7 @@ impl Engine {
             next: 1,
             started_ns: seen.time_ns,
             seqs: vec![seen.seq],
-            matched: vec![seen.fields.clone()],
+            matched: vec![seen.record.clone()],
             root_exited: false,
         });
         self.count += 1;
@@ -296,24 +291,49 @@ impl Engine {
     }
 }
 
-fn step_matches(step: &Step, fields: &Map<String, Value>, matched: &[Map<String, Value>]) -> bool {
-    step.all.iter().all(|c| holds(c, fields, matched))
+fn step_matches(step: &Step, record: &Record, matched: &[Record]) -> bool {
+    step.all.iter().all(|c| holds(c, record, matched))
         && (step.any.is_empty()
             || step
                 .any
                 .iter()
-                .any(|alt| alt.iter().all(|c| holds(c, fields, matched))))
+                .any(|alt| alt.iter().all(|c| holds(c, record, matched))))
 }
 
-fn holds(c: &Condition, fields: &Map<String, Value>, matched: &[Map<String, Value>]) -> bool {
-    let value = fields.get(&c.field);
-    let text = value.and_then(Value::as_str);
-    let number = value.and_then(Value::as_f64);
+/// A field has the value a rule wrote (a YAML scalar or list).
+fn equals(field: &Field, value: &Value) -> bool {
+    match (field, value) {
+        (Field::Uint(x), Value::Number(n)) => n.as_u64() == Some(*x),
+        (Field::Int(x), Value::Number(n)) => n.as_i64() == Some(*x),
+        (Field::Bool(x), Value::Bool(b)) => x == b,
+        (Field::Text(x), Value::String(s)) => x == s,
+        (Field::List(xs), Value::Array(vs)) => {
+            xs.len() == vs.len() && xs.iter().zip(vs).all(|(x, v)| equals(x, v))
+        }
+        _ => false,
+    }
+}
+
+fn number(field: &Field) -> Option<f64> {
+    match field {
+        Field::Uint(x) => Some(*x as f64),
+        Field::Int(x) => Some(*x as f64),
+        _ => None,
+    }
+}
+
+fn holds(c: &Condition, record: &Record, matched: &[Record]) -> bool {
+    let value = record.field(&c.field);
+    let text = match &value {
+        Some(Field::Text(t)) => Some(t.as_str()),
+        _ => None,
+    };
+    let number = value.as_ref().and_then(number);
     match &c.op {
-        Op::Equals(v) => value == Some(v),
-        Op::NotEquals(v) => value.is_some_and(|x| x != v),
-        Op::In(list) => value.is_some_and(|x| list.contains(x)),
-        Op::NotIn(list) => value.is_some_and(|x| !list.contains(x)),
+        Op::Equals(v) => value.is_some_and(|x| equals(&x, v)),
+        Op::NotEquals(v) => value.is_some_and(|x| !equals(&x, v)),
+        Op::In(list) => value.is_some_and(|x| list.iter().any(|v| equals(&x, v))),
+        Op::NotIn(list) => value.is_some_and(|x| !list.iter().any(|v| equals(&x, v))),
         Op::StartsWith(prefixes) => {
             text.is_some_and(|t| prefixes.iter().any(|p| t.starts_with(p.as_str())))
         }
@@ -328,25 +348,35 @@ fn holds(c: &Condition, fields: &Map<String, Value>, matched: &[Map<String, Valu
         Op::Ge(n) => number.is_some_and(|x| x >= *n),
         Op::Exists(want) => value.is_some() == *want,
         Op::SameAs { step, field } => {
-            let earlier = matched.get(*step).and_then(|m| m.get(field));
+            let earlier = matched.get(*step).and_then(|m| m.field(field));
             earlier.is_some() && value == earlier
         }
     }
 }
 
-fn alert(rule: &Arc<Rule>, related_seq: Vec<u64>, matched: &[Map<String, Value>]) -> Alert {
+/// A field as an alert's detail shows it.
+fn shown(field: &Field) -> String {
+    match field {
+        Field::Uint(x) => x.to_string(),
+        Field::Int(x) => x.to_string(),
+        Field::Bool(x) => x.to_string(),
+        Field::Text(x) => x.clone(),
+        Field::List(xs) => {
+            let items: Vec<String> = xs.iter().map(shown).collect();
+            format!("[{}]", items.join(","))
+        }
+    }
+}
+
+fn alert(rule: &Arc<Rule>, related_seq: Vec<u64>, matched: &[Record]) -> Alert {
     let last = matched.last();
-    let pid = last.and_then(pid_of).unwrap_or(0);
+    let pid = last.and_then(Record::pid).map_or(0, u64::from);
     let mut detail = rule.detail.clone();
     for placeholder in super::rules::placeholders(&rule.detail) {
         let value = placeholder
             .split_once('.')
-            .and_then(|(n, field)| matched.get(n.parse::<usize>().ok()?)?.get(field))
-            .map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .unwrap_or_else(|| "?".to_owned());
+            .and_then(|(n, field)| matched.get(n.parse::<usize>().ok()?)?.field(field))
+            .map_or_else(|| "?".to_owned(), |v| shown(&v));
         detail = detail.replace(&format!("{{{placeholder}}}"), &value);
     }
     if detail.is_empty() {
@@ -364,10 +394,15 @@ fn alert(rule: &Arc<Rule>, related_seq: Vec<u64>, matched: &[Map<String, Value>]
 mod tests {
     use std::time::Duration;
 
-    use serde_json::json;
+    use owo_common::event::Creds;
 
     use super::*;
-    use crate::behavior::rules::{parse, BUILTIN};
+    use crate::{
+        behavior::rules::{parse, BUILTIN},
+        pipeline::record::{
+            Actor, ExecRecord, ExitRecord, FileRecord, ModuleRecord, NetworkRecord, PrivilegeRecord,
+        },
+    };
 
     const S: u64 = 1_000_000_000;
 
@@ -376,12 +411,11 @@ mod tests {
     }
 
     /// Feed records (seq from 1, time in seconds); the names of the rules that fired, with seqs.
-    fn feed(engine: &mut Engine, records: &[(u64, Value)]) -> Vec<(String, Vec<u64>)> {
+    fn feed(engine: &mut Engine, records: &[(u64, Record)]) -> Vec<(String, Vec<u64>)> {
         let mut out = Vec::new();
-        for (i, (t, v)) in records.iter().enumerate() {
-            let fields = v.as_object().unwrap();
+        for (i, (t, record)) in records.iter().enumerate() {
             for a in engine.observe(&Seen {
-                fields,
+                record,
                 seq: i as u64 + 1,
                 time_ns: t * S,
             }) {
@@ -391,12 +425,91 @@ mod tests {
         out
     }
 
-    fn exec(pid: u64, ppid: u64, exe: &str) -> Value {
-        json!({"event_type": "execve", "pid": pid, "ppid": ppid, "exe": exe, "path": exe})
+    fn actor(pid: u32, ppid: u32) -> Actor {
+        Actor {
+            pid,
+            tid: pid,
+            ppid,
+            comm: b"c".to_vec(),
+            ..Actor::default()
+        }
     }
 
-    fn connect(pid: u64) -> Value {
-        json!({"event_type": "network", "type": "connect", "pid": pid, "ppid": 1, "daddr": "10.1.2.3", "dport": 4444})
+    fn exec_record(pid: u32, ppid: u32, exe: &str) -> ExecRecord {
+        ExecRecord {
+            actor: Actor {
+                exe: Some(exe.as_bytes().into()),
+                ..actor(pid, ppid)
+            },
+            path: exe.as_bytes().to_vec(),
+            ..ExecRecord::default()
+        }
+    }
+
+    fn exec(pid: u32, ppid: u32, exe: &str) -> Record {
+        Record::Exec(Box::new(exec_record(pid, ppid, exe)))
+    }
+
+    fn connect(pid: u32) -> Record {
+        Record::Network(NetworkRecord {
+            actor: actor(pid, 1),
+            kind: "connect",
+            syscall: 42,
+            protocol: 6,
+            saddr: [10, 0, 0, 1].into(),
+            sport: 40000,
+            daddr: [10, 1, 2, 3].into(),
+            dport: 4444,
+            dns_query: None,
+            ret: 0,
+        })
+    }
+
+    fn setuid(pid: u32, uid: u32, euid: u32) -> Record {
+        Record::Privilege(PrivilegeRecord {
+            actor: Actor {
+                uid,
+                ..actor(pid, 1)
+            },
+            before: Creds {
+                uid,
+                euid,
+                ..Creds::default()
+            },
+            ret: 0,
+            ..PrivilegeRecord::default()
+        })
+    }
+
+    fn file(pid: u32, kind: &'static str, path: &str) -> Record {
+        Record::File(FileRecord {
+            actor: actor(pid, 1),
+            kind,
+            path: path.as_bytes().to_vec(),
+            ..FileRecord::default()
+        })
+    }
+
+    #[test]
+    fn fields_are_read_as_written() {
+        let record = exec(100, 1, "/tmp/x");
+        assert_eq!(record.field("pid"), Some(Field::Uint(100)));
+        assert_eq!(record.field("exe"), Some(Field::Text("/tmp/x".into())));
+        assert_eq!(record.field("is_tty"), Some(Field::Bool(false)));
+        assert_eq!(record.field("exe_memfd"), None);
+        let odd = Record::Exec(Box::new(ExecRecord {
+            args: owo_common::event::Argv::from_args([&b"a\xff"[..]]),
+            args_truncated: true,
+            ..exec_record(1, 0, "/x")
+        }));
+        assert_eq!(
+            odd.field("args"),
+            Some(Field::List(vec![Field::Text("a\\xff".into())]))
+        );
+        assert_eq!(odd.field("args_escaped"), Some(Field::Bool(true)));
+        assert_eq!(odd.field("args_truncated"), Some(Field::Bool(true)));
+        assert_eq!(odd.field("cmdline_escaped"), Some(Field::Bool(true)));
+        assert_eq!(odd.field("path_truncated"), None);
     }
 
     #[test]
@@ -449,7 +562,10 @@ mod tests {
     #[test]
     fn a_reused_pid_inherits_nothing() {
         let mut e = engine();
-        let exit = json!({"event_type": "exit", "pid": 100, "ppid": 1});
+        let exit = Record::Exit(ExitRecord {
+            actor: actor(100, 1),
+            ..ExitRecord::default()
+        });
         let fired = feed(
             &mut e,
             &[
@@ -466,7 +582,7 @@ mod tests {
     #[test]
     fn privilege_gain_then_a_shell_in_the_tree() {
         let mut e = engine();
-        let gain = json!({"event_type": "privilege", "pid": 200, "ppid": 1, "uid": 1000, "euid": 1000, "new_uid": 0, "ret": 0});
+        let gain = setuid(200, 1000, 1000);
         let fired = feed(
             &mut e,
             &[
@@ -481,23 +597,33 @@ mod tests {
         );
         // sudo already runs with euid 0: not a gain.
         let mut e = engine();
-        let sudo = json!({"event_type": "privilege", "pid": 400, "ppid": 1, "uid": 1000, "euid": 0, "new_uid": 0, "ret": 0});
+        let sudo = setuid(400, 1000, 0);
         assert!(feed(&mut e, &[(0, sudo), (1, exec(400, 1, "/bin/sh"))]).is_empty());
         // Root dropping and regaining is not a gain.
         let mut e = engine();
-        let root = json!({"event_type": "privilege", "pid": 300, "ppid": 1, "uid": 0, "new_uid": 0, "ret": 0});
+        let root = setuid(300, 0, 0);
         assert!(feed(&mut e, &[(0, root), (1, exec(300, 1, "/bin/sh"))]).is_empty());
     }
 
     #[test]
     fn single_step_rules_and_same_as() {
         let mut e = engine();
-        let fileless = json!({"event_type": "execve", "pid": 5, "ppid": 1, "exe": "/memfd:x", "exe_memfd": true});
-        let module = json!({"event_type": "module", "pid": 6, "ppid": 1, "type": "finit_module"});
-        let shell = json!({"event_type": "execve", "pid": 7, "ppid": 1, "exe": "/usr/bin/bash", "stdin": "socket", "stdout": "socket"});
-        let lib = json!({"event_type": "file", "type": "library_load", "pid": 8, "ppid": 1, "path": "/dev/shm/x.so"});
-        let created =
-            json!({"event_type": "file", "type": "create", "pid": 9, "ppid": 1, "path": "/tmp/dl"});
+        let fileless = Record::Exec(Box::new(ExecRecord {
+            exe_memfd: true,
+            ..exec_record(5, 1, "/memfd:x")
+        }));
+        let module = Record::Module(ModuleRecord {
+            actor: actor(6, 1),
+            syscall: 313,
+            ..ModuleRecord::default()
+        });
+        let shell = Record::Exec(Box::new(ExecRecord {
+            stdin: Some("socket"),
+            stdout: Some("socket"),
+            ..exec_record(7, 1, "/usr/bin/bash")
+        }));
+        let lib = file(8, "library_load", "/dev/shm/x.so");
+        let created = file(9, "create", "/tmp/dl");
         let names: Vec<String> = feed(
             &mut e,
             &[
@@ -528,9 +654,9 @@ mod tests {
     fn a_flood_of_chains_is_capped_and_counted() {
         let mut e = engine();
         for pid in 0..(MAX_CHAINS as u64 * 2) {
-            let fields = exec(pid + 1000, 1, "/tmp/x");
+            let record = exec(pid as u32 + 1000, 1, "/tmp/x");
             e.observe(&Seen {
-                fields: fields.as_object().unwrap(),
+                record: &record,
                 seq: pid,
                 time_ns: pid,
             });

@@ -11,18 +11,32 @@ pub mod rules;
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    config::BehaviorConfig,
-    export::{Batch, Outgoing},
+    config::{BehaviorConfig, Config},
+    pipeline::{
+        record::{BehaviorRecord, Record},
+        Batch, Outgoing,
+    },
 };
 use engine::{Alert, Engine, Seen};
 use rules::{Rule, RuleError};
 
+/// The rules a config asks for (`None` when the engine is off), loaded and checked even then;
+/// a problem comes with the config key it is about.
+pub fn rules_for(config: &Config) -> Result<Option<Vec<Rule>>, Vec<(String, String)>> {
+    let rules = load_rules(&config.behavior).map_err(|(file, err)| {
+        let key = file.map_or("behavior".to_owned(), |i| {
+            format!("behavior.rules_files.{i}")
+        });
+        vec![(key, err.to_string())]
+    })?;
+    Ok(config.behavior.enabled.then_some(rules))
+}
+
 /// The built-in rules, then those of `behavior.rules_files`; the first problem refuses them all.
-pub fn load_rules(config: &BehaviorConfig) -> Result<Vec<Rule>, (Option<usize>, RuleError)> {
+fn load_rules(config: &BehaviorConfig) -> Result<Vec<Rule>, (Option<usize>, RuleError)> {
     let window = Duration::from_secs(config.window_seconds);
     let mut all = rules::parse(rules::BUILTIN, window).map_err(|e| (None, e))?;
     for (i, path) in config.rules_files.iter().enumerate() {
@@ -134,7 +148,7 @@ impl BehaviorStage {
             (Some(engine), Some(ns)) => {
                 self.newest_ns = self.newest_ns.max(ns);
                 engine.observe(&Seen {
-                    fields: &out.fields,
+                    record: &out.record,
                     seq: out.seq,
                     time_ns: ns,
                 })
@@ -145,7 +159,7 @@ impl BehaviorStage {
         passed.push(out);
         for alert in alerts {
             self.seq += 1;
-            let fields = alert_fields(&alert);
+            let record = Record::Behavior(behavior_record(&alert));
             tracing::warn!(
                 rule = alert.rule.name,
                 severity = alert.rule.severity,
@@ -153,7 +167,7 @@ impl BehaviorStage {
                 alert.rule.name,
                 alert.detail
             );
-            let json = Value::Object(fields.clone()).to_string();
+            let json = record.to_json();
             if signals.try_send((alert.rule.name.clone(), json)).is_err() {
                 self.signals_dropped += 1;
                 if self.signals_dropped == 1 {
@@ -162,7 +176,7 @@ impl BehaviorStage {
             }
             passed.push(Outgoing {
                 ktime_ns,
-                fields,
+                record,
                 seq: self.seq,
                 identity: None,
             });
@@ -170,20 +184,15 @@ impl BehaviorStage {
     }
 }
 
-fn alert_fields(alert: &Alert) -> Map<String, Value> {
+fn behavior_record(alert: &Alert) -> BehaviorRecord {
     let rule = &alert.rule;
-    let mut m = Map::new();
-    m.insert("event_type".into(), "behavior".into());
-    m.insert("rule".into(), rule.name.as_str().into());
-    m.insert("severity".into(), rule.severity.as_str().into());
-    m.insert("detail".into(), alert.detail.as_str().into());
-    if !rule.description.is_empty() {
-        m.insert("description".into(), rule.description.as_str().into());
+    BehaviorRecord {
+        rule: rule.name.clone(),
+        severity: rule.severity.clone(),
+        detail: alert.detail.clone(),
+        description: rule.description.clone(),
+        pid: alert.pid,
+        related_seq: alert.related_seq.clone(),
+        mitre: rule.mitre.clone(),
     }
-    m.insert("pid".into(), alert.pid.into());
-    m.insert("related_seq".into(), alert.related_seq.clone().into());
-    if !rule.mitre.is_empty() {
-        m.insert("mitre".into(), rule.mitre.clone().into());
-    }
-    m
 }

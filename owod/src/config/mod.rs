@@ -390,15 +390,32 @@ impl RemoteConfig {
 pub const LOG_LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
 
 impl Config {
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    /// Read, parse and validate the file, then build from it what more there is to check (the
+    /// behavior rules, from the files it names): `build` returns that, or its problems, each
+    /// with the key it is about.
+    pub fn load<T>(
+        path: &Path,
+        build: impl FnOnce(&Config) -> Result<T, Vec<(String, String)>>,
+    ) -> Result<(Config, T), ConfigError> {
+        let invalid = |problems| ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        };
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text).map_err(|problems| ConfigError::Invalid {
-            path: path.to_owned(),
-            problems,
-        })
+        let config = Config::parse(&text).map_err(invalid)?;
+        let built = build(&config).map_err(|problems| {
+            let lines = KeyLines::parse(&text);
+            invalid(
+                problems
+                    .into_iter()
+                    .map(|(key, message)| Problem::at(&lines, &key, message))
+                    .collect(),
+            )
+        })?;
+        Ok((config, built))
     }
 
     /// Parse and validate; on failure, every problem found.
@@ -487,11 +504,6 @@ impl Config {
         }
         if self.behavior.window_seconds == 0 {
             problem("behavior.window_seconds", "must be at least 1".to_owned());
-        } else if let Err((file, err)) = crate::behavior::load_rules(&self.behavior) {
-            let key = file.map_or("behavior".to_owned(), |i| {
-                format!("behavior.rules_files.{i}")
-            });
-            problem(&key, err.to_string());
         }
         let file = &self.output.file;
         if file.enabled && (!file.path.is_absolute() || file.path.file_name().is_none()) {

@@ -15,45 +15,15 @@ use std::{
 };
 
 use owo_common::render::LINE_MAX;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use clock::BootClock;
 
-/// A record on its way out: the `event` object, and the kernel time it happened (boot clock),
-/// or `None` for the agent's own records (stamped with the time they are written).
-/// Records handed from one stage to the next together: one wake-up for all that was ready.
-pub type Batch = Vec<Outgoing>;
-
-#[derive(Debug)]
-pub struct Outgoing {
-    pub ktime_ns: Option<u64>,
-    pub fields: Map<String, Value>,
-    /// Given by the behavior stage (0 until then).
-    pub seq: u64,
-    /// New wrapper names, from this record on (a reload).
-    pub identity: Option<Identity>,
-}
-
-impl Outgoing {
-    pub fn event(ktime_ns: u64, fields: Map<String, Value>) -> Outgoing {
-        Outgoing {
-            ktime_ns: Some(ktime_ns),
-            fields,
-            seq: 0,
-            identity: None,
-        }
-    }
-
-    pub fn agent(fields: Map<String, Value>) -> Outgoing {
-        Outgoing {
-            ktime_ns: None,
-            fields,
-            seq: 0,
-            identity: None,
-        }
-    }
-}
+use crate::pipeline::{
+    record::{AgentRecord, Record},
+    Batch, Identity, Outgoing,
+};
 
 /// Where lines go. A sink that fails counts and logs it; it never blocks the others.
 pub trait Sink: Send {
@@ -173,15 +143,6 @@ impl<W: Write + Send> Sink for LineSink<W> {
     }
 }
 
-/// The wrapper's fixed part.
-#[derive(Clone, Debug)]
-pub struct Identity {
-    pub agent_name: String,
-    pub agent_hostname: String,
-    pub agent_group: String,
-    pub run_id: String,
-}
-
 pub struct Hub {
     identity: Identity,
     sinks: Vec<Box<dyn Sink>>,
@@ -190,6 +151,8 @@ pub struct Hub {
     oversize: u64,
     stats: HubStats,
     published: Option<std::time::Instant>,
+    /// The line being written, kept for its capacity.
+    line: String,
 }
 
 /// What the hub has written, for `GetStatus`.
@@ -237,6 +200,7 @@ impl Hub {
             oversize: 0,
             stats: HubStats::default(),
             published: None,
+            line: String::new(),
         }
     }
 
@@ -245,7 +209,7 @@ impl Hub {
         mut rx: mpsc::Receiver<Batch>,
         mut commands: mpsc::Receiver<HubCommand>,
         stats: watch::Sender<HubStats>,
-        stop: impl FnOnce(u64) -> Map<String, Value>,
+        stop: impl FnOnce(u64) -> AgentRecord,
     ) {
         loop {
             tokio::select! {
@@ -262,14 +226,14 @@ impl Hub {
                 }
             }
         }
-        let mut fields = stop(self.seq + 1);
-        let errors: Map<String, Value> = self
+        let mut record = stop(self.seq + 1);
+        let errors: serde_json::Map<String, Value> = self
             .sinks
             .iter()
             .map(|s| (s.name().to_owned(), s.errors().into()))
             .collect();
-        fields.insert("sink_write_errors".into(), Value::Object(errors));
-        self.write(Outgoing::agent(fields));
+        record.set("sink_write_errors", errors);
+        self.write(Outgoing::agent(record));
         self.flush();
         self.publish(&stats, true);
     }
@@ -314,21 +278,21 @@ impl Hub {
     }
 
     /// Count what goes out, for status.
-    fn count(&mut self, fields: &Map<String, Value>) {
-        let event_type = fields
-            .get("event_type")
-            .and_then(Value::as_str)
-            .unwrap_or("?");
-        *self.stats.by_type.entry(event_type.to_owned()).or_default() += 1;
-        if fields.get("type").and_then(Value::as_str) == Some("loss") {
-            let monitor = fields.get("monitor").and_then(Value::as_str).unwrap_or("-");
-            let stage = fields.get("stage").and_then(Value::as_str).unwrap_or("-");
-            let count = fields.get("count").and_then(Value::as_u64).unwrap_or(0);
-            *self
-                .stats
-                .lost
-                .entry(format!("{monitor}/{stage}"))
-                .or_default() += count;
+    fn count(&mut self, record: &Record) {
+        let event_type = record.event_type();
+        match self.stats.by_type.get_mut(event_type) {
+            Some(n) => *n += 1,
+            None => {
+                self.stats.by_type.insert(event_type.to_owned(), 1);
+            }
+        }
+        if let Record::Agent(agent) = record {
+            if agent.kind == "loss" {
+                let name = |key| agent.get(key).and_then(Value::as_str).unwrap_or("-");
+                let count = agent.get("count").and_then(Value::as_u64).unwrap_or(0);
+                let key = format!("{}/{}", name("monitor"), name("stage"));
+                *self.stats.lost.entry(key).or_default() += count;
+            }
         }
     }
 
@@ -338,10 +302,9 @@ impl Hub {
         }
         // Numbered by the behavior stage; the hub's own last record follows the last one.
         self.seq = if out.seq == 0 { self.seq + 1 } else { out.seq };
-        self.count(&out.fields);
-        let event_type = out.fields.get("event_type").cloned().unwrap_or(Value::Null);
-        let ktime_ns = out.ktime_ns;
-        let mut line = self.render(out);
+        self.count(&out.record);
+        let mut line = std::mem::take(&mut self.line);
+        self.render(&mut line, out.ktime_ns, &out.record);
         if line.len() > LINE_MAX {
             // Budgets make this unreachable for our own records; if it happens, say so in place.
             self.oversize += 1;
@@ -350,40 +313,44 @@ impl Hub {
                 "a record of {} bytes exceeds {LINE_MAX}; replaced by a loss record",
                 line.len()
             );
-            let mut loss = Map::new();
-            loss.insert("event_type".into(), "agent".into());
-            loss.insert("type".into(), "loss".into());
-            loss.insert("stage".into(), "render".into());
-            loss.insert("lost_event_type".into(), event_type);
-            loss.insert("count".into(), 1.into());
-            loss.insert("total".into(), self.oversize.into());
-            line = self.render(Outgoing {
-                ktime_ns,
-                fields: loss,
-                seq: self.seq,
-                identity: None,
-            });
+            let mut loss = AgentRecord::loss("render", None, 1);
+            loss.set("lost_event_type", out.record.event_type())
+                .set("total", self.oversize);
+            self.render(&mut line, out.ktime_ns, &Record::Agent(loss));
         }
         for sink in &mut self.sinks {
             sink.write_line(self.seq, &line);
         }
+        // A rare huge line does not keep its memory.
+        if line.capacity() > 4 * LINE_MAX {
+            line = String::new();
+        }
+        self.line = line;
     }
 
-    fn render(&mut self, out: Outgoing) -> String {
-        let timestamp = match out.ktime_ns {
+    /// The wrapper and the record, as one JSON line (without its newline) in `line`.
+    fn render(&mut self, line: &mut String, ktime_ns: Option<u64>, record: &Record) {
+        use crate::pipeline::record::{Json, Visit};
+        let timestamp = match ktime_ns {
             Some(ns) => self.clock.wall_clock(ns),
             None => self.clock.now(),
         };
         let id = &self.identity;
-        let mut record = Map::new();
-        record.insert("agent_name".into(), id.agent_name.as_str().into());
-        record.insert("agent_hostname".into(), id.agent_hostname.as_str().into());
-        record.insert("agent_group".into(), id.agent_group.as_str().into());
-        record.insert("timestamp".into(), timestamp.into());
-        record.insert("seq".into(), self.seq.into());
-        record.insert("run_id".into(), id.run_id.as_str().into());
-        record.insert("event".into(), Value::Object(out.fields));
-        serde_json::to_string(&record).expect("a JSON map always serializes")
+        line.clear();
+        line.push('{');
+        let mut json = Json {
+            out: line,
+            first: true,
+        };
+        json.str("agent_name", &id.agent_name);
+        json.str("agent_hostname", &id.agent_hostname);
+        json.str("agent_group", &id.agent_group);
+        json.str("timestamp", &timestamp);
+        json.uint("seq", self.seq);
+        json.str("run_id", &id.run_id);
+        line.push_str(",\"event\":");
+        record.write_json(line);
+        line.push('}');
     }
 
     fn flush(&mut self) {

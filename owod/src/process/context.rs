@@ -6,17 +6,11 @@ use std::{
     collections::HashMap,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-/// What a cgroup path tells.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CgroupInfo {
-    pub container_id: Option<String>,
-    pub container_runtime: Option<&'static str>,
-    pub pod_uid: Option<String>,
-    pub systemd_unit: Option<String>,
-}
+pub use crate::pipeline::record::CgroupInfo;
 
 fn is_container_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -99,10 +93,10 @@ pub fn tty_name(kernel: &[u8]) -> String {
 
 /// User names by uid, looked up once each (the answer "no such user" included).
 #[derive(Default)]
-pub struct UserNames(HashMap<u32, Option<String>>);
+pub struct UserNames(HashMap<u32, Option<Arc<str>>>);
 
 impl UserNames {
-    pub fn name(&mut self, uid: u32) -> Option<&str> {
+    pub fn name(&mut self, uid: u32) -> Option<Arc<str>> {
         if self.0.len() > 4096 {
             self.0.clear();
         }
@@ -112,9 +106,9 @@ impl UserNames {
                 nix::unistd::User::from_uid(uid.into())
                     .ok()
                     .flatten()
-                    .map(|u| u.name)
+                    .map(|u| Arc::from(u.name))
             })
-            .as_deref()
+            .clone()
     }
 }
 
@@ -292,7 +286,7 @@ mod tests {
 
     #[test]
     fn root_is_a_user_and_the_cgroup_root_is_slash() {
-        assert_eq!(UserNames::default().name(0), Some("root"));
+        assert_eq!(UserNames::default().name(0).as_deref(), Some("root"));
         let mut paths = CgroupPaths::new();
         if let Some(root) = paths.root.clone() {
             let ino = std::fs::metadata(&root).unwrap().ino();

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     collector::Collected,
     config::{EnrichConfig, MonitorConfig},
-    export::{Batch, Outgoing},
+    pipeline::{record::Record, Batch, Outgoing},
 };
 use context::{CgroupPaths, UserNames};
 use hash::{HashOutcome, Hasher, Lookup, PendingHash};
@@ -213,7 +213,9 @@ impl ProcessStage {
             if let Some(hasher) = &mut self.hasher {
                 hasher.finished(id, &outcome);
             }
-            records::put_hash(&mut out.fields, &outcome);
+            if let Record::Exec(exec) = &mut out.record {
+                records::put_hash(exec, &outcome);
+            }
             self.queue.push_front(Queued::Ready(out));
         }
     }
@@ -234,89 +236,82 @@ impl ProcessStage {
                 None
             }
             Event::Exec(e) => {
-                let queued = e.task.report.then(|| {
-                    let cgroup = self.cgroups.path(e.task.cgroup_id).map(str::to_owned);
-                    let cx = ExecContext {
-                        cgroup: cgroup.as_deref(),
-                        hashing: self.hasher.is_some(),
-                    };
-                    let out = Outgoing::event(e.task.ktime_ns, records::exec(&mut lk, &e, &cx));
-                    match (&mut self.hasher, e.exe_id, &e.exe) {
-                        (Some(hasher), Some(id), Some(exe)) => {
-                            match hasher.lookup(e.task.pid, exe, id) {
-                                Lookup::Done(outcome) => {
-                                    let mut out = out;
-                                    records::put_hash(&mut out.fields, &outcome);
-                                    Queued::Ready(out)
-                                }
-                                Lookup::Pending(pending) => Queued::Hashing(out, id, pending),
-                            }
-                        }
-                        (Some(_), _, _) => {
-                            let mut out = out;
-                            records::put_hash(&mut out.fields, &HashOutcome::Gone);
-                            Queued::Ready(out)
-                        }
-                        _ => Queued::Ready(out),
-                    }
-                });
+                // The table shares the image path and argv with the record.
+                let pid = e.task.pid;
                 let info = ProcessInfo {
                     ppid: e.task.ppid,
                     uid: e.task.uid,
-                    comm: e.task.comm,
+                    comm: e.task.comm.clone(),
                     start_ticks: ns_to_ticks(e.start_boottime_ns),
-                    exe: e.exe,
-                    args: e.args,
+                    exe: e.exe.clone(),
+                    args: e.args.clone(),
                     exited_at: None,
                 };
-                self.table.exec(e.task.pid, info);
+                let queued = e.task.report.then(|| {
+                    let hashed = match (&mut self.hasher, e.exe_id, &e.exe) {
+                        (Some(hasher), Some(id), Some(exe)) => {
+                            match hasher.lookup(e.task.pid, exe, id) {
+                                Lookup::Done(outcome) => Ok(Some(outcome)),
+                                Lookup::Pending(pending) => Err((id, pending)),
+                            }
+                        }
+                        (Some(_), _, _) => Ok(Some(HashOutcome::Gone)),
+                        _ => Ok(None),
+                    };
+                    let cx = ExecContext {
+                        cgroup: self.cgroups.path(e.task.cgroup_id).map(str::to_owned),
+                        hashing: self.hasher.is_some(),
+                    };
+                    let ktime_ns = e.task.ktime_ns;
+                    let mut record = records::exec(&mut lk, e, cx);
+                    if let Ok(Some(outcome)) = &hashed {
+                        records::put_hash(&mut record, outcome);
+                    }
+                    let out = Outgoing::event(ktime_ns, Record::Exec(Box::new(record)));
+                    match hashed {
+                        Ok(_) => Queued::Ready(out),
+                        Err((id, pending)) => Queued::Hashing(out, id, pending),
+                    }
+                });
+                self.table.exec(pid, info);
                 queued
             }
             Event::Exit(e) => {
-                let out = e
-                    .task
-                    .report
-                    .then(|| Outgoing::event(e.task.ktime_ns, records::exit(&mut lk, &e)));
+                let pid = e.task.pid;
+                let start_ticks = ns_to_ticks(e.start_boottime_ns);
+                let out = e.task.report.then(|| {
+                    let ktime_ns = e.task.ktime_ns;
+                    Outgoing::event(ktime_ns, Record::Exit(records::exit(&mut lk, e)))
+                });
                 // Two threads ending together can both look like the last one (kernels before 6.16).
-                match self
-                    .table
-                    .exit(e.task.pid, ns_to_ticks(e.start_boottime_ns), Instant::now())
-                {
+                match self.table.exit(pid, start_ticks, Instant::now()) {
                     Exited::Again => None,
                     Exited::Now | Exited::Unknown => out.map(Queued::Ready),
                 }
             }
             // A name with "." or ".." was not filtered in the kernel: filter it clean here.
             Event::File(e) if e.unclean && !self.watch.wants(&e) => None,
-            Event::File(e) => Some(Queued::Ready(Outgoing::event(
-                e.task.ktime_ns,
-                records::file(&mut lk, &e),
-            ))),
-            Event::Net(e) => Some(Queued::Ready(Outgoing::event(
-                e.task.ktime_ns,
-                records::network(&mut lk, &e),
-            ))),
-            Event::Priv(e) => Some(Queued::Ready(Outgoing::event(
-                e.task.ktime_ns,
-                records::privilege(&mut lk, &e),
-            ))),
-            Event::Module(e) => Some(Queued::Ready(Outgoing::event(
-                e.task.ktime_ns,
-                records::module(&mut lk, &e),
-            ))),
-            Event::Write(mut e) => {
-                let known =
-                    self.write_paths
-                        .resolve(e.task.pid, e.fd, e.path.take(), e.path_truncated);
-                let fields = records::write(
-                    &mut Lookups {
-                        table: &self.table,
-                        users: &mut self.users,
-                    },
-                    &e,
-                    known,
-                );
-                Some(Queued::Ready(Outgoing::event(e.task.ktime_ns, fields)))
+            event => {
+                let ktime_ns = event.task().ktime_ns;
+                let record = match event {
+                    Event::File(e) => Record::File(records::file(&mut lk, e)),
+                    Event::Net(e) => Record::Network(records::network(&mut lk, e)),
+                    Event::Priv(e) => Record::Privilege(records::privilege(&mut lk, e)),
+                    Event::Module(e) => Record::Module(records::module(&mut lk, e)),
+                    Event::Write(mut e) => {
+                        let path = self.write_paths.resolve(
+                            e.task.pid,
+                            e.fd,
+                            e.path.take(),
+                            e.path_truncated,
+                        );
+                        Record::Write(records::write(&mut lk, e, path))
+                    }
+                    Event::Fork(_) | Event::Exec(_) | Event::Exit(_) => {
+                        unreachable!("handled above")
+                    }
+                };
+                Some(Queued::Ready(Outgoing::event(ktime_ns, record)))
             }
         };
         if let Some(queued) = queued {

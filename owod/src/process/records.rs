@@ -1,24 +1,28 @@
-//! The `event` object of each record (DESIGN §3), built from a decoded event and the process
-//! table. Strings go through `owo_common::render` (escaping, budgets, `_truncated` flags).
+//! The typed record of each event (DESIGN §3), built from a decoded event and the process
+//! table. Strings stay bytes until the hub writes them (escaping, budgets, `_truncated` flags).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
 
 use owo_common::{
     abi,
     event::{ExecEvent, ExitEvent, FileEvent, ModuleEvent, NetEvent, PrivEvent, Task, WriteEvent},
-    render::{self, put_args, put_bytes, CMDLINE_BUDGET, NAME_BUDGET, PATH_BUDGET},
 };
-use serde_json::{Map, Value};
 
 use super::{
     context::{parse_cgroup, tty_name, UserNames},
     hash::HashOutcome,
     table::{ns_to_ticks, ProcessTable},
-    write_paths::WritePath,
 };
-use crate::collector::Loss;
-
-type Fields = Map<String, Value>;
+use crate::{
+    collector::Loss,
+    pipeline::record::{
+        Actor, AgentRecord, ExecRecord, ExitRecord, FileRecord, ModuleRecord, NetworkRecord,
+        Parent, PrivilegeRecord, Sha256, SharedPath, WriteRecord,
+    },
+};
 
 /// What record builders look up: the process table and the user names.
 pub struct Lookups<'a> {
@@ -26,166 +30,95 @@ pub struct Lookups<'a> {
     pub users: &'a mut UserNames,
 }
 
-/// The fields every process-attributed record starts with.
-fn task_fields(lk: &mut Lookups<'_>, event_type: &str, task: &Task, exe: Option<&[u8]>) -> Fields {
-    let mut m = Map::new();
-    m.insert("event_type".into(), event_type.into());
-    m.insert("pid".into(), task.pid.into());
-    m.insert("tid".into(), task.tid.into());
-    m.insert("ppid".into(), task.ppid.into());
-    m.insert("uid".into(), task.uid.into());
-    if let Some(user) = lk.users.name(task.uid) {
-        put_bytes(&mut m, "user", user.as_bytes(), NAME_BUDGET, false);
+/// Who did it, from the event's header; `exe` is the image, when known.
+fn actor(lk: &mut Lookups<'_>, task: Task, exe: Option<Arc<[u8]>>) -> Actor {
+    Actor {
+        pid: task.pid,
+        tid: task.tid,
+        ppid: task.ppid,
+        uid: task.uid,
+        user: lk.users.name(task.uid),
+        gid: task.gid,
+        comm: task.comm,
+        exe,
+        cgroup_id: task.cgroup_id,
     }
-    m.insert("gid".into(), task.gid.into());
-    put_bytes(&mut m, "comm", &task.comm, NAME_BUDGET, false);
-    if let Some(exe) = exe {
-        put_bytes(&mut m, "exe", exe, PATH_BUDGET, false);
-    }
-    m.insert("cgroup_id".into(), task.cgroup_id.into());
-    m
 }
 
-/// Task fields for an activity record: the image is the one the table knows for the process.
-fn activity_fields(lk: &mut Lookups<'_>, event_type: &str, task: &Task) -> Fields {
+/// The actor of an activity record: the image is the one the table knows for the process.
+fn activity_actor(lk: &mut Lookups<'_>, task: Task) -> Actor {
     let exe = lk.table.get(task.pid).and_then(|p| p.exe.clone());
-    task_fields(lk, event_type, task, exe.as_deref())
-}
-
-fn syscall(m: &mut Fields, value: u32) {
-    m.insert(
-        "syscall".into(),
-        abi::syscall_name(value).map_or(Value::from(value), Value::from),
-    );
+    actor(lk, task, exe)
 }
 
 /// Where an exec happened, looked up by the stage.
-pub struct ExecContext<'a> {
-    pub cgroup: Option<&'a str>,
-    /// `enrich.sha256` is on: a `sha256` (or `sha256_status`) field will be filled in.
+pub struct ExecContext {
+    pub cgroup: Option<String>,
+    /// `enrich.sha256` is on: the record waits for its hash (or the reason there is none).
     pub hashing: bool,
 }
 
-pub fn exec(lk: &mut Lookups<'_>, e: &ExecEvent, cx: &ExecContext<'_>) -> Fields {
-    let mut m = task_fields(lk, "execve", &e.task, e.exe.as_deref());
-    if e.exe_truncated {
-        m.insert("exe_truncated".into(), true.into());
-    }
+/// The exec record.
+pub fn exec(lk: &mut Lookups<'_>, e: ExecEvent, cx: ExecContext) -> ExecRecord {
     let memfd = e.exe.as_deref().is_some_and(|p| p.starts_with(b"/memfd:"));
-    if memfd {
-        m.insert("exe_memfd".into(), true.into());
-    } else if e.exe_deleted {
-        m.insert("exe_deleted".into(), true.into());
-    }
-    if let Some(id) = e.exe_id {
-        m.insert("inode".into(), id.ino.into());
-    }
-    if cx.hashing {
-        // Its place in the record; the hashing stage fills it in.
-        m.insert("sha256_status".into(), "pending".into());
-    }
-    put_bytes(
-        &mut m,
-        "path",
-        &e.filename,
-        PATH_BUDGET,
-        e.filename_truncated,
-    );
-    put_bytes(
-        &mut m,
-        "cmdline",
-        &render::join_cmdline(&e.args),
-        CMDLINE_BUDGET,
-        e.args_truncated,
-    );
-    put_args(&mut m, &e.args, e.args_truncated);
-    if let Some(cwd) = &e.cwd {
-        put_bytes(&mut m, "cwd", cwd, PATH_BUDGET, e.cwd_truncated);
-    }
-    for (key, mode) in [("stdin", e.stdin_mode), ("stdout", e.stdout_mode)] {
-        if let Some(kind) = owo_common::event::file_kind(mode) {
-            m.insert(key.into(), kind.into());
-        }
-    }
-    m.insert("is_tty".into(), (!e.tty.is_empty()).into());
-    if !e.tty.is_empty() {
-        m.insert("tty".into(), tty_name(&e.tty).into());
-    }
-    if let Some(auid) = e.auid {
-        m.insert("auid".into(), auid.into());
-    }
-    if let Some(session) = e.session_id {
-        m.insert("session_id".into(), session.into());
-    }
-    if let Some(path) = cx.cgroup {
-        put_bytes(&mut m, "cgroup", path.as_bytes(), PATH_BUDGET, false);
-        let info = parse_cgroup(path);
-        if let Some(id) = info.container_id {
-            m.insert("container_id".into(), id.into());
-        }
-        if let Some(runtime) = info.container_runtime {
-            m.insert("container_runtime".into(), runtime.into());
-        }
-        if let Some(pod) = info.pod_uid {
-            m.insert("pod_uid".into(), pod.into());
-        }
-        if let Some(unit) = info.systemd_unit {
-            put_bytes(&mut m, "systemd_unit", unit.as_bytes(), NAME_BUDGET, false);
-        }
-    }
-    if let Some(parent) = lk.table.get(e.task.ppid) {
-        if let Some(exe) = &parent.exe {
-            put_bytes(&mut m, "parent_path", exe, PATH_BUDGET, false);
-        }
-        put_bytes(
-            &mut m,
-            "parent_cmdline",
-            &render::join_cmdline(&parent.args),
-            CMDLINE_BUDGET,
-            false,
-        );
-    }
+    let parent = lk.table.get(e.task.ppid).map(|p| Parent {
+        exe: p.exe.clone(),
+        args: p.args.clone(),
+    });
     let ancestors = lk.table.ancestors(e.task.ppid).join(&b'|');
-    put_bytes(&mut m, "ancestors", &ancestors, PATH_BUDGET, false);
-    m
+    ExecRecord {
+        exe_truncated: e.exe_truncated,
+        exe_memfd: memfd,
+        exe_deleted: !memfd && e.exe_deleted,
+        inode: e.exe_id.map(|id| id.ino),
+        sha256: cx.hashing.then_some(Sha256::Pending),
+        path: e.filename,
+        path_truncated: e.filename_truncated,
+        args: e.args,
+        args_truncated: e.args_truncated,
+        cwd: e.cwd,
+        cwd_truncated: e.cwd_truncated,
+        stdin: owo_common::event::file_kind(e.stdin_mode),
+        stdout: owo_common::event::file_kind(e.stdout_mode),
+        tty: (!e.tty.is_empty()).then(|| tty_name(&e.tty)),
+        auid: e.auid,
+        session_id: e.session_id,
+        cgroup: cx.cgroup.map(|path| {
+            let info = parse_cgroup(&path);
+            (path, info)
+        }),
+        parent,
+        ancestors,
+        actor: actor(lk, e.task, e.exe),
+    }
 }
 
 /// Fill in the hash (or why there is none) where [`exec`] left its place.
-pub fn put_hash(m: &mut Fields, outcome: &HashOutcome) {
-    match outcome {
-        HashOutcome::Hash(hex) => {
-            // Replace the placeholder in place, keeping the record's field order.
-            let at = m
-                .keys()
-                .position(|k| k == "sha256_status")
-                .unwrap_or(m.len());
-            m.shift_remove("sha256_status");
-            m.shift_insert(at.min(m.len()), "sha256".into(), hex.as_str().into());
-        }
-        other => {
-            m.insert("sha256_status".into(), other.status().into());
-            if let HashOutcome::Error(why) = other {
-                m.insert("sha256_error".into(), why.as_str().into());
-            }
-        }
-    }
+pub fn put_hash(record: &mut ExecRecord, outcome: &HashOutcome) {
+    record.sha256 = Some(match outcome {
+        HashOutcome::Hash(hex) => Sha256::Hash(hex.clone()),
+        other => Sha256::Failed {
+            status: other.status(),
+            error: match other {
+                HashOutcome::Error(why) => Some(why.clone()),
+                _ => None,
+            },
+        },
+    });
 }
 
-pub fn exit(lk: &mut Lookups<'_>, e: &ExitEvent) -> Fields {
+pub fn exit(lk: &mut Lookups<'_>, e: ExitEvent) -> ExitRecord {
     let known = lk
         .table
         .get(e.task.pid)
         .filter(|p| p.start_ticks == ns_to_ticks(e.start_boottime_ns));
     let exe = known.and_then(|p| p.exe.clone());
-    let mut m = task_fields(lk, "exit", &e.task, exe.as_deref());
-    m.insert("exit_code".into(), e.exit_code().into());
-    if let Some(sig) = e.signal() {
-        m.insert("signal".into(), sig.into());
+    ExitRecord {
+        exit_code: e.exit_code(),
+        signal: e.signal(),
+        core_dumped: e.core_dumped(),
+        actor: actor(lk, e.task, exe),
     }
-    if e.core_dumped() {
-        m.insert("core_dumped".into(), true.into());
-    }
-    m
 }
 
 const O_CREAT: u32 = 0o100;
@@ -206,9 +139,7 @@ pub fn is_shared_object(path: &[u8]) -> bool {
 /// Remove `.` and `name/..` components, which a path made of a cwd and a relative name can hold.
 /// Lexical: a `..` after a symlink is taken as written.
 pub fn clean_path(path: &[u8]) -> Vec<u8> {
-    let needs = path.split(|&b| b == b'/').any(|c| c == b"." || c == b"..")
-        || path.windows(2).any(|w| w == b"//");
-    if !needs {
+    if !needs_cleaning(path) {
         return path.to_vec();
     }
     let mut parts: Vec<&[u8]> = Vec::new();
@@ -232,9 +163,22 @@ pub fn clean_path(path: &[u8]) -> Vec<u8> {
     out
 }
 
-pub fn file(lk: &mut Lookups<'_>, e: &FileEvent) -> Fields {
-    let mut m = activity_fields(lk, "file", &e.task);
-    let path = clean_path(&e.path);
+fn needs_cleaning(path: &[u8]) -> bool {
+    path.split(|&b| b == b'/').any(|c| c == b"." || c == b"..")
+        || path.windows(2).any(|w| w == b"//")
+}
+
+/// [`clean_path`], without a copy when there is nothing to clean.
+fn cleaned(path: Vec<u8>) -> Vec<u8> {
+    if needs_cleaning(&path) {
+        clean_path(&path)
+    } else {
+        path
+    }
+}
+
+pub fn file(lk: &mut Lookups<'_>, e: FileEvent) -> FileRecord {
+    let path = cleaned(e.path);
     let kind = match abi::syscall_name(e.syscall).unwrap_or("") {
         "unlink" | "unlinkat" | "rmdir" => "unlink",
         "rename" | "renameat" | "renameat2" => "rename",
@@ -250,145 +194,100 @@ pub fn file(lk: &mut Lookups<'_>, e: &FileEvent) -> Fields {
         }
         _ => "open",
     };
-    m.insert("type".into(), kind.into());
-    syscall(&mut m, e.syscall);
-    put_bytes(&mut m, "path", &path, PATH_BUDGET, e.path_truncated);
-    if let Some(path2) = &e.path2 {
-        put_bytes(
-            &mut m,
-            "path2",
-            &clean_path(path2),
-            PATH_BUDGET,
-            e.path2_truncated,
-        );
+    FileRecord {
+        actor: activity_actor(lk, e.task),
+        kind,
+        syscall: e.syscall,
+        path,
+        path_truncated: e.path_truncated,
+        path2: e.path2.map(cleaned),
+        path2_truncated: e.path2_truncated,
+        flags: e.flags,
+        mode: (kind == "create").then_some(e.mode),
+        ret: e.ret,
     }
-    m.insert("flags".into(), e.flags.into());
-    if kind == "create" {
-        m.insert("mode".into(), e.mode.into());
-    }
-    m.insert("ret".into(), e.ret.into());
-    m
 }
 
-fn address(family: u16, bytes: &[u8; 16]) -> String {
+fn address(family: u16, bytes: [u8; 16]) -> IpAddr {
     if family == 2 {
-        Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string()
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
     } else {
-        Ipv6Addr::from(*bytes).to_string()
+        IpAddr::V6(Ipv6Addr::from(bytes))
     }
 }
 
-pub fn network(lk: &mut Lookups<'_>, e: &NetEvent) -> Fields {
-    let mut m = activity_fields(lk, "network", &e.task);
-    let name = abi::syscall_name(e.syscall).unwrap_or("");
-    let kind = match name {
+pub fn network(lk: &mut Lookups<'_>, e: NetEvent) -> NetworkRecord {
+    let kind = match abi::syscall_name(e.syscall).unwrap_or("") {
         "connect" => "connect",
         "accept" | "accept4" => "accept",
         _ => "sendto",
     };
-    m.insert("type".into(), kind.into());
-    syscall(&mut m, e.syscall);
-    m.insert(
-        "family".into(),
-        if e.family == 2 { "ipv4" } else { "ipv6" }.into(),
-    );
-    let protocol = match e.protocol {
-        6 => Value::from("tcp"),
-        17 => Value::from("udp"),
-        other => Value::from(other),
-    };
-    m.insert("protocol".into(), protocol);
-    m.insert("saddr".into(), address(e.family, &e.saddr).into());
-    m.insert("sport".into(), e.sport.into());
-    m.insert("daddr".into(), address(e.family, &e.daddr).into());
-    m.insert("dport".into(), e.dport.into());
-    let is_dns = e.dport == 53;
-    m.insert("is_dns".into(), is_dns.into());
-    if is_dns {
-        if let Some(name) = owo_common::dns::query_name(&e.payload) {
-            m.insert("dns_query".into(), name.into());
-        }
+    let dns_query = (e.dport == 53)
+        .then(|| owo_common::dns::query_name(&e.payload))
+        .flatten();
+    NetworkRecord {
+        kind,
+        syscall: e.syscall,
+        protocol: e.protocol,
+        saddr: address(e.family, e.saddr),
+        sport: e.sport,
+        daddr: address(e.family, e.daddr),
+        dport: e.dport,
+        dns_query,
+        ret: e.ret,
+        actor: activity_actor(lk, e.task),
     }
-    m.insert("ret".into(), e.ret.into());
-    m
 }
 
-pub fn privilege(lk: &mut Lookups<'_>, e: &PrivEvent) -> Fields {
-    let mut m = activity_fields(lk, "privilege", &e.task);
-    // The header's ids are read after the call; a privilege record shows both sides.
-    m.insert("uid".into(), e.before.uid.into());
-    m.insert("gid".into(), e.before.gid.into());
-    m.insert(
-        "type".into(),
-        abi::syscall_name(e.syscall).unwrap_or("set?id").into(),
-    );
-    m.insert("euid".into(), e.before.euid.into());
-    m.insert("egid".into(), e.before.egid.into());
-    m.insert("new_uid".into(), e.after.uid.into());
-    m.insert("new_gid".into(), e.after.gid.into());
-    m.insert("new_euid".into(), e.after.euid.into());
-    m.insert("new_egid".into(), e.after.egid.into());
+pub fn privilege(lk: &mut Lookups<'_>, e: PrivEvent) -> PrivilegeRecord {
     let args = match abi::syscall_name(e.syscall) {
         Some("setuid" | "setgid") => &e.args[..1],
         Some("setreuid" | "setregid") => &e.args[..2],
         _ => &e.args[..],
     };
     // -1 means "leave unchanged", as the caller wrote it.
-    let args: Vec<Value> = args
+    let args = args
         .iter()
-        .map(|&a| {
-            if a == u32::MAX {
-                Value::from(-1)
-            } else {
-                Value::from(a)
-            }
-        })
+        .map(|&a| if a == u32::MAX { -1 } else { i64::from(a) })
         .collect();
-    m.insert("args".into(), Value::Array(args));
-    m.insert("ret".into(), e.ret.into());
-    m
+    let mut actor = activity_actor(lk, e.task);
+    // The header's ids are read after the call; a privilege record shows both sides.
+    actor.uid = e.before.uid;
+    actor.gid = e.before.gid;
+    PrivilegeRecord {
+        actor,
+        syscall: e.syscall,
+        before: e.before,
+        after: e.after,
+        args,
+        ret: e.ret,
+    }
 }
 
-pub fn module(lk: &mut Lookups<'_>, e: &ModuleEvent) -> Fields {
-    let mut m = activity_fields(lk, "module", &e.task);
-    m.insert(
-        "type".into(),
-        abi::syscall_name(e.syscall).unwrap_or("init_module").into(),
-    );
-    if let Some(path) = &e.path {
-        put_bytes(&mut m, "path", path, PATH_BUDGET, e.path_truncated);
+pub fn module(lk: &mut Lookups<'_>, e: ModuleEvent) -> ModuleRecord {
+    ModuleRecord {
+        syscall: e.syscall,
+        path: e.path,
+        path_truncated: e.path_truncated,
+        ret: e.ret,
+        actor: activity_actor(lk, e.task),
     }
-    m.insert("ret".into(), e.ret.into());
-    m
 }
 
-pub fn write(lk: &mut Lookups<'_>, e: &WriteEvent, path: WritePath<'_>) -> Fields {
-    let mut m = activity_fields(lk, "write", &e.task);
-    m.insert("fd".into(), e.fd.into());
-    m.insert("count".into(), e.count.into());
-    match path {
-        WritePath::Fresh(path) => put_bytes(&mut m, "path", path, PATH_BUDGET, e.path_truncated),
-        WritePath::Cached(path, truncated) => {
-            put_bytes(&mut m, "path", path, PATH_BUDGET, truncated)
-        }
-        WritePath::Unknown => {
-            m.insert("path_unknown".into(), true.into());
-        }
+/// `path`: the file's path as the stage knows it, with whether it was cut.
+pub fn write(lk: &mut Lookups<'_>, e: WriteEvent, path: Option<SharedPath>) -> WriteRecord {
+    WriteRecord {
+        fd: e.fd,
+        count: e.count,
+        path,
+        actor: activity_actor(lk, e.task),
     }
-    m
 }
 
-pub fn loss(loss: &Loss) -> Fields {
-    let mut m = Map::new();
-    m.insert("event_type".into(), "agent".into());
-    m.insert("type".into(), "loss".into());
-    m.insert("stage".into(), loss.stage.into());
-    if let Some(monitor) = loss.monitor {
-        m.insert("monitor".into(), monitor.name().into());
-    }
-    m.insert("count".into(), loss.count.into());
-    m.insert("total".into(), loss.total.into());
-    m
+pub fn loss(loss: &Loss) -> AgentRecord {
+    let mut record = AgentRecord::loss(loss.stage, loss.monitor.map(|m| m.name()), loss.count);
+    record.set("total", loss.total);
+    record
 }
 
 #[cfg(test)]

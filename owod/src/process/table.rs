@@ -8,8 +8,11 @@
 use std::{
     collections::HashMap,
     os::unix::ffi::OsStrExt,
+    sync::Arc,
     time::{Duration, Instant},
 };
+
+use owo_common::event::Argv;
 
 /// How long an exited process stays, for records that still name it as their parent.
 pub const EXIT_GRACE: Duration = Duration::from_secs(10);
@@ -23,8 +26,8 @@ pub struct ProcessInfo {
     pub comm: Vec<u8>,
     /// Start time in clock ticks since boot, as /proc/PID/stat has it.
     pub start_ticks: u64,
-    pub exe: Option<Vec<u8>>,
-    pub args: Vec<Vec<u8>>,
+    pub exe: Option<Arc<[u8]>>,
+    pub args: Argv,
     pub exited_at: Option<Instant>,
 }
 
@@ -80,10 +83,10 @@ impl ProcessTable {
             // A binary replaced since the process started reads as "… (deleted)".
             let exe = std::fs::read_link(format!("{dir}/exe")).ok().map(|p| {
                 let bytes = p.as_os_str().as_bytes();
-                bytes.strip_suffix(b" (deleted)").unwrap_or(bytes).to_vec()
+                Arc::from(bytes.strip_suffix(b" (deleted)").unwrap_or(bytes))
             });
             let args = std::fs::read(format!("{dir}/cmdline"))
-                .map(|raw| owo_common::decode::split_args(&raw))
+                .map(|raw| Argv::from_section(&raw))
                 .unwrap_or_default();
             let info = ProcessInfo {
                 ppid: stat.ppid as u32,
@@ -123,7 +126,8 @@ impl ProcessTable {
         self.entries.insert(pid, info);
     }
 
-    /// A process forked: the child starts as a copy of its parent's image and user.
+    /// A process forked: the child starts as a copy of its parent's image and user (sharing
+    /// its image path and argv).
     pub fn fork(&mut self, parent: u32, child: u32, child_start_ticks: u64) {
         let copy = self.get(parent).cloned();
         let info = match copy {
@@ -139,7 +143,7 @@ impl ProcessTable {
                 comm: Vec::new(),
                 start_ticks: child_start_ticks,
                 exe: None,
-                args: Vec::new(),
+                args: Argv::default(),
                 exited_at: None,
             },
         };
@@ -237,8 +241,8 @@ mod tests {
             uid: 0,
             comm: b"c".to_vec(),
             start_ticks: start,
-            exe: Some(exe.as_bytes().to_vec()),
-            args: vec![exe.as_bytes().to_vec()],
+            exe: Some(exe.as_bytes().into()),
+            args: Argv::from_args([exe]),
             exited_at: None,
         }
     }

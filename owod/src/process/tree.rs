@@ -86,7 +86,7 @@ fn lossy(bytes: &[u8]) -> String {
 
 fn cmdline(p: &ProcessInfo) -> String {
     // One line per process: control characters would break the layout.
-    lossy(&owo_common::render::join_cmdline(&p.args))
+    lossy(&p.args.cmdline())
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
@@ -155,8 +155,8 @@ mod tests {
             uid: 1000,
             comm: comm.as_bytes().to_vec(),
             start_ticks: 1,
-            exe: Some(format!("/usr/bin/{comm}").into_bytes()),
-            args: cmd.split(' ').map(|a| a.as_bytes().to_vec()).collect(),
+            exe: Some(format!("/usr/bin/{comm}").as_bytes().into()),
+            args: owo_common::event::Argv::from_args(cmd.split(' ')),
             exited_at: None,
         };
         t.exec(1, p(0, "init", "/sbin/init"));

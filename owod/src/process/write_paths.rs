@@ -6,33 +6,27 @@
 
 use std::collections::HashMap;
 
+use crate::pipeline::record::SharedPath;
+
 const CAP: usize = 65_536;
 
 #[derive(Default)]
 pub struct WritePaths {
-    by_pid: HashMap<u32, HashMap<u32, (Vec<u8>, bool)>>,
+    by_pid: HashMap<u32, HashMap<u32, SharedPath>>,
     len: usize,
     pub resets: u64,
 }
 
-/// What is known of a write's path.
-pub enum WritePath<'a> {
-    /// Sent by the kernel with this write.
-    Fresh(&'a [u8]),
-    /// Remembered from an earlier write on the same open file (with its truncation flag).
-    Cached(&'a [u8], bool),
-    Unknown,
-}
-
 impl WritePaths {
-    /// Take the path the kernel sent (if any) and say what the path of this write is.
+    /// Take the path the kernel sent (if any) and say what the path of this write is, with
+    /// whether it was cut; `None` when it is no longer known.
     pub fn resolve(
         &mut self,
         pid: u32,
         fd: u32,
         sent: Option<Vec<u8>>,
         truncated: bool,
-    ) -> WritePath<'_> {
+    ) -> Option<SharedPath> {
         match sent {
             Some(path) => {
                 if self.len >= CAP {
@@ -44,16 +38,14 @@ impl WritePaths {
                         self.resets
                     );
                 }
+                let path: std::sync::Arc<[u8]> = path.into();
                 let fds = self.by_pid.entry(pid).or_default();
-                if fds.insert(fd, (path, truncated)).is_none() {
+                if fds.insert(fd, (path.clone(), truncated)).is_none() {
                     self.len += 1;
                 }
-                WritePath::Fresh(&fds[&fd].0)
+                Some((path, truncated))
             }
-            None => match self.by_pid.get(&pid).and_then(|fds| fds.get(&fd)) {
-                Some((path, truncated)) => WritePath::Cached(path, *truncated),
-                None => WritePath::Unknown,
-            },
+            None => self.by_pid.get(&pid).and_then(|fds| fds.get(&fd)).cloned(),
         }
     }
 
@@ -68,35 +60,35 @@ impl WritePaths {
 mod tests {
     use super::*;
 
+    fn known(
+        paths: &mut WritePaths,
+        pid: u32,
+        sent: Option<&[u8]>,
+        cut: bool,
+    ) -> Option<(Vec<u8>, bool)> {
+        paths
+            .resolve(pid, 3, sent.map(<[u8]>::to_vec), cut)
+            .map(|(path, cut)| (path.to_vec(), cut))
+    }
+
     #[test]
     fn a_path_is_kept_per_process_and_fd_until_the_process_is_forgotten() {
         let mut paths = WritePaths::default();
-        assert!(matches!(
-            paths.resolve(1, 3, Some(b"/tmp/a".to_vec()), false),
-            WritePath::Fresh(b"/tmp/a")
-        ));
-        assert!(matches!(
-            paths.resolve(1, 3, None, false),
-            WritePath::Cached(b"/tmp/a", false)
-        ));
-        assert!(matches!(
-            paths.resolve(2, 3, None, false),
-            WritePath::Unknown
-        ));
+        let path = |p: &[u8], cut| Some((p.to_vec(), cut));
+        assert_eq!(
+            known(&mut paths, 1, Some(b"/tmp/a"), false),
+            path(b"/tmp/a", false)
+        );
+        assert_eq!(known(&mut paths, 1, None, false), path(b"/tmp/a", false));
+        assert_eq!(known(&mut paths, 2, None, false), None);
         // The fd reused for another file: the kernel sends the new path (here, cut short).
-        assert!(matches!(
-            paths.resolve(1, 3, Some(b"/tmp/b".to_vec()), true),
-            WritePath::Fresh(b"/tmp/b")
-        ));
-        assert!(matches!(
-            paths.resolve(1, 3, None, false),
-            WritePath::Cached(b"/tmp/b", true)
-        ));
+        assert_eq!(
+            known(&mut paths, 1, Some(b"/tmp/b"), true),
+            path(b"/tmp/b", true)
+        );
+        assert_eq!(known(&mut paths, 1, None, false), path(b"/tmp/b", true));
         paths.forget_process(1);
-        assert!(matches!(
-            paths.resolve(1, 3, None, false),
-            WritePath::Unknown
-        ));
+        assert_eq!(known(&mut paths, 1, None, false), None);
         assert_eq!(paths.len, 0);
     }
 }

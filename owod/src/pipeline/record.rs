@@ -1,0 +1,757 @@
+//! The records owod writes (the `event` object of DESIGN §3), typed from the process stage to
+//! the hub: one type per kind of record. Each record lists its fields, in the order they are
+//! written, once, in its `visit`: the JSON writer ([`Record::write_json`]) and the rules'
+//! accessor ([`Record::field`]) are two visitors of that one list.
+
+use std::{net::IpAddr, sync::Arc};
+
+use owo_common::{
+    abi,
+    event::{Argv, Creds},
+    render::{self, CMDLINE_BUDGET, NAME_BUDGET, PATH_BUDGET},
+};
+use serde_json::{Map, Value};
+
+/// What a record's fields are shown to: each method is one field (a byte string's `_escaped` and
+/// `_truncated` flags come with it).
+pub trait Visit {
+    fn uint(&mut self, key: &str, value: u64);
+    fn int(&mut self, key: &str, value: i64);
+    fn bool(&mut self, key: &str, value: bool);
+    fn str(&mut self, key: &str, value: &str);
+    /// Bytes from the kernel, within `budget` bytes of JSON; `cut`: the kernel cut them.
+    fn text(&mut self, key: &str, value: &[u8], budget: usize, cut: bool);
+    /// An argv, as the array `args` (within its budget); `cut`: the kernel cut it.
+    fn args(&mut self, key: &str, args: &Argv, cut: bool);
+    fn uints(&mut self, key: &str, values: &[u64]);
+    fn ints(&mut self, key: &str, values: &[i64]);
+    fn strs(&mut self, key: &str, values: &[String]);
+    /// A value of the agent's own records (status-like: maps and lists).
+    fn json(&mut self, key: &str, value: &Value);
+}
+
+/// Who did it: the fields every process-attributed record starts with.
+#[derive(Clone, Debug, Default)]
+pub struct Actor {
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub user: Option<Arc<str>>,
+    pub gid: u32,
+    pub comm: Vec<u8>,
+    /// The process's executable, shared with the process table.
+    pub exe: Option<Arc<[u8]>>,
+    pub cgroup_id: u64,
+}
+
+impl Actor {
+    fn visit(&self, event_type: &str, v: &mut impl Visit) {
+        v.str("event_type", event_type);
+        v.uint("pid", self.pid.into());
+        v.uint("tid", self.tid.into());
+        v.uint("ppid", self.ppid.into());
+        v.uint("uid", self.uid.into());
+        if let Some(user) = &self.user {
+            v.text("user", user.as_bytes(), NAME_BUDGET, false);
+        }
+        v.uint("gid", self.gid.into());
+        v.text("comm", &self.comm, NAME_BUDGET, false);
+        if let Some(exe) = &self.exe {
+            v.text("exe", exe, PATH_BUDGET, false);
+        }
+        v.uint("cgroup_id", self.cgroup_id);
+    }
+}
+
+/// A syscall by its name, or its number when owod does not know it.
+fn syscall(v: &mut impl Visit, number: u32) {
+    match abi::syscall_name(number) {
+        Some(name) => v.str("syscall", name),
+        None => v.uint("syscall", number.into()),
+    }
+}
+
+/// The executable's SHA-256, or why there is none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sha256 {
+    /// Its place in the record while the hash is computed; it leaves the process stage filled.
+    Pending,
+    Hash(String),
+    Failed {
+        status: &'static str,
+        error: Option<String>,
+    },
+}
+
+/// What a cgroup path tells.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CgroupInfo {
+    pub container_id: Option<String>,
+    pub container_runtime: Option<&'static str>,
+    pub pod_uid: Option<String>,
+    pub systemd_unit: Option<String>,
+}
+
+/// The parent of an exec'ing process, as the process table knows it.
+#[derive(Clone, Debug, Default)]
+pub struct Parent {
+    pub exe: Option<Arc<[u8]>>,
+    pub args: Argv,
+}
+
+/// `execve`: a new program image.
+#[derive(Clone, Debug, Default)]
+pub struct ExecRecord {
+    pub actor: Actor,
+    pub exe_truncated: bool,
+    pub exe_memfd: bool,
+    pub exe_deleted: bool,
+    pub inode: Option<u64>,
+    /// `None` when hashing is off.
+    pub sha256: Option<Sha256>,
+    /// The filename as passed to exec.
+    pub path: Vec<u8>,
+    pub path_truncated: bool,
+    pub args: Argv,
+    pub args_truncated: bool,
+    pub cwd: Option<Vec<u8>>,
+    pub cwd_truncated: bool,
+    pub stdin: Option<&'static str>,
+    pub stdout: Option<&'static str>,
+    pub tty: Option<String>,
+    pub auid: Option<u32>,
+    pub session_id: Option<u32>,
+    pub cgroup: Option<(String, CgroupInfo)>,
+    pub parent: Option<Parent>,
+    /// The executables from pid 1 down to the parent, joined by `|`.
+    pub ancestors: Vec<u8>,
+}
+
+impl ExecRecord {
+    fn visit(&self, v: &mut impl Visit) {
+        self.actor.visit("execve", v);
+        if self.exe_truncated {
+            v.bool("exe_truncated", true);
+        }
+        if self.exe_memfd {
+            v.bool("exe_memfd", true);
+        } else if self.exe_deleted {
+            v.bool("exe_deleted", true);
+        }
+        if let Some(inode) = self.inode {
+            v.uint("inode", inode);
+        }
+        match &self.sha256 {
+            None => {}
+            Some(Sha256::Pending) => v.str("sha256_status", "pending"),
+            Some(Sha256::Hash(hex)) => v.str("sha256", hex),
+            Some(Sha256::Failed { status, error }) => {
+                v.str("sha256_status", status);
+                if let Some(error) = error {
+                    v.str("sha256_error", error);
+                }
+            }
+        }
+        v.text("path", &self.path, PATH_BUDGET, self.path_truncated);
+        v.text(
+            "cmdline",
+            &self.args.cmdline(),
+            CMDLINE_BUDGET,
+            self.args_truncated,
+        );
+        v.args("args", &self.args, self.args_truncated);
+        if let Some(cwd) = &self.cwd {
+            v.text("cwd", cwd, PATH_BUDGET, self.cwd_truncated);
+        }
+        if let Some(kind) = self.stdin {
+            v.str("stdin", kind);
+        }
+        if let Some(kind) = self.stdout {
+            v.str("stdout", kind);
+        }
+        v.bool("is_tty", self.tty.is_some());
+        if let Some(tty) = &self.tty {
+            v.str("tty", tty);
+        }
+        if let Some(auid) = self.auid {
+            v.uint("auid", auid.into());
+        }
+        if let Some(session) = self.session_id {
+            v.uint("session_id", session.into());
+        }
+        if let Some((path, info)) = &self.cgroup {
+            v.text("cgroup", path.as_bytes(), PATH_BUDGET, false);
+            if let Some(id) = &info.container_id {
+                v.str("container_id", id);
+            }
+            if let Some(runtime) = info.container_runtime {
+                v.str("container_runtime", runtime);
+            }
+            if let Some(pod) = &info.pod_uid {
+                v.str("pod_uid", pod);
+            }
+            if let Some(unit) = &info.systemd_unit {
+                v.text("systemd_unit", unit.as_bytes(), NAME_BUDGET, false);
+            }
+        }
+        if let Some(parent) = &self.parent {
+            if let Some(exe) = &parent.exe {
+                v.text("parent_path", exe, PATH_BUDGET, false);
+            }
+            v.text(
+                "parent_cmdline",
+                &parent.args.cmdline(),
+                CMDLINE_BUDGET,
+                false,
+            );
+        }
+        v.text("ancestors", &self.ancestors, PATH_BUDGET, false);
+    }
+}
+
+/// `exit`: the last thread of a process ended.
+#[derive(Clone, Debug, Default)]
+pub struct ExitRecord {
+    pub actor: Actor,
+    pub exit_code: u32,
+    pub signal: Option<u32>,
+    pub core_dumped: bool,
+}
+
+impl ExitRecord {
+    fn visit(&self, v: &mut impl Visit) {
+        self.actor.visit("exit", v);
+        v.uint("exit_code", self.exit_code.into());
+        if let Some(signal) = self.signal {
+            v.uint("signal", signal.into());
+        }
+        if self.core_dumped {
+            v.bool("core_dumped", true);
+        }
+    }
+}
+
+/// `file`: an open, create, unlink or rename under a watched path.
+#[derive(Clone, Debug, Default)]
+pub struct FileRecord {
+    pub actor: Actor,
+    /// `open`, `create`, `library_load`, `unlink` or `rename`.
+    pub kind: &'static str,
+    pub syscall: u32,
+    pub path: Vec<u8>,
+    pub path_truncated: bool,
+    pub path2: Option<Vec<u8>>,
+    pub path2_truncated: bool,
+    pub flags: u32,
+    /// For a create.
+    pub mode: Option<u32>,
+    pub ret: i64,
+}
+
+impl FileRecord {
+    fn visit(&self, v: &mut impl Visit) {
+        self.actor.visit("file", v);
+        v.str("type", self.kind);
+        syscall(v, self.syscall);
+        v.text("path", &self.path, PATH_BUDGET, self.path_truncated);
+        if let Some(path2) = &self.path2 {
+            v.text("path2", path2, PATH_BUDGET, self.path2_truncated);
+        }
+        v.uint("flags", self.flags.into());
+        if let Some(mode) = self.mode {
+            v.uint("mode", mode.into());
+        }
+        v.int("ret", self.ret);
+    }
+}
+
+/// `network`: a connect, accept or datagram send.
+#[derive(Clone, Debug)]
+pub struct NetworkRecord {
+    pub actor: Actor,
+    /// `connect`, `accept` or `sendto`.
+    pub kind: &'static str,
+    pub syscall: u32,
+    pub protocol: u16,
+    pub saddr: IpAddr,
+    pub sport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    pub dns_query: Option<String>,
+    pub ret: i64,
+}
+
+impl NetworkRecord {
+    fn visit(&self, v: &mut impl Visit) {
+        self.actor.visit("network", v);
+        v.str("type", self.kind);
+        syscall(v, self.syscall);
+        v.str("family", if self.saddr.is_ipv4() { "ipv4" } else { "ipv6" });
+        match self.protocol {
+            6 => v.str("protocol", "tcp"),
+            17 => v.str("protocol", "udp"),
+            other => v.uint("protocol", other.into()),
+        }
+        v.str("saddr", &self.saddr.to_string());
+        v.uint("sport", self.sport.into());
+        v.str("daddr", &self.daddr.to_string());
+        v.uint("dport", self.dport.into());
+        let is_dns = self.dport == 53;
+        v.bool("is_dns", is_dns);
+        if let Some(name) = self.dns_query.as_deref().filter(|_| is_dns) {
+            v.str("dns_query", name);
+        }
+        v.int("ret", self.ret);
+    }
+}
+
+/// `privilege`: a set*id call, with the credentials before and after it.
+#[derive(Clone, Debug, Default)]
+pub struct PrivilegeRecord {
+    /// Its `uid` and `gid` are those before the call.
+    pub actor: Actor,
+    pub syscall: u32,
+    pub before: Creds,
+    pub after: Creds,
+    /// As the caller wrote them: -1 means "leave unchanged".
+    pub args: Vec<i64>,
+    pub ret: i64,
+}
+
+impl PrivilegeRecord {
+    fn visit(&self, v: &mut impl Visit) {
+        self.actor.visit("privilege", v);
+        v.str("type", abi::syscall_name(self.syscall).unwrap_or("set?id"));
+        v.uint("euid", self.before.euid.into());
+        v.uint("egid", self.before.egid.into());
+        v.uint("new_uid", self.after.uid.into());
+        v.uint("new_gid", self.after.gid.into());
+        v.uint("new_euid", self.after.euid.into());
+        v.uint("new_egid", self.after.egid.into());
+        v.ints("args", &self.args);
+        v.int("ret", self.ret);
+    }
+}
+
+/// `module`: init_module or finit_module.
+#[derive(Clone, Debug, Default)]
+pub struct ModuleRecord {
+    pub actor: Actor,
+    pub syscall: u32,
+    pub path: Option<Vec<u8>>,
+    pub path_truncated: bool,
+    pub ret: i64,
+}
+
+impl ModuleRecord {
+    fn visit(&self, v: &mut impl Visit) {
+        self.actor.visit("module", v);
+        v.str(
+            "type",
+            abi::syscall_name(self.syscall).unwrap_or("init_module"),
+        );
+        if let Some(path) = &self.path {
+            v.text("path", path, PATH_BUDGET, self.path_truncated);
+        }
+        v.int("ret", self.ret);
+    }
+}
+
+/// A path shared by the records that name it, and whether it was cut.
+pub type SharedPath = (Arc<[u8]>, bool);
+
+/// `write`: a write(2) to a watched file.
+#[derive(Clone, Debug, Default)]
+pub struct WriteRecord {
+    pub actor: Actor,
+    pub fd: u32,
+    pub count: u64,
+    /// The file's path, shared with the stage's cache (and whether it was cut); `None` when no
+    /// longer known.
+    pub path: Option<SharedPath>,
+}
+
+impl WriteRecord {
+    fn visit(&self, v: &mut impl Visit) {
+        self.actor.visit("write", v);
+        v.uint("fd", self.fd.into());
+        v.uint("count", self.count);
+        match &self.path {
+            Some((path, cut)) => v.text("path", path, PATH_BUDGET, *cut),
+            None => v.bool("path_unknown", true),
+        }
+    }
+}
+
+/// `behavior`: a rule's chain completed.
+#[derive(Clone, Debug, Default)]
+pub struct BehaviorRecord {
+    pub rule: String,
+    pub severity: String,
+    pub detail: String,
+    pub description: String,
+    pub pid: u64,
+    pub related_seq: Vec<u64>,
+    pub mitre: Vec<String>,
+}
+
+impl BehaviorRecord {
+    fn visit(&self, v: &mut impl Visit) {
+        v.str("event_type", "behavior");
+        v.str("rule", &self.rule);
+        v.str("severity", &self.severity);
+        v.str("detail", &self.detail);
+        if !self.description.is_empty() {
+            v.str("description", &self.description);
+        }
+        v.uint("pid", self.pid);
+        v.uints("related_seq", &self.related_seq);
+        if !self.mitre.is_empty() {
+            v.strs("mitre", &self.mitre);
+        }
+    }
+}
+
+/// `agent`: owod's own records (start, stop, reload, loss): a `type` and fields in the order
+/// they were set.
+#[derive(Clone, Debug)]
+pub struct AgentRecord {
+    pub kind: &'static str,
+    fields: Map<String, Value>,
+}
+
+impl AgentRecord {
+    pub fn new(kind: &'static str) -> AgentRecord {
+        AgentRecord {
+            kind,
+            fields: Map::new(),
+        }
+    }
+
+    /// A loss: `count` records of `monitor` (if one) lost at `stage`, `total` so far.
+    pub fn loss(stage: &'static str, monitor: Option<&'static str>, count: u64) -> AgentRecord {
+        let mut record = AgentRecord::new("loss");
+        record.set("stage", stage);
+        if let Some(monitor) = monitor {
+            record.set("monitor", monitor);
+        }
+        record.set("count", count);
+        record
+    }
+
+    pub fn set(&mut self, key: &str, value: impl Into<Value>) -> &mut AgentRecord {
+        self.fields.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.fields.get(key)
+    }
+
+    fn visit(&self, v: &mut impl Visit) {
+        v.str("event_type", "agent");
+        v.str("type", self.kind);
+        for (key, value) in &self.fields {
+            v.json(key, value);
+        }
+    }
+}
+
+/// A record on its way out.
+#[derive(Clone, Debug)]
+pub enum Record {
+    Exec(Box<ExecRecord>),
+    Exit(ExitRecord),
+    File(FileRecord),
+    Network(NetworkRecord),
+    Privilege(PrivilegeRecord),
+    Module(ModuleRecord),
+    Write(WriteRecord),
+    Behavior(BehaviorRecord),
+    Agent(AgentRecord),
+}
+
+/// A field's value, as a rule sees it: strings as they are written (escaped and cut).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Field {
+    Uint(u64),
+    Int(i64),
+    Bool(bool),
+    Text(String),
+    List(Vec<Field>),
+}
+
+impl Record {
+    pub fn visit(&self, v: &mut impl Visit) {
+        match self {
+            Record::Exec(r) => r.visit(v),
+            Record::Exit(r) => r.visit(v),
+            Record::File(r) => r.visit(v),
+            Record::Network(r) => r.visit(v),
+            Record::Privilege(r) => r.visit(v),
+            Record::Module(r) => r.visit(v),
+            Record::Write(r) => r.visit(v),
+            Record::Behavior(r) => r.visit(v),
+            Record::Agent(r) => r.visit(v),
+        }
+    }
+
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Record::Exec(_) => "execve",
+            Record::Exit(_) => "exit",
+            Record::File(_) => "file",
+            Record::Network(_) => "network",
+            Record::Privilege(_) => "privilege",
+            Record::Module(_) => "module",
+            Record::Write(_) => "write",
+            Record::Behavior(_) => "behavior",
+            Record::Agent(_) => "agent",
+        }
+    }
+
+    /// The process a record is about, if any.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Record::Exec(r) => Some(r.actor.pid),
+            Record::Exit(r) => Some(r.actor.pid),
+            Record::File(r) => Some(r.actor.pid),
+            Record::Network(r) => Some(r.actor.pid),
+            Record::Privilege(r) => Some(r.actor.pid),
+            Record::Module(r) => Some(r.actor.pid),
+            Record::Write(r) => Some(r.actor.pid),
+            Record::Behavior(_) | Record::Agent(_) => None,
+        }
+    }
+
+    pub fn ppid(&self) -> Option<u32> {
+        match self {
+            Record::Exec(r) => Some(r.actor.ppid),
+            Record::Exit(r) => Some(r.actor.ppid),
+            Record::File(r) => Some(r.actor.ppid),
+            Record::Network(r) => Some(r.actor.ppid),
+            Record::Privilege(r) => Some(r.actor.ppid),
+            Record::Module(r) => Some(r.actor.ppid),
+            Record::Write(r) => Some(r.actor.ppid),
+            Record::Behavior(_) | Record::Agent(_) => None,
+        }
+    }
+
+    /// The field called `name` (a flag such as `path_truncated` included), as written.
+    pub fn field(&self, name: &str) -> Option<Field> {
+        let mut lookup = Lookup { name, found: None };
+        self.visit(&mut lookup);
+        lookup.found
+    }
+
+    /// Append the record as one JSON object.
+    pub fn write_json(&self, out: &mut String) {
+        out.push('{');
+        self.visit(&mut Json { out, first: true });
+        out.push('}');
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        self.write_json(&mut out);
+        out
+    }
+}
+
+/// Writes the fields of an object into a line.
+pub struct Json<'a> {
+    pub out: &'a mut String,
+    /// No field written yet.
+    pub first: bool,
+}
+
+impl Json<'_> {
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        render::push_str(self.out, key);
+        self.out.push(':');
+    }
+
+    /// A number, or a JSON value (whose `Display` is compact JSON).
+    fn display(&mut self, key: &str, value: impl std::fmt::Display) {
+        use std::fmt::Write as _;
+        self.key(key);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn flags(&mut self, key: &str, flags: render::Flags) {
+        for (set, suffix) in [(flags.escaped, "_escaped"), (flags.truncated, "_truncated")] {
+            if set {
+                self.out.push(',');
+                render::push_str(self.out, &format!("{key}{suffix}"));
+                self.out.push_str(":true");
+            }
+        }
+    }
+}
+
+impl Visit for Json<'_> {
+    fn uint(&mut self, key: &str, value: u64) {
+        self.display(key, value);
+    }
+
+    fn int(&mut self, key: &str, value: i64) {
+        self.display(key, value);
+    }
+
+    fn bool(&mut self, key: &str, value: bool) {
+        self.key(key);
+        self.out.push_str(if value { "true" } else { "false" });
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        render::push_str(self.out, value);
+    }
+
+    fn text(&mut self, key: &str, value: &[u8], budget: usize, cut: bool) {
+        self.key(key);
+        let mut flags = render::push_bytes(self.out, value, budget, false);
+        flags.truncated |= cut;
+        self.flags(key, flags);
+    }
+
+    fn args(&mut self, key: &str, args: &Argv, cut: bool) {
+        self.key(key);
+        let mut flags = render::push_args(self.out, args.iter());
+        flags.truncated |= cut;
+        self.flags(key, flags);
+    }
+
+    fn uints(&mut self, key: &str, values: &[u64]) {
+        self.json(key, &Value::from(values))
+    }
+
+    fn ints(&mut self, key: &str, values: &[i64]) {
+        self.json(key, &Value::from(values))
+    }
+
+    fn strs(&mut self, key: &str, values: &[String]) {
+        self.json(key, &Value::from(values))
+    }
+
+    fn json(&mut self, key: &str, value: &Value) {
+        self.display(key, value);
+    }
+}
+
+/// Finds one field by name.
+struct Lookup<'n> {
+    name: &'n str,
+    found: Option<Field>,
+}
+
+impl Lookup<'_> {
+    fn want(&self, key: &str) -> bool {
+        self.found.is_none() && self.name == key
+    }
+
+    /// `name` is `key` with `suffix` (a flag of `key`).
+    fn wants_flag(&self, key: &str, suffix: &str) -> bool {
+        self.found.is_none()
+            && self
+                .name
+                .strip_prefix(key)
+                .is_some_and(|rest| rest == suffix)
+    }
+
+    fn flags(&mut self, key: &str, flags: render::Flags) {
+        if (flags.escaped && self.wants_flag(key, "_escaped"))
+            || (flags.truncated && self.wants_flag(key, "_truncated"))
+        {
+            self.found = Some(Field::Bool(true));
+        }
+    }
+}
+
+impl Visit for Lookup<'_> {
+    fn uint(&mut self, key: &str, value: u64) {
+        if self.want(key) {
+            self.found = Some(Field::Uint(value));
+        }
+    }
+
+    fn int(&mut self, key: &str, value: i64) {
+        if self.want(key) {
+            self.found = Some(Field::Int(value));
+        }
+    }
+
+    fn bool(&mut self, key: &str, value: bool) {
+        if self.want(key) {
+            self.found = Some(Field::Bool(value));
+        }
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        if self.want(key) {
+            self.found = Some(Field::Text(value.to_owned()));
+        }
+    }
+
+    fn text(&mut self, key: &str, value: &[u8], budget: usize, cut: bool) {
+        if !self.name.starts_with(key) || self.found.is_some() {
+            return;
+        }
+        let e = render::escape(value, budget);
+        let flags = render::Flags {
+            escaped: e.escaped,
+            truncated: e.truncated || cut,
+        };
+        if self.want(key) {
+            self.found = Some(Field::Text(e.text));
+        }
+        self.flags(key, flags);
+    }
+
+    fn args(&mut self, key: &str, args: &Argv, cut: bool) {
+        if !self.name.starts_with(key) || self.found.is_some() {
+            return;
+        }
+        let mut json = String::new();
+        let mut flags = render::push_args(&mut json, args.iter());
+        flags.truncated |= cut;
+        if self.want(key) {
+            let list: Vec<String> = serde_json::from_str(&json).unwrap_or_default();
+            self.found = Some(Field::List(list.into_iter().map(Field::Text).collect()));
+        }
+        self.flags(key, flags);
+    }
+
+    fn uints(&mut self, key: &str, values: &[u64]) {
+        if self.want(key) {
+            self.found = Some(Field::List(
+                values.iter().copied().map(Field::Uint).collect(),
+            ));
+        }
+    }
+
+    fn ints(&mut self, key: &str, values: &[i64]) {
+        if self.want(key) {
+            self.found = Some(Field::List(
+                values.iter().copied().map(Field::Int).collect(),
+            ));
+        }
+    }
+
+    fn strs(&mut self, key: &str, values: &[String]) {
+        if self.want(key) {
+            self.found = Some(Field::List(
+                values.iter().cloned().map(Field::Text).collect(),
+            ));
+        }
+    }
+
+    fn json(&mut self, _key: &str, _value: &Value) {
+        // The agent's own records are not looked at by rules.
+    }
+}
