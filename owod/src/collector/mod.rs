@@ -222,6 +222,7 @@ impl Collector {
         let watchdog = crate::service::watchdog_interval();
         let mut pinged = std::time::Instant::now();
         let mut more = false;
+        let mut release_read = true;
         loop {
             if let Some(interval) = watchdog {
                 if pinged.elapsed() >= interval / 2 {
@@ -229,10 +230,13 @@ impl Collector {
                     pinged = std::time::Instant::now();
                 }
             }
-            // The earliest event held can go once the rings show nothing earlier can come.
+            // The earliest event held can go once the rings show nothing earlier can come: one
+            // extra read for it between two ticks, not one per event (a steady trickle of events
+            // would otherwise wake owod for each).
             let release = reader
                 .merge
                 .earliest_ns()
+                .filter(|_| release_read)
                 .map(|ns| at_boottime(ns + SLACK_NS));
             tokio::select! {
                 biased;
@@ -254,8 +258,8 @@ impl Collector {
                 _ = async {}, if more => {}
                 guard = proc_ring.readable_mut() => guard.map_err(CollectorError::Poll)?.clear_ready(),
                 guard = activity_ring.readable_mut() => guard.map_err(CollectorError::Poll)?.clear_ready(),
-                _ = poll_tick.tick() => {}
-                _ = tokio::time::sleep_until(release.unwrap_or_else(tokio::time::Instant::now)), if release.is_some() => {}
+                _ = poll_tick.tick() => release_read = true,
+                _ = tokio::time::sleep_until(release.unwrap_or_else(tokio::time::Instant::now)), if release.is_some() => release_read = false,
             }
             // The process lane first: a flood of activity cannot delay exec and exit events.
             more = !reader.read(proc_ring.get_mut(), Lane::Process, BATCH);
