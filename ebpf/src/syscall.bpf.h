@@ -50,16 +50,47 @@ struct {
 struct owo_pending {
 	__u64 args[6];
 	__u32 syscall;
-	__u32 uid, gid, euid, egid; /* credentials at entry (privilege monitor) */
-	__u32 _pad0;
+	__u32 uid, gid, euid, egid; /* credentials at entry (privilege monitor only) */
+	__u32 armed;                /* stashed at entry and not yet taken at exit */
 };
 
+#ifdef OWO_BOUNDED_LOOPS
+/* Before 5.17: a hash by thread id, LRU so that a thread killed inside a syscall leaks nothing. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct owo_pending);
 } owo_pending_args SEC(".maps");
+
+static __always_inline struct owo_pending *owo_pending_slot(bool create)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct owo_pending fresh = {};
+
+	if (create)
+		bpf_map_update_elem(&owo_pending_args, &id, &fresh, BPF_ANY);
+	return bpf_map_lookup_elem(&owo_pending_args, &id);
+}
+#else
+/*
+ * From 5.17: the thread's own storage, made at its first watched syscall and freed with the
+ * thread. A lookup costs a fraction of a hash update (which, on an LRU hash, was most of the
+ * cost of an open's entry).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct owo_pending);
+} owo_pending_args SEC(".maps");
+
+static __always_inline struct owo_pending *owo_pending_slot(bool create)
+{
+	return bpf_task_storage_get(&owo_pending_args, bpf_get_current_task_btf(), 0,
+				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+#endif
 
 /* Room to build any activity record (owo_file is the largest). */
 struct {
@@ -94,31 +125,37 @@ static __always_inline int owo_stash(struct owo_sys_enter *ctx, __u32 syscall, _
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
 	__u64 id = bpf_get_current_pid_tgid();
-	struct owo_pending p = {};
+	struct owo_pending *p;
 
 	if (!owo_config_get(monitor) || (id >> 32) == owo_config_get(OWO_CFG_SELF_TGID))
 		return 0;
+	p = owo_pending_slot(true);
+	if (!p)
+		return 0;
 	for (int i = 0; i < 6 && i < nargs; i++)
-		p.args[i] = ctx->args[i];
-	p.syscall = syscall;
-	p.uid = BPF_CORE_READ(task, cred, uid.val);
-	p.gid = BPF_CORE_READ(task, cred, gid.val);
-	p.euid = BPF_CORE_READ(task, cred, euid.val);
-	p.egid = BPF_CORE_READ(task, cred, egid.val);
-	bpf_map_update_elem(&owo_pending_args, &id, &p, BPF_ANY);
+		p->args[i] = ctx->args[i];
+	p->syscall = syscall;
+	/* Only a set*id record shows the credentials before the call (eight reads, for nothing
+	 * on an open). */
+	if (monitor == OWO_MON_PRIVILEGE) {
+		p->uid = BPF_CORE_READ(task, cred, uid.val);
+		p->gid = BPF_CORE_READ(task, cred, gid.val);
+		p->euid = BPF_CORE_READ(task, cred, euid.val);
+		p->egid = BPF_CORE_READ(task, cred, egid.val);
+	}
+	p->armed = 1;
 	return 0;
 }
 
 /* Take back what owo_stash kept for this thread's syscall; false if nothing (monitor off). */
 static __always_inline bool owo_unstash(__u32 syscall, struct owo_pending *out)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct owo_pending *p = bpf_map_lookup_elem(&owo_pending_args, &id);
+	struct owo_pending *p = owo_pending_slot(false);
 
-	if (!p)
+	if (!p || !p->armed)
 		return false;
 	__builtin_memcpy(out, p, sizeof(*out));
-	bpf_map_delete_elem(&owo_pending_args, &id);
+	p->armed = 0;
 	return out->syscall == syscall;
 }
 

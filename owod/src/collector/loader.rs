@@ -185,6 +185,9 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
         .verifier_log_level(verifier_log)
         .map_max_entries(PROC_RING, RING_BYTES)
         .map_max_entries(ACTIVITY_RING, RING_BYTES)
+        // The task storage that carries a syscall's arguments from entry to exit: aya has no
+        // type for it, and owod never reads it.
+        .allow_unsupported_maps()
         .load(&object)
         .map_err(CollectorError::Load)?;
     let mut settings = KernelSettings::take(&mut ebpf)?;
