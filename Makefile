@@ -9,6 +9,8 @@ DEB_PACKAGES := clang libbpf-dev linux-libc-dev build-essential pkg-config pytho
 # The kernel matrix (make vm-test) boots each kernel under QEMU from a busybox initramfs, and
 # takes modules out of xz- or zstd-compressed kernel packages.
 VM_PACKAGES := qemu-system-x86 busybox-static cpio xz-utils zstd
+# The peers `make bench` compares owod with: auditd, and libbpf-tools' execsnoop.
+BENCH_PACKAGES := auditd libbpf-tools
 CARGO ?= cargo
 OWOD := target/release/owod
 CONFIG ?= config.yaml
@@ -35,6 +37,8 @@ lint: deps
 
 # Benchmarks are not tests: they print ratios against a baseline measured in the same run.
 bench: build
+	@scripts/install-deps.sh $(BENCH_PACKAGES)
+	$(CARGO) run --release -p owo-bench --bin table -- --owod $(OWOD)
 	$(CARGO) run --release -p owo-bench --bin exec-loop -- --owod $(OWOD)
 	$(CARGO) run --release -p owo-bench --bin file-loop -- --owod $(OWOD)
 	$(CARGO) run --release -p owo-bench --bin connect-loop -- --owod $(OWOD)

@@ -8,8 +8,10 @@
 use std::{
     fmt::Display,
     fs,
-    path::PathBuf,
+    io::{Read, Seek, SeekFrom},
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -303,16 +305,13 @@ impl Owod {
             .unwrap_or(0)
     }
 
-    /// user + system CPU time of owod so far, from /proc/PID/stat.
+    /// user + system CPU time of owod so far.
     pub fn cpu_seconds(&self) -> Result<f64> {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        // Fields after the command name (which may hold spaces) start at ") ".
-        let rest = &stat[stat.rfind(')').context("malformed stat")? + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        Ok(ticks / hz)
+        cpu_seconds(self.child.id())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Context switches of all of owod's threads so far, voluntary or not, from
@@ -386,4 +385,90 @@ impl Drop for Owod {
             let _ = self.child.wait();
         }
     }
+}
+
+/// user + system CPU time of process `pid` so far (all its threads), from /proc/PID/stat.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = &stat[stat.rfind(')').context("malformed stat")? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / hz)
+}
+
+/// Anonymous memory of process `pid` now, in KiB (`RssAnon` in /proc/PID/status).
+pub fn anon_rss_kib(pid: u32) -> Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no RssAnon in /proc/PID/status")
+}
+
+/// Event-to-line latencies: create a marker file in `dir` (which owod watches) every 5 ms and
+/// time each until its line is in owod's output.
+pub fn latency_samples(daemon: &Owod, dir: &Path, n: usize) -> Result<Vec<Duration>> {
+    /// How long one sample may take before the run gives up on it.
+    const SAMPLE_DEADLINE: Duration = Duration::from_secs(10);
+    let mut output = fs::File::open(daemon.output())?;
+    output.seek(SeekFrom::End(0))?;
+    let mut pending = String::new();
+    let mut latencies = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = format!("owo-latency-{}-{i}", std::process::id());
+        let created = Instant::now();
+        fs::File::create(dir.join(&name))?;
+        let needle = format!("{}\"", dir.join(&name).display());
+        loop {
+            let mut more = String::new();
+            output.read_to_string(&mut more)?;
+            pending.push_str(&more);
+            if let Some(at) = pending.find(&needle) {
+                latencies.push(created.elapsed());
+                // Keep only what follows the line, so the search stays short.
+                let end = pending[at..]
+                    .find('\n')
+                    .map_or(pending.len(), |e| at + e + 1);
+                pending.drain(..end);
+                break;
+            }
+            if let Some(cut) = pending.rfind('\n') {
+                pending.drain(..=cut);
+            }
+            if created.elapsed() > SAMPLE_DEADLINE {
+                bail!("no record of {name} within {SAMPLE_DEADLINE:?}");
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(latencies)
+}
+
+/// The `q` quantile (0 to 1) of `samples`, in milliseconds.
+pub fn quantile_ms(samples: &[Duration], q: f64) -> f64 {
+    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    ms.get(((ms.len().max(1) - 1) as f64 * q).round() as usize)
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+/// Open and close `target` at `rate` per second until `stop`; how many opens were made.
+pub fn flood_opens(target: &Path, rate: usize, stop: &AtomicBool) -> Result<usize> {
+    let start = Instant::now();
+    let mut done = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let due = (start.elapsed().as_secs_f64() * rate as f64) as usize;
+        while done < due {
+            fs::File::open(target).with_context(|| format!("open `{}`", target.display()))?;
+            done += 1;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(done)
 }
