@@ -74,7 +74,29 @@ impl Monitor {
         Monitor::Fork,
     ];
 
-    /// The name used in records, status and the D-Bus API (DESIGN §5).
+    /// The monitors a user switches on and off (all but `Fork`, which the process table always
+    /// needs), in the order config, status and the D-Bus API list them.
+    pub const SWITCHABLE: [Monitor; 7] = [
+        Monitor::Execve,
+        Monitor::Exit,
+        Monitor::File,
+        Monitor::Network,
+        Monitor::Privilege,
+        Monitor::Write,
+        Monitor::Module,
+    ];
+
+    /// The switchable monitor of this name.
+    pub fn named(name: &str) -> Option<Monitor> {
+        Monitor::SWITCHABLE.into_iter().find(|m| m.name() == name)
+    }
+
+    /// The names of the switchable monitors, `, `-separated (for messages).
+    pub fn names() -> String {
+        Monitor::SWITCHABLE.map(Monitor::name).join(", ")
+    }
+
+    /// The name used in records, status and the D-Bus API.
     pub fn name(self) -> &'static str {
         match self {
             Monitor::Execve => "execve",

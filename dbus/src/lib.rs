@@ -21,17 +21,6 @@ pub const ERROR_UNKNOWN_MONITOR: &str = "org.owo.Observer1.Error.UnknownMonitor"
 pub const ERROR_NO_SUCH_PROCESS: &str = "org.owo.Observer1.Error.NoSuchProcess";
 pub const ERROR_FAILED: &str = "org.owo.Observer1.Error.Failed";
 
-/// Monitor names, as `SetMonitor` and `Monitors` use them.
-pub const MONITORS: [&str; 7] = [
-    "execve",
-    "exit",
-    "file",
-    "network",
-    "privilege",
-    "write",
-    "module",
-];
-
 /// The errors owod's methods return, by D-Bus error name.
 #[derive(Debug, zbus::DBusError)]
 #[zbus(prefix = "org.owo.Observer1.Error")]

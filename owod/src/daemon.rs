@@ -99,13 +99,6 @@ fn identity(config: &Config, run_id: &str) -> Identity {
     }
 }
 
-/// A monitor by its D-Bus name.
-fn monitor_named(name: &str) -> Option<Monitor> {
-    Monitor::ALL
-        .into_iter()
-        .find(|m| m.name() == name && *m != Monitor::Fork)
-}
-
 struct Daemon {
     config_path: PathBuf,
     config: Config,
@@ -419,10 +412,10 @@ impl Daemon {
     }
 
     async fn set_monitor(&mut self, name: &str, enabled: bool) -> Result<(), OwoError> {
-        let monitor = monitor_named(name).ok_or_else(|| {
+        let monitor = Monitor::named(name).ok_or_else(|| {
             OwoError::UnknownMonitor(format!(
                 "no monitor `{name}` (monitors: {})",
-                owo_dbus::MONITORS.join(", ")
+                Monitor::names()
             ))
         })?;
         let key = monitor.name();
@@ -522,7 +515,7 @@ impl Daemon {
             None
         };
         let mut monitors = Vec::new();
-        for monitor in Monitor::ALL.into_iter().filter(|m| *m != Monitor::Fork) {
+        for monitor in Monitor::SWITCHABLE {
             if matches!(
                 self.monitors.get(monitor.name()),
                 Some(MonitorState::Unavailable(_))

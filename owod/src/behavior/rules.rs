@@ -24,6 +24,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use owo_common::abi::Monitor;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -140,7 +141,7 @@ pub enum RuleError {
 pub const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
 /// The records a step can match: a monitor's (by its D-Bus name), or owod's own.
 fn is_event_type(event_type: &str) -> bool {
-    event_type == "agent" || owo_dbus::MONITORS.contains(&event_type)
+    event_type == "agent" || Monitor::named(event_type).is_some()
 }
 
 /// The rules shipped with owod.
@@ -208,7 +209,7 @@ fn compile(spec: RuleSpec, window: Duration) -> Result<Rule, RuleError> {
             return Err(step_err(format!(
                 "event_type `{}` is not one of {}, agent",
                 step.event_type,
-                owo_dbus::MONITORS.join(", ")
+                Monitor::names()
             )));
         }
         let all = conditions(&step.all, i).map_err(step_err)?;
