@@ -1,7 +1,7 @@
-//! The daemon's event loop: it builds the pipeline (collector → process stage → exporter hub),
-//! serves D-Bus, talks to systemd, and owns the truth the control plane reads: the running
-//! config and each monitor's state. Signals and D-Bus calls arrive here as requests; the stages
-//! do the work on their own state, asked through their command channels.
+//! The daemon's control loop: it starts the pipeline ([`Stages`]), serves D-Bus, talks to
+//! systemd, and owns the truth the control plane reads: the running config and each monitor's
+//! state. Signals and D-Bus calls arrive here as requests; the stages do the work on their own
+//! state, asked through their command channels ([`Handles`]).
 
 use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
@@ -15,26 +15,19 @@ use tokio::{
 };
 
 use crate::{
-    behavior::{rules::Rule, rules_for, AlertSignal, BehaviorCommand, BehaviorStage},
+    behavior::{rules::Rule, rules_for, BehaviorCommand},
     collector::{loader::KernelChoice, Collector, CollectorCommand, MonitorState},
     config::Config,
     control::{self, ControlCommand, ControlService, DaemonView, MonitorView},
-    export::{
-        file::file_sink,
-        remote::{self, RemoteLoss},
-        stderr::stderr_sink,
-        Hub, HubCommand, HubStats, Sink,
+    export::{open_sinks, remote::RemoteLoss, HubCommand},
+    pipeline::{
+        record::AgentRecord,
+        stages::{stop_record, Handles, Stages, Start},
+        Identity, Outgoing,
     },
-    pipeline::{record::AgentRecord, Batch, Identity, Outgoing},
-    process::{tree::TreeFormat, ProcessStage, ProcessTable, StageCommand, StageStats},
+    process::{tree::TreeFormat, ProcessTable, StageCommand},
     service::{self, SignalRequest, Signals},
 };
-
-/// Bounded queues between stages, of batches: when full, the stage before waits, and the kernel
-/// ring buffer takes the burst (its overflow is counted). A batch is what one turn of the stage
-/// before had ready: at most two ring reads from the collector, at most the process stage's
-/// queue after it.
-const BATCHES: usize = 8;
 
 /// How owod reaches the bus.
 pub enum Bus {
@@ -43,32 +36,6 @@ pub enum Bus {
     /// This address; failing to reach it is an error.
     Address(String),
     None,
-}
-
-/// Sinks for the hub, and the remotes' tasks.
-type Outputs = (Vec<Box<dyn Sink>>, Vec<JoinHandle<()>>);
-
-/// The outputs of a config: the file, stderr, and a sink per enabled remote (whose tasks are
-/// returned, to be waited for at shutdown: they put what is still queued into their spools).
-fn open_sinks(config: &Config, losses: &mpsc::Sender<RemoteLoss>) -> anyhow::Result<Outputs> {
-    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    let mut tasks = Vec::new();
-    if config.output.file.enabled {
-        sinks.push(Box::new(file_sink(&config.output.file.path)?));
-    }
-    if config.output.stderr {
-        sinks.push(Box::new(stderr_sink()));
-    }
-    for remote in std::iter::once(&config.output.remote)
-        .chain(&config.output.remotes)
-        .filter(|r| r.enabled)
-    {
-        let (sink, handles) = remote::start(remote, losses.clone())
-            .with_context(|| format!("cannot start remote {}", remote::remote_name(remote)))?;
-        sinks.push(Box::new(sink));
-        tasks.extend(handles);
-    }
-    Ok((sinks, tasks))
 }
 
 fn loss_record(loss: &RemoteLoss) -> AgentRecord {
@@ -106,13 +73,7 @@ struct Daemon {
     kernel: KernelChoice,
     run_id: String,
     view: watch::Sender<DaemonView>,
-    hub_stats: watch::Receiver<HubStats>,
-    collector: mpsc::Sender<CollectorCommand>,
-    hub: mpsc::Sender<HubCommand>,
-    stage: mpsc::Sender<StageCommand>,
-    behavior: mpsc::Sender<BehaviorCommand>,
-    /// Into the behavior stage, for the agent's own records (reload).
-    records: mpsc::Sender<Batch>,
+    stages: Handles,
     bus: Option<zbus::Connection>,
     losses: mpsc::Sender<RemoteLoss>,
     /// Tasks of remotes opened by a reload.
@@ -155,41 +116,18 @@ pub async fn serve(
     let start = start_record(&config_path, &config, &collector, seeded);
     tracing::info!(run_id, programs = ?collector.program_ids, "owod {} attached; {seeded} processes seeded from /proc", env!("CARGO_PKG_VERSION"));
 
-    let (hub_tx, hub_rx) = mpsc::channel(BATCHES);
-    let (behavior_tx, behavior_rx) = mpsc::channel(BATCHES);
-    let (proc_tx, proc_rx) = mpsc::channel(BATCHES);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (hub_cmd_tx, hub_cmd_rx) = mpsc::channel(16);
-    let (stage_cmd_tx, stage_cmd_rx) = mpsc::channel(16);
-    let (behavior_cmd_tx, behavior_cmd_rx) = mpsc::channel(16);
-    let (collector_cmd_tx, collector_cmd_rx) = mpsc::channel(16);
-    let (alert_tx, mut alert_rx) = mpsc::channel::<AlertSignal>(256);
-    let (hub_stats_tx, hub_stats_rx) = watch::channel(HubStats::default());
-    let (stats_tx, mut stats_rx) = oneshot::channel::<StageStats>();
-    // Seq 1: every record, the agent's own included, is numbered by the behavior stage.
-    behavior_tx
-        .send(vec![Outgoing::agent(start)])
-        .await
-        .context("the pipeline is gone")?;
     let monitors = collector.monitors.clone();
     let kernel = collector.kernel.clone();
-    let hub = tokio::spawn(Hub::new(identity(&config, &run_id), sinks).run(
-        hub_rx,
-        hub_cmd_rx,
-        hub_stats_tx,
-        move |seq| stop_record(seq, started, stats_rx.try_recv().ok()),
-    ));
-    let behavior =
-        tokio::spawn(BehaviorStage::new(rules).run(behavior_rx, hub_tx, behavior_cmd_rx, alert_tx));
-    let process = tokio::spawn(
-        ProcessStage::new(table, &config.enrich, &config.monitor).run(
-            proc_rx,
-            behavior_tx.clone(),
-            stage_cmd_rx,
-            stats_tx,
-        ),
-    );
-    let mut collector = tokio::spawn(collector.run(proc_tx, collector_cmd_rx, stop_rx));
+    let start = Start {
+        collector,
+        table,
+        rules,
+        sinks,
+        identity: identity(&config, &run_id),
+        start,
+        stop: Box::new(move |seq, stats| stop_record(seq, started, stats)),
+    };
+    let (mut stages, handles, mut alert_rx) = Stages::start(start, &config).await?;
 
     let (view_tx, view_rx) = watch::channel(DaemonView::default());
     let (control_tx, mut control_rx) = mpsc::channel(16);
@@ -200,18 +138,13 @@ pub async fn serve(
         kernel,
         run_id,
         view: view_tx,
-        hub_stats: hub_stats_rx.clone(),
-        collector: collector_cmd_tx,
-        hub: hub_cmd_tx,
-        stage: stage_cmd_tx,
-        behavior: behavior_cmd_tx,
-        records: behavior_tx,
+        stages: handles,
         bus: None,
         losses: losses_tx,
         remote_tasks: Vec::new(),
     };
     daemon.publish_view(started);
-    let service = ControlService::new(control_tx, view_rx, hub_stats_rx);
+    let service = ControlService::new(control_tx, view_rx, daemon.stages.hub_stats.clone());
     daemon.bus = match bus {
         Bus::None => None,
         Bus::System => match control::start(None, service).await {
@@ -230,15 +163,13 @@ pub async fn serve(
     // Programs attached, outputs open, the name owned.
     service::notify_ready(&daemon.status_line());
 
-    // The collector is the head of the pipeline: if any later stage dies, its sends fail and it
-    // ends too, so watching it catches a pipeline that stopped by itself.
     let mut status_tick = tokio::time::interval(std::time::Duration::from_secs(5));
-    let early = loop {
+    loop {
         tokio::select! {
             request = signals.next() => match request {
                 SignalRequest::Stop(signal) => {
                     tracing::info!("{signal}: stopping");
-                    break None;
+                    break;
                 }
                 SignalRequest::Reload => {
                     if let Err(err) = daemon.reload().await {
@@ -247,32 +178,24 @@ pub async fn serve(
                 }
                 SignalRequest::DumpTree => {
                     // Off the loop: a busy stage must not hold up SIGTERM.
-                    let stage = daemon.stage.clone();
+                    let stage = daemon.stages.process.clone();
                     tokio::spawn(async move { print_tree(&stage).await });
                 }
             },
             Some(command) = control_rx.recv() => daemon.control(command).await,
             Some((rule, json)) = alert_rx.recv() => daemon.signal_alert(&rule, &json).await,
             Some(loss) = losses_rx.recv() => {
-                let _ = daemon.records.send(vec![Outgoing::agent(loss_record(&loss))]).await;
+                let _ = daemon.stages.records.send(vec![Outgoing::agent(loss_record(&loss))]).await;
             }
             _ = status_tick.tick() => service::notify_status(&daemon.status_line()),
-            result = &mut collector => break Some(result),
+            () = stages.ended_by_itself() => break,
         }
-    };
+    }
     service::notify_stopping();
-    let stopped_by_itself = early.is_some();
-    let _ = stop_tx.send(true);
-    // The hub ends when every sender of records is gone.
+    // The hub ends when every sender of records is gone, the daemon's included.
     let mut daemon_remote_tasks = std::mem::take(&mut daemon.remote_tasks);
     drop(daemon);
-    let collected = match early {
-        Some(result) => result,
-        None => collector.await,
-    };
-    let processed = process.await;
-    let judged = behavior.await;
-    let exported = hub.await;
+    let finished = stages.finish().await;
     // The hub dropped its sinks: the remotes' writers spool what was queued, then end.
     remote_tasks.append(&mut daemon_remote_tasks);
     for task in remote_tasks {
@@ -283,14 +206,7 @@ pub async fn serve(
             tracing::warn!("a remote did not finish within 10 s");
         }
     }
-    collected.context("the collector panicked")??;
-    processed.context("the process stage panicked")?;
-    judged.context("the behavior stage panicked")?;
-    exported.context("the exporter panicked")?;
-    anyhow::ensure!(
-        !stopped_by_itself,
-        "the event pipeline stopped without being asked to"
-    );
+    finished?;
     tracing::info!("stopped; every program detached");
     Ok(())
 }
@@ -358,7 +274,7 @@ impl Daemon {
             .filter(|(_, s)| matches!(s, MonitorState::On))
             .map(|(n, _)| *n)
             .collect();
-        let stats = self.hub_stats.borrow();
+        let stats = self.stages.hub_stats.borrow();
         let lost: u64 = stats.lost.values().sum();
         format!(
             "monitoring {}; {} records, {lost} lost",
@@ -380,7 +296,7 @@ impl Daemon {
                 let _ = reply.send(self.reload().await);
             }
             ControlCommand::ReopenLogs { reply } => {
-                let result = ask(&self.hub, "the exporter is gone", |reply| {
+                let result = ask(&self.stages.hub, "the exporter is gone", |reply| {
                     HubCommand::Reopen { reply }
                 })
                 .await
@@ -393,7 +309,7 @@ impl Daemon {
                 let _ = reply.send(result);
             }
             ControlCommand::DumpTree { pid, format, reply } => {
-                let stage = self.stage.clone();
+                let stage = self.stages.process.clone();
                 // Answered off the loop; the stage replies when it gets to it.
                 tokio::spawn(async move {
                     let result = async {
@@ -424,7 +340,7 @@ impl Daemon {
                 "monitor `{key}` is unavailable: {why}"
             )));
         }
-        ask(&self.collector, "the collector is gone", |reply| {
+        ask(&self.stages.collector, "the collector is gone", |reply| {
             CollectorCommand::SetMonitor {
                 monitor,
                 on: enabled,
@@ -496,7 +412,7 @@ impl Daemon {
         // The new names take effect with this record: records already on their way keep the old.
         let mut record = Outgoing::agent(reload);
         record.identity = Some(identity(&self.config, &self.run_id));
-        let _ = self.records.send(vec![record]).await;
+        let _ = self.stages.records.send(vec![record]).await;
         tracing::info!("config reloaded from `{}`", self.config_path.display());
         self.changed().await;
         Ok(())
@@ -524,7 +440,7 @@ impl Daemon {
             }
             monitors.push((monitor, new.monitor.wants(monitor)));
         }
-        ask(&self.collector, "the collector is gone", |reply| {
+        ask(&self.stages.collector, "the collector is gone", |reply| {
             CollectorCommand::Reconfigure {
                 monitors: monitors.clone(),
                 watch_paths: new.monitor.file_watch_paths.clone(),
@@ -544,12 +460,14 @@ impl Daemon {
                 },
             );
         }
-        ask(&self.behavior, "the behavior stage is gone", |reply| {
-            BehaviorCommand::Rules { rules, reply }
-        })
+        ask(
+            &self.stages.behavior,
+            "the behavior stage is gone",
+            |reply| BehaviorCommand::Rules { rules, reply },
+        )
         .await?;
         if let Some(sinks) = sinks {
-            ask(&self.hub, "the exporter is gone", |reply| {
+            ask(&self.stages.hub, "the exporter is gone", |reply| {
                 HubCommand::Sinks { sinks, reply }
             })
             .await?;
@@ -642,24 +560,4 @@ async fn print_tree(commands: &mpsc::Sender<StageCommand>) {
         Ok(Err(err)) => tracing::warn!("SIGUSR1: {err}"),
         Err(_) => tracing::warn!("SIGUSR1: the process stage did not answer"),
     }
-}
-
-fn stop_record(
-    records: u64,
-    started: std::time::Instant,
-    stats: Option<StageStats>,
-) -> AgentRecord {
-    let mut record = AgentRecord::new("stop");
-    record
-        .set("records", records)
-        .set("uptime_seconds", started.elapsed().as_secs())
-        .set("heap_allocations", crate::allocations::count());
-    if let Some(stats) = stats {
-        record
-            .set("process_table_entries", stats.table_entries)
-            .set("process_table_evictions", stats.table_evictions)
-            .set("executables_hashed", stats.hashed)
-            .set("hash_cache_hits", stats.hash_cache_hits);
-    }
-    record
 }

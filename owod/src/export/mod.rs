@@ -14,16 +14,52 @@ use std::{
     io::{self, BufWriter, Write},
 };
 
+use anyhow::Context as _;
 use owo_common::render::LINE_MAX;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
 
 pub use clock::BootClock;
 
-use crate::pipeline::{
-    record::{AgentRecord, Record},
-    Batch, Identity, Outgoing,
+use crate::{
+    config::Config,
+    pipeline::{
+        record::{AgentRecord, Record},
+        Batch, Identity, Outgoing,
+    },
 };
+
+/// Sinks for the hub, and the remotes' tasks.
+pub type Outputs = (Vec<Box<dyn Sink>>, Vec<JoinHandle<()>>);
+
+/// The outputs of a config: the file, stderr, and a sink per enabled remote (whose tasks are
+/// returned, to be waited for at shutdown: they put what is still queued into their spools).
+pub fn open_sinks(
+    config: &Config,
+    losses: &mpsc::Sender<remote::RemoteLoss>,
+) -> anyhow::Result<Outputs> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    let mut tasks = Vec::new();
+    if config.output.file.enabled {
+        sinks.push(Box::new(file::file_sink(&config.output.file.path)?));
+    }
+    if config.output.stderr {
+        sinks.push(Box::new(stderr::stderr_sink()));
+    }
+    for remote in std::iter::once(&config.output.remote)
+        .chain(&config.output.remotes)
+        .filter(|r| r.enabled)
+    {
+        let (sink, handles) = remote::start(remote, losses.clone())
+            .with_context(|| format!("cannot start remote {}", remote::remote_name(remote)))?;
+        sinks.push(Box::new(sink));
+        tasks.extend(handles);
+    }
+    Ok((sinks, tasks))
+}
 
 /// Where lines go. A sink that fails counts and logs it; it never blocks the others.
 pub trait Sink: Send {

@@ -1,9 +1,10 @@
-//! What the stages share about records on their way: the record types ([`record`]), the lane
-//! merge, which puts the two ring buffers' events back in kernel-time order before anything looks
-//! at them, and what one stage hands the next.
+//! The pipeline: the record types ([`record`]), the lane merge, which puts the two ring buffers'
+//! events back in kernel-time order before anything looks at them, what one stage hands the
+//! next, and the wiring of the stages ([`stages`]).
 
 pub mod merge;
 pub mod record;
+pub mod stages;
 
 use record::Record;
 
