@@ -207,7 +207,7 @@ pub struct Fork {
     pub _pad0: u32,
 }
 
-/// The fixed part of `struct owo_file`; `data` (path, then path2 at `PATH_MAX`) follows.
+/// The fixed part of `struct owo_file`; `data` (path, then at once path2) follows.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FileFixed {

@@ -183,7 +183,7 @@ fn decode_file(bytes: &[u8]) -> Result<Event, DecodeError> {
     let path = section(bytes, start, raw.path_len)?;
     let path2 = match raw.path2_len {
         0 => None,
-        len => Some(section(bytes, start + abi::PATH_MAX, len)?.to_vec()),
+        len => Some(section(bytes, start + path.len(), len)?.to_vec()),
     };
     Ok(Event::File(FileEvent {
         task: task(&raw.hdr),

@@ -84,7 +84,6 @@ pub fn encode(ev: &Event) -> Vec<u8> {
             };
             let mut data = e.path.clone();
             if let Some(path2) = &e.path2 {
-                data.resize(abi::PATH_MAX, 0);
                 data.extend_from_slice(path2);
             }
             fixed.hdr.size = (std::mem::size_of::<abi::FileFixed>() + data.len()) as u32;

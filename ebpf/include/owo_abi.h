@@ -170,7 +170,8 @@ _Static_assert(sizeof(struct owo_fork) == 88, "owo_fork size");
 
 /* Activity lane. Every record's `ret` is the syscall's return value. */
 
-/* A file was opened, created, unlinked or renamed. `data`: path (path_len), then path2. */
+/* A file was opened, created, unlinked or renamed. `data`: path (path_len), then at once path2
+ * (path2_len). */
 struct owo_file {
 	struct owo_header hdr;
 	__s64 ret;

@@ -13,20 +13,18 @@
 #define OWO_O_CREAT 0100
 #define OWO_CREAT_FLAGS 01101 /* O_CREAT | O_WRONLY | O_TRUNC */
 
-/* Put the scratch path (`len`) into the record at `off` (0 or OWO_PATH_MAX). */
-static __always_inline __u32 owo_file_take(struct owo_file *ev, __u32 off, __u32 len)
+/* Put the scratch path (`len`) into the record at `off` (0 for path, path_len for path2). */
+static __always_inline __u32 owo_file_take(struct owo_file *ev, __u64 off, __u32 len)
 {
-	return owo_path_copy(ev->data + (off & OWO_PATH_MAX), len);
+	return owo_path_copy(ev->data + owo_bound(off, OWO_PATH_MAX), len);
 }
 
 static __always_inline void owo_file_send(struct owo_file *ev, struct owo_pending *p, __s64 ret)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
-	__u64 size = offsetof(struct owo_file, data) + OWO_PATH_MAX + ev->path2_len;
+	/* path2 follows path: a record is as long as its names. */
+	__u64 size = offsetof(struct owo_file, data) + ev->path_len + ev->path2_len;
 
-	/* path2 always starts at OWO_PATH_MAX; with no path2 send only as far as path goes. */
-	if (!ev->path2_len)
-		size = offsetof(struct owo_file, data) + ev->path_len;
 	size = owo_bound(size, sizeof(*ev));
 	ev->ret = ret;
 	ev->syscall = p->syscall;
@@ -142,7 +140,7 @@ static __always_inline int owo_file_rename(struct owo_pending *p, __s64 ret)
 	if (!watched && !unclean)
 		return 0;
 	ev->path_flags |= unclean ? OWO_PATH_UNCLEAN : 0;
-	ev->path2_len = owo_file_take(ev, OWO_PATH_MAX, len);
+	ev->path2_len = owo_file_take(ev, ev->path_len, len);
 	ev->path_flags |= truncated ? OWO_PATH2_TRUNCATED : 0;
 	ev->mode = 0;
 	owo_file_send(ev, p, ret);
