@@ -9,8 +9,8 @@ DEB_PACKAGES := clang libbpf-dev linux-libc-dev build-essential pkg-config pytho
 # The kernel matrix (make vm-test) boots each kernel under QEMU from a busybox initramfs, and
 # takes modules out of xz- or zstd-compressed kernel packages.
 VM_PACKAGES := qemu-system-x86 busybox-static cpio xz-utils zstd
-# The peers `make bench` compares owod with: auditd, and libbpf-tools' execsnoop.
-BENCH_PACKAGES := auditd libbpf-tools
+# The peers `make bench` compares owod with (auditd, libbpf-tools' execsnoop), and its mixed load.
+BENCH_PACKAGES := auditd libbpf-tools stress-ng
 CARGO ?= cargo
 OWOD := target/release/owod
 CONFIG ?= config.yaml

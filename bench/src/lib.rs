@@ -333,14 +333,7 @@ impl Owod {
 
     /// Stops owod with SIGTERM, waits for it to exit, and reads every record it wrote.
     pub fn stop(mut self) -> Result<Records> {
-        let pid = i32::try_from(self.child.id()).context("owod's pid does not fit a pid_t")?;
-        // SAFETY: kill has no memory-safety preconditions; the child is not reaped yet, so the
-        // pid is still owod's.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let status = self.child.wait()?;
-        if !status.success() {
-            bail!("owod exited with {status}{}", self.log());
-        }
+        self.terminate()?;
         let text = fs::read_to_string(&self.output)
             .with_context(|| format!("read `{}`", self.output.display()))?;
         let records = text
@@ -351,6 +344,24 @@ impl Owod {
             })
             .collect::<Result<_>>()?;
         Ok(Records(records))
+    }
+
+    /// Stops owod with SIGTERM and waits for it to exit; for runs too long to read back whole
+    /// (see [`tally`]).
+    pub fn finish(mut self) -> Result<()> {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> Result<()> {
+        let pid = i32::try_from(self.child.id()).context("owod's pid does not fit a pid_t")?;
+        // SAFETY: kill has no memory-safety preconditions; the child is not reaped yet, so the
+        // pid is still owod's.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("owod exited with {status}{}", self.log());
+        }
+        Ok(())
     }
 
     /// owod's stderr, for an error message (its temp dir goes away with it). A verifier log runs
@@ -471,4 +482,22 @@ pub fn flood_opens(target: &Path, rate: usize, stop: &AtomicBool) -> Result<usiz
         std::thread::sleep(Duration::from_micros(200));
     }
     Ok(done)
+}
+
+/// Lines of owod's output from byte `from` on, and the records they report lost, read a line at a
+/// time (a long run's output does not fit in memory as parsed records).
+pub fn tally(output: &Path, from: u64) -> Result<(u64, u64)> {
+    use std::io::BufRead;
+    let mut file = fs::File::open(output)?;
+    file.seek(SeekFrom::Start(from))?;
+    let (mut lines, mut lost) = (0, 0);
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line?;
+        lines += 1;
+        if line.contains("\"type\":\"loss\"") {
+            let record: Value = serde_json::from_str(&line)?;
+            lost += record["event"]["count"].as_u64().unwrap_or(0);
+        }
+    }
+    Ok((lines, lost))
 }

@@ -10,7 +10,12 @@
 //! (watched by owod and by the audit rule); open+close of a file under /var/lib/owo-bench (watched
 //! by neither). Needs root.
 //!
-//! `table [--owod PATH] [--rounds R] [--execs N] [--opens N] [--search-seconds S]`
+//! Last, a mixed load: stress-ng's exec (as nobody), open, rename, sock and fork stressors for
+//! `--stress-seconds` (default 120) with owod's every monitor on: records, losses, owod's average
+//! CPU and its anonymous memory before and after.
+//!
+//! `table [--owod PATH] [--rounds R] [--execs N] [--opens N] [--search-seconds S]
+//! [--stress-seconds S]`
 
 use std::{
     fs,
@@ -26,7 +31,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use owo_bench::{
     anon_rss_kib, cpu_seconds, flood_opens, latency_samples, ops_per_second, parse_args,
-    quantile_ms, require_root, Owod,
+    quantile_ms, require_root, tally, Owod,
 };
 use serde_json::Value;
 
@@ -364,13 +369,15 @@ fn main() -> Result<()> {
     let mut execs = 3000usize;
     let mut opens = 20000usize;
     let mut search_seconds = 10usize;
+    let mut stress_seconds = 120usize;
     let owod = parse_args(
-        "table [--owod PATH] [--rounds R] [--execs N] [--opens N] [--search-seconds S]",
+        "table [--owod PATH] [--rounds R] [--execs N] [--opens N] [--search-seconds S] [--stress-seconds S]",
         &mut [
             ("--rounds", &mut rounds),
             ("--execs", &mut execs),
             ("--opens", &mut opens),
             ("--search-seconds", &mut search_seconds),
+            ("--stress-seconds", &mut stress_seconds),
         ],
     )?;
     require_root("table")?;
@@ -422,7 +429,62 @@ fn main() -> Result<()> {
         eprintln!("round {} of {rounds} done", round + 1);
     }
     print_table(&setup, &conditions, &results);
-    zero_loss_search(&setup, search_seconds)
+    zero_loss_search(&setup, search_seconds)?;
+    if installed("stress-ng") {
+        mixed_load(&setup.owod, stress_seconds)
+    } else {
+        println!("\n(stress-ng is not installed: no mixed load; `make bench` installs it)");
+        Ok(())
+    }
+}
+
+/// stress-ng's mixed load under owod: records, losses, average CPU and anonymous memory.
+fn mixed_load(owod: &str, seconds: usize) -> Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("owo-bench-stress-")
+        .tempdir_in("/tmp")?;
+    // The stressors run as nobody, in this directory.
+    fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )?;
+    let owod = Owod::start(owod, OWOD_CONFIG)?;
+    let (cpu, rss) = (owod.cpu_seconds()?, anon_rss_kib(owod.pid())?);
+    let start = Instant::now();
+    let status = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "stress-ng",
+        ])
+        .args([
+            "--exec", "1", "--open", "1", "--rename", "1", "--sock", "1", "--fork", "1",
+        ])
+        .args(["-t", &format!("{seconds}s"), "--temp-path"])
+        .arg(dir.path())
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("run stress-ng")?;
+    anyhow::ensure!(status.success(), "stress-ng failed: {status}");
+    owod.wait_until_quiet()?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = owod.cpu_seconds()? - cpu;
+    let rss_after = anon_rss_kib(owod.pid())?;
+    let (records, lost) = tally(owod.output(), 0)?;
+    owod.finish()?;
+    println!("\nmixed load: stress-ng exec (as nobody), open, rename, sock, fork for {seconds} s");
+    println!(
+        "  records {}   lost {}   owod CPU {:.1}% of a core   anon RSS {:.1} -> {:.1} MiB",
+        records,
+        lost,
+        100.0 * cpu / elapsed,
+        rss as f64 / 1024.0,
+        rss_after as f64 / 1024.0
+    );
+    Ok(())
 }
 
 fn print_table(setup: &Setup, conditions: &[Condition], results: &[Vec<Run>]) {
@@ -507,14 +569,7 @@ fn flood(owod: &Owod, file: &Path, rate: usize, seconds: usize) -> Result<(u64, 
     }
     let reached = done as f64 / start.elapsed().as_secs_f64();
     owod.wait_until_quiet()?;
-    let text = fs::read(owod.output())?;
-    let lost = String::from_utf8_lossy(&text[from as usize..])
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|r| r["event"].clone())
-        .filter(|e| e["type"] == "loss")
-        .filter_map(|e| e["count"].as_u64())
-        .sum();
+    let (_, lost) = tally(owod.output(), from)?;
     Ok((lost, reached))
 }
 
@@ -562,7 +617,8 @@ fn zero_loss_search(setup: &Setup, seconds: usize) -> Result<()> {
             }
         }
     }
-    let records = owod.stop()?;
+    let (_, lost) = tally(owod.output(), 0)?;
+    owod.finish()?;
     println!(
         "  highest rate without a loss: {:.0} records/s{} (losses in all: {})",
         good.unwrap_or(0.0),
@@ -571,7 +627,7 @@ fn zero_loss_search(setup: &Setup, seconds: usize) -> Result<()> {
         } else {
             ""
         },
-        records.losses(None)
+        lost
     );
     Ok(())
 }
