@@ -6,6 +6,7 @@
 //! with a step for its event type are looked at, and for each only the chains of its key.
 
 use std::{
+    cell::RefCell,
     collections::{HashMap, VecDeque},
     sync::Arc,
 };
@@ -46,8 +47,63 @@ struct Chain {
     started_ns: u64,
     seqs: Vec<u64>,
     matched: Vec<Record>,
+    /// Fields of `matched` that `same_as` compares with, each looked up once: a host chain is
+    /// compared with every record of its next step's type while it waits.
+    captured: RefCell<Vec<(usize, String, Option<Field>)>>,
     /// The key process exited (process_tree: a new process under its pid is not it).
     root_exited: bool,
+}
+
+impl Chain {
+    fn new(time_ns: u64, seq: u64, record: &Record) -> Chain {
+        Chain {
+            next: 1,
+            started_ns: time_ns,
+            seqs: vec![seq],
+            matched: vec![record.clone()],
+            captured: RefCell::new(Vec::new()),
+            root_exited: false,
+        }
+    }
+
+    /// Step `step`'s `field` is there and equals `value`.
+    fn earlier_equals(&self, step: usize, field: &str, value: Option<&Field>) -> bool {
+        let mut captured = self.captured.borrow_mut();
+        let at = match captured
+            .iter()
+            .position(|(s, f, _)| *s == step && f == field)
+        {
+            Some(at) => at,
+            None => {
+                let earlier = self.matched.get(step).and_then(|m| m.field(field));
+                captured.push((step, field.to_owned(), earlier));
+                captured.len() - 1
+            }
+        };
+        let earlier = captured[at].2.as_ref();
+        earlier.is_some() && value == earlier
+    }
+}
+
+/// The record being looked at, its fields looked up once each for all the conditions and chains
+/// that name them.
+struct Current<'a> {
+    record: &'a Record,
+    looked_up: RefCell<Vec<(String, Option<Field>)>>,
+}
+
+impl Current<'_> {
+    fn with<R>(&self, name: &str, f: impl FnOnce(Option<&Field>) -> R) -> R {
+        let mut looked_up = self.looked_up.borrow_mut();
+        let at = match looked_up.iter().position(|(n, _)| n == name) {
+            Some(at) => at,
+            None => {
+                looked_up.push((name.to_owned(), self.record.field(name)));
+                looked_up.len() - 1
+            }
+        };
+        f(looked_up[at].1.as_ref())
+    }
 }
 
 pub struct Engine {
@@ -148,6 +204,10 @@ impl Engine {
     ) -> Option<Alert> {
         let rule = self.rules[index].clone();
         let within = rule.within.as_nanos() as u64;
+        let current = Current {
+            record: seen.record,
+            looked_up: RefCell::new(Vec::new()),
+        };
         // Advance the oldest chain of a matching key that is waiting for this step.
         for key in self.keys(rule.key, pid) {
             let Some(list) = self.chains.get_mut(&(index, key)) else {
@@ -158,7 +218,7 @@ impl Engine {
             self.count -= before - list.len();
             let hit = list.iter().position(|c| {
                 let step = &rule.steps[c.next];
-                step.event_type == event_type && step_matches(step, seen.record, &c.matched)
+                step.event_type == event_type && step_matches(step, &current, Some(c))
             });
             let Some(at) = hit else { continue };
             let chain = &mut list[at];
@@ -176,7 +236,7 @@ impl Engine {
         }
         // Or start one.
         let first = &rule.steps[0];
-        if first.event_type != event_type || !step_matches(first, seen.record, &[]) {
+        if first.event_type != event_type || !step_matches(first, &current, None) {
             return None;
         }
         if rule.steps.len() == 1 {
@@ -207,13 +267,7 @@ impl Engine {
                 }
             }
         }
-        list.push_back(Chain {
-            next: 1,
-            started_ns: seen.time_ns,
-            seqs: vec![seen.seq],
-            matched: vec![seen.record.clone()],
-            root_exited: false,
-        });
+        list.push_back(Chain::new(seen.time_ns, seen.seq, seen.record));
         self.count += 1;
         None
     }
@@ -291,13 +345,13 @@ impl Engine {
     }
 }
 
-fn step_matches(step: &Step, record: &Record, matched: &[Record]) -> bool {
-    step.all.iter().all(|c| holds(c, record, matched))
+fn step_matches(step: &Step, current: &Current<'_>, chain: Option<&Chain>) -> bool {
+    step.all.iter().all(|c| holds(c, current, chain))
         && (step.any.is_empty()
             || step
                 .any
                 .iter()
-                .any(|alt| alt.iter().all(|c| holds(c, record, matched))))
+                .any(|alt| alt.iter().all(|c| holds(c, current, chain))))
 }
 
 /// A field has the value a rule wrote (a YAML scalar or list).
@@ -322,36 +376,36 @@ fn number(field: &Field) -> Option<f64> {
     }
 }
 
-fn holds(c: &Condition, record: &Record, matched: &[Record]) -> bool {
-    let value = record.field(&c.field);
-    let text = match &value {
-        Some(Field::Text(t)) => Some(t.as_str()),
-        _ => None,
-    };
-    let number = value.as_ref().and_then(number);
-    match &c.op {
-        Op::Equals(v) => value.is_some_and(|x| equals(&x, v)),
-        Op::NotEquals(v) => value.is_some_and(|x| !equals(&x, v)),
-        Op::In(list) => value.is_some_and(|x| list.iter().any(|v| equals(&x, v))),
-        Op::NotIn(list) => value.is_some_and(|x| !list.iter().any(|v| equals(&x, v))),
-        Op::StartsWith(prefixes) => {
-            text.is_some_and(|t| prefixes.iter().any(|p| t.starts_with(p.as_str())))
+fn holds(c: &Condition, current: &Current<'_>, chain: Option<&Chain>) -> bool {
+    current.with(&c.field, |value| {
+        let text = match value {
+            Some(Field::Text(t)) => Some(t.as_str()),
+            _ => None,
+        };
+        let number = value.and_then(number);
+        match &c.op {
+            Op::Equals(v) => value.is_some_and(|x| equals(x, v)),
+            Op::NotEquals(v) => value.is_some_and(|x| !equals(x, v)),
+            Op::In(list) => value.is_some_and(|x| list.iter().any(|v| equals(x, v))),
+            Op::NotIn(list) => value.is_some_and(|x| !list.iter().any(|v| equals(x, v))),
+            Op::StartsWith(prefixes) => {
+                text.is_some_and(|t| prefixes.iter().any(|p| t.starts_with(p.as_str())))
+            }
+            Op::EndsWith(suffixes) => {
+                text.is_some_and(|t| suffixes.iter().any(|s| t.ends_with(s.as_str())))
+            }
+            Op::Contains(s) => text.is_some_and(|t| t.contains(s.as_str())),
+            Op::Glob(patterns) => text.is_some_and(|t| patterns.iter().any(|p| glob(p, t))),
+            Op::Lt(n) => number.is_some_and(|x| x < *n),
+            Op::Le(n) => number.is_some_and(|x| x <= *n),
+            Op::Gt(n) => number.is_some_and(|x| x > *n),
+            Op::Ge(n) => number.is_some_and(|x| x >= *n),
+            Op::Exists(want) => value.is_some() == *want,
+            Op::SameAs { step, field } => {
+                chain.is_some_and(|chain| chain.earlier_equals(*step, field, value))
+            }
         }
-        Op::EndsWith(suffixes) => {
-            text.is_some_and(|t| suffixes.iter().any(|s| t.ends_with(s.as_str())))
-        }
-        Op::Contains(s) => text.is_some_and(|t| t.contains(s.as_str())),
-        Op::Glob(patterns) => text.is_some_and(|t| patterns.iter().any(|p| glob(p, t))),
-        Op::Lt(n) => number.is_some_and(|x| x < *n),
-        Op::Le(n) => number.is_some_and(|x| x <= *n),
-        Op::Gt(n) => number.is_some_and(|x| x > *n),
-        Op::Ge(n) => number.is_some_and(|x| x >= *n),
-        Op::Exists(want) => value.is_some() == *want,
-        Op::SameAs { step, field } => {
-            let earlier = matched.get(*step).and_then(|m| m.field(field));
-            earlier.is_some() && value == earlier
-        }
-    }
+    })
 }
 
 /// A field as an alert's detail shows it.
