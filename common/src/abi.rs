@@ -74,26 +74,25 @@ impl Monitor {
         Monitor::Fork,
     ];
 
-    /// The monitors a user switches on and off (all but `Fork`, which the process table always
-    /// needs), in the order config, status and the D-Bus API list them.
-    pub const SWITCHABLE: [Monitor; 7] = [
-        Monitor::Execve,
-        Monitor::Exit,
-        Monitor::File,
-        Monitor::Network,
-        Monitor::Privilege,
-        Monitor::Write,
-        Monitor::Module,
-    ];
+    /// The monitors a user switches on and off: all but `Fork` (the last), which the process table
+    /// always needs; in the order config, status and the D-Bus API list them.
+    pub const SWITCHABLE: &'static [Monitor] = Monitor::ALL.split_at(7).0;
 
     /// The switchable monitor of this name.
     pub fn named(name: &str) -> Option<Monitor> {
-        Monitor::SWITCHABLE.into_iter().find(|m| m.name() == name)
+        Monitor::SWITCHABLE
+            .iter()
+            .copied()
+            .find(|m| m.name() == name)
     }
 
     /// The names of the switchable monitors, `, `-separated (for messages).
     pub fn names() -> String {
-        Monitor::SWITCHABLE.map(Monitor::name).join(", ")
+        Monitor::SWITCHABLE
+            .iter()
+            .map(|m| m.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The name used in records, status and the D-Bus API.

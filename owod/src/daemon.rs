@@ -431,7 +431,7 @@ impl Daemon {
             None
         };
         let mut monitors = Vec::new();
-        for monitor in Monitor::SWITCHABLE {
+        for &monitor in Monitor::SWITCHABLE {
             if matches!(
                 self.monitors.get(monitor.name()),
                 Some(MonitorState::Unavailable(_))

@@ -86,28 +86,8 @@ impl Agent {
                     .spawn()
                     .context("start auditd")?;
                 let dir = format!("dir={}", watched.display());
-                auditctl(&[
-                    "-a",
-                    "always,exit",
-                    "-F",
-                    "arch=b64",
-                    "-S",
-                    "execve",
-                    "-k",
-                    AUDIT_KEY,
-                ])?;
-                auditctl(&[
-                    "-a",
-                    "always,exit",
-                    "-F",
-                    "arch=b64",
-                    "-S",
-                    "openat",
-                    "-F",
-                    &dir,
-                    "-k",
-                    AUDIT_KEY,
-                ])?;
+                audit_rule(&["-S", "execve"])?;
+                audit_rule(&["-S", "openat", "-F", &dir])?;
                 auditctl(&["-e", "1"])?;
                 // auditd registers itself with the kernel once it is up.
                 let deadline = Instant::now() + Duration::from_secs(10);
@@ -200,6 +180,13 @@ fn auditctl(args: &[&str]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// An audit rule on every 64-bit call of `what` (`-S name`, and more `-F` filters).
+fn audit_rule(what: &[&str]) -> Result<()> {
+    let mut args = vec!["-a", "always,exit", "-F", "arch=b64", "-k", AUDIT_KEY];
+    args.extend_from_slice(what);
+    auditctl(&args)
 }
 
 /// The kernel knows an audit daemon (`auditctl -s` shows its pid).

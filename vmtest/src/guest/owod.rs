@@ -214,7 +214,10 @@ fn start_record(run: &Finished, kernel: &str) -> Result<String, String> {
     }
     let modules = Path::new("/proc/modules").exists();
     let mut wrong = Vec::new();
-    for monitor in owo_common::abi::Monitor::SWITCHABLE.map(owo_common::abi::Monitor::name) {
+    for monitor in owo_common::abi::Monitor::SWITCHABLE
+        .iter()
+        .map(|m| m.name())
+    {
         let want = if monitor == "module" && !modules {
             "unavailable"
         } else {
