@@ -184,8 +184,10 @@ fn auditctl(args: &[&str]) -> Result<()> {
 
 /// An audit rule on every 64-bit call of `what` (`-S name`, and more `-F` filters).
 fn audit_rule(what: &[&str]) -> Result<()> {
-    let mut args = vec!["-a", "always,exit", "-F", "arch=b64", "-k", AUDIT_KEY];
+    let mut args = vec!["-a", "always,exit", "-F", "arch=b64"];
     args.extend_from_slice(what);
+    // auditctl takes the key only after the syscall.
+    args.extend_from_slice(&["-k", AUDIT_KEY]);
     auditctl(&args)
 }
 
