@@ -129,6 +129,10 @@ pub const ARGS_MAX: usize = 16384;
 pub const EXEC_DATA_MAX: usize = 3 * PATH_MAX + ARGS_MAX;
 pub const WATCH_MAX: usize = 256;
 pub const WATCH_PATHS: u32 = 64;
+/// Bytes of a component in the name filter, its NUL included.
+pub const WATCH_NAME: usize = 16;
+/// Components of a watched prefix the name filter follows.
+pub const WATCH_DEPTH: usize = 16;
 pub const PAYLOAD_MAX: usize = 512;
 
 pub const PATH_TRUNCATED: u32 = 1 << 0;
@@ -280,6 +284,23 @@ pub struct WriteFixed {
     pub _pad0: u32,
 }
 
+/// `struct owo_watch_name`: a key of the name filter, a component below a node.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WatchName {
+    pub parent: u64,
+    pub name: [u8; WATCH_NAME],
+}
+
+/// `struct owo_watch_node`: where a component leads, and whether a watched prefix ends there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchNode {
+    pub node: u64,
+    pub watched: u32,
+    pub _pad0: u32,
+}
+
 /// Plain-old-data ABI structs: every bit pattern is a valid value (integers and byte arrays only).
 ///
 /// # Safety
@@ -318,3 +339,5 @@ unsafe impl Pod for NetFixed {}
 unsafe impl Pod for Priv {}
 unsafe impl Pod for ModuleFixed {}
 unsafe impl Pod for WriteFixed {}
+unsafe impl Pod for WatchName {}
+unsafe impl Pod for WatchNode {}

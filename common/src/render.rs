@@ -1,4 +1,4 @@
-//! JSON rendering rules (DESIGN §3): one object per line, valid UTF-8, never more than
+//! JSON rendering rules: one object per line, valid UTF-8, never more than
 //! [`LINE_MAX`] bytes, nothing dropped or cut without saying so.
 //!
 //! # Escaping scheme

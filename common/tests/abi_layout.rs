@@ -124,6 +124,20 @@ fn rust_layout() -> Vec<(&'static str, &'static str, usize)> {
         [hdr, count, fd, flags, path_len, _pad0]
     );
     out.push(("owo_write", "data", size_of::<abi::WriteFixed>()));
+    fields!(
+        out,
+        "owo_watch_name",
+        abi::WatchName,
+        size = size_of::<abi::WatchName>(),
+        [parent, name]
+    );
+    fields!(
+        out,
+        "owo_watch_node",
+        abi::WatchNode,
+        size = size_of::<abi::WatchNode>(),
+        [node, watched, _pad0]
+    );
     out
 }
 
@@ -150,6 +164,8 @@ fn rust_constants() -> Vec<(String, u64)> {
         ("OWO_CFG_FILE_ALL_PATHS", abi::CFG_FILE_ALL_PATHS.into()),
         ("OWO_WATCH_MAX", abi::WATCH_MAX as u64),
         ("OWO_WATCH_PATHS", abi::WATCH_PATHS.into()),
+        ("OWO_WATCH_NAME", abi::WATCH_NAME as u64),
+        ("OWO_WATCH_DEPTH", abi::WATCH_DEPTH as u64),
         ("OWO_PAYLOAD_MAX", abi::PAYLOAD_MAX as u64),
         ("OWO_PATH_TRUNCATED", abi::PATH_TRUNCATED.into()),
         ("OWO_PATH2_TRUNCATED", abi::PATH2_TRUNCATED.into()),

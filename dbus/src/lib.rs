@@ -1,4 +1,4 @@
-//! OWO's D-Bus contract (DESIGN §5): the bus name, object path and interface, the error names,
+//! OWO's D-Bus contract (owoctl(8) is its user's guide): the bus name, object path and interface, the error names,
 //! and the proxy that `owoctl` uses. `owod` implements the interface; this crate has no aya in it.
 //!
 //! | member | who may call |

@@ -83,7 +83,29 @@ enum owo_config_key {
 #define OWO_EXEC_DATA_MAX (3 * OWO_PATH_MAX + OWO_ARGS_MAX)
 #define OWO_WATCH_MAX 256    /* bytes of a watched path prefix (an LPM trie key) */
 #define OWO_WATCH_PATHS 64   /* watched path prefixes at most */
+#define OWO_WATCH_NAME 16    /* bytes of a component in the name filter, its NUL included */
+#define OWO_WATCH_DEPTH 16   /* components of a watched prefix the name filter follows */
 #define OWO_PAYLOAD_MAX 512  /* bytes of a datagram kept (for DNS) */
+
+/*
+ * The name filter: the watched prefixes as a tree of components, in a hash map, so that a file
+ * can be turned away by the names of its directories before its path is built. A key is a node
+ * (0: the root) and the first OWO_WATCH_NAME - 1 bytes of a component below it, NUL-padded; its
+ * value is the node it leads to, and whether a watched prefix ends there (or at
+ * OWO_WATCH_DEPTH components). Names that share their first bytes share a node, so the filter can
+ * let through a file that is not watched, which the prefix test after it turns away, and never
+ * the other way round.
+ */
+struct owo_watch_name {
+	__u64 parent;
+	__u8 name[OWO_WATCH_NAME];
+};
+
+struct owo_watch_node {
+	__u64 node;
+	__u32 watched;
+	__u32 _pad0;
+};
 
 /* owo_file.path_flags, owo_write.flags, owo_module.flags */
 #define OWO_PATH_TRUNCATED (1u << 0)

@@ -65,7 +65,11 @@ static __always_inline int owo_file_open(struct owo_pending *p, __s64 ret)
 	}
 	bool unclean = false;
 
-	len = ret >= 0 ? owo_fd_path(task, ret, &truncated) : 0;
+	__s32 kept = ret >= 0 ? owo_fd_watched_path(task, ret, &truncated) : 0;
+
+	if (kept < 0)
+		return 0; /* under no watched prefix: turned away before its path was built */
+	len = kept;
 	if (!len) {
 		len = owo_user_path(task, dfd, name, &truncated);
 		unclean = owo_path_unclean(len);

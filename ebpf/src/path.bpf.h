@@ -60,6 +60,9 @@ struct owo_path_buf {
 	__u32 unclean;  /* the path has "/." or "//": a prefix test here could be fooled */
 	__u32 scan_len;
 	struct owo_path_offsets off; /* for the walk, set by its caller */
+	__u64 node;                  /* the name filter: the node reached so far ... */
+	__u32 verdict;               /* ... and what it found (OWO_NAMES_*) */
+	__u32 rejected;              /* the name filter turned the file away: no path was built */
 	__u64 names[OWO_PATH_DEPTH]; /* name pointers, a ring: the last OWO_PATH_DEPTH walked (root side) */
 	__u32 _align;                /* puts `path` on 8 bytes, for the scan's word reads */
 	__u32 lpm_prefixlen;         /* with the first bytes of `path`, a key of `owo_watch_paths` */
@@ -88,11 +91,26 @@ static __always_inline struct owo_path_buf *owo_path_buf(void)
 	return bpf_map_lookup_elem(&owo_path_scratch, &zero);
 }
 
+/* The name filter (see struct owo_watch_name); owod writes it with the watched prefixes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, OWO_WATCH_PATHS * OWO_WATCH_DEPTH);
+	__type(key, struct owo_watch_name);
+	__type(value, struct owo_watch_node);
+} owo_watch_names SEC(".maps");
+
+/* What the name filter found, root first. */
+#define OWO_NAMES_OPEN 0    /* the names ran out above every watched prefix's end */
+#define OWO_NAMES_WATCHED 1 /* a watched prefix ends at one of the names (or cannot tell) */
+#define OWO_NAMES_MISS 2    /* a name is in no watched prefix */
+
 struct owo_path_walk {
 	struct owo_path_offsets off; /* a copy of the buffer's, close at hand */
 	void *dentry;
 	void *vfsmnt;
 	void *mnt;
+	void *mnt_root; /* of vfsmnt: read once per mount, not once per step */
+	__u64 together; /* d_name.name is 16 bytes after d_parent (after d_name.hash_len) */
 };
 
 static __always_inline void *owo_read_ptr(void *base, __u64 offset)
@@ -108,21 +126,30 @@ OWO_STEP owo_path_collect(__u32 index, void *arg)
 {
 	struct owo_path_walk *w = arg;
 	struct owo_path_buf *buf = owo_path_buf();
-	void *mnt_root = owo_read_ptr(w->vfsmnt, w->off.mnt_root);
-	void *parent = owo_read_ptr(w->dentry, w->off.d_parent);
+	__u64 link[3] = {}; /* d_parent, d_name.hash_len, d_name.name */
 
 	if (!buf)
 		return 1;
-	if (w->dentry == mnt_root || w->dentry == parent) {
+	/* One read for the parent and the name where they are neighbours, as in every kernel so
+	 * far: a read costs more than the rest of the step. */
+	if (w->together) {
+		bpf_probe_read_kernel(link, sizeof(link), w->dentry + w->off.d_parent);
+	} else {
+		link[0] = (__u64)owo_read_ptr(w->dentry, w->off.d_parent);
+		link[2] = (__u64)owo_read_ptr(w->dentry, w->off.d_name_name);
+	}
+	void *parent = (void *)link[0];
+
+	if (w->dentry == w->mnt_root || w->dentry == parent) {
 		void *mnt_parent = owo_read_ptr(w->mnt, w->off.mnt_parent);
 
-		if (w->dentry != mnt_root) {
+		if (w->dentry != w->mnt_root) {
 			/* Its own parent, yet not a mount's root: a pseudo file (memfd, pipe, ...).
 			 * Its name is all the path it has ("/memfd:name"), as d_path shows it. */
 			__u64 depth = buf->depth;
 
 			asm volatile("%0 &= 63" : "+r"(depth));
-			buf->names[depth] = (__u64)owo_read_ptr(w->dentry, w->off.d_name_name);
+			buf->names[depth] = link[2];
 			buf->depth += 1;
 			buf->done = 1;
 			return 1;
@@ -135,6 +162,7 @@ OWO_STEP owo_path_collect(__u32 index, void *arg)
 		w->dentry = owo_read_ptr(w->mnt, w->off.mnt_mountpoint);
 		w->mnt = mnt_parent;
 		w->vfsmnt = mnt_parent + w->off.mnt;
+		w->mnt_root = owo_read_ptr(w->vfsmnt, w->off.mnt_root);
 		return 0;
 	}
 
@@ -143,7 +171,7 @@ OWO_STEP owo_path_collect(__u32 index, void *arg)
 	/* A ring: past OWO_PATH_DEPTH the leaf side is overwritten, so what is kept is the root
 	 * side, and a truncated path still starts where it really starts. */
 	asm volatile("%0 &= 63" : "+r"(depth));
-	buf->names[depth] = (__u64)owo_read_ptr(w->dentry, w->off.d_name_name);
+	buf->names[depth] = link[2];
 	buf->depth += 1;
 	w->dentry = parent;
 	return 0;
@@ -176,11 +204,43 @@ OWO_STEP owo_path_emit(__u32 index, void *arg)
 	return 0;
 }
 
+/* One name of the walked path through the name filter, root first. */
+OWO_STEP owo_path_check(__u32 index, void *arg)
+{
+	struct owo_path_buf *buf = owo_path_buf();
+	struct owo_watch_name key = {};
+	struct owo_watch_node *node;
+
+	if (!buf || index >= buf->depth || index >= OWO_PATH_DEPTH)
+		return 1;
+	__u64 idx = buf->depth - 1 - index;
+
+	asm volatile("%0 &= 63" : "+r"(idx));
+	key.parent = buf->node;
+	if (bpf_probe_read_kernel_str(key.name, sizeof(key.name), (void *)buf->names[idx]) <= 0) {
+		buf->verdict = OWO_NAMES_WATCHED; /* unreadable: let the path decide */
+		return 1;
+	}
+	node = bpf_map_lookup_elem(&owo_watch_names, &key);
+	if (!node) {
+		buf->verdict = OWO_NAMES_MISS;
+		return 1;
+	}
+	if (node->watched) {
+		buf->verdict = OWO_NAMES_WATCHED;
+		return 1;
+	}
+	buf->node = node->node;
+	return 0;
+}
+
 /*
  * The walk and the writing out, from `dentry` on mount `vfsmnt`, with the offsets in the buffer.
- * Sets the buffer's `len` (0: nothing written) and `truncated`. Returns 0.
+ * Sets the buffer's `len` (0: nothing written) and `truncated`. With `filter`, the names walked
+ * go through the name filter first, and a file it turns away is not written out: `rejected`.
+ * Returns 0.
  */
-__attribute__((noinline)) int owo_path_walk(__u64 dentry, __u64 vfsmnt)
+__attribute__((noinline)) int owo_path_walk(__u64 dentry, __u64 vfsmnt, __u64 filter)
 {
 	struct owo_path_buf *buf = owo_path_buf();
 	struct owo_path_walk w = {};
@@ -191,11 +251,26 @@ __attribute__((noinline)) int owo_path_walk(__u64 dentry, __u64 vfsmnt)
 	buf->len = 0;
 	buf->truncated = 0;
 	buf->done = 0;
+	buf->rejected = 0;
 	__builtin_memcpy(&w.off, &buf->off, sizeof(w.off));
 	w.dentry = (void *)dentry;
 	w.vfsmnt = (void *)vfsmnt;
 	w.mnt = (void *)vfsmnt - w.off.mnt;
+	w.mnt_root = owo_read_ptr(w.vfsmnt, w.off.mnt_root);
+	w.together = w.off.d_name_name == w.off.d_parent + 16;
 	OWO_LOOP(OWO_WALK_STEPS, owo_path_collect, &w);
+	/* A walk that did not reach the root cannot be judged by its names. */
+	if (filter && buf->done) {
+		buf->node = 0;
+		buf->verdict = OWO_NAMES_OPEN;
+		OWO_LOOP(OWO_WATCH_DEPTH, owo_path_check, 0);
+		/* Names that ran out at OWO_WATCH_DEPTH went as deep as the filter looks. */
+		if (buf->verdict == OWO_NAMES_MISS ||
+		    (buf->verdict == OWO_NAMES_OPEN && buf->depth < OWO_WATCH_DEPTH)) {
+			buf->rejected = 1;
+			return 0;
+		}
+	}
 	OWO_LOOP(OWO_PATH_DEPTH, owo_path_emit, &w);
 	/* Deeper than kept: the leaf side is missing. */
 	if (!buf->done || buf->depth > OWO_PATH_DEPTH)
@@ -205,9 +280,10 @@ __attribute__((noinline)) int owo_path_walk(__u64 dentry, __u64 vfsmnt)
 
 /*
  * Build the absolute path of `path` in the scratch buffer. Returns its length (the path is
- * NUL-terminated there); sets *truncated when it was deeper or longer than the limits.
+ * NUL-terminated there); sets *truncated when it was deeper or longer than the limits. With
+ * `filter`, returns 0 (and builds nothing) for a file the name filter turns away.
  */
-static __always_inline __u32 owo_path_resolve(const struct path *path, bool *truncated)
+static __always_inline __u32 owo_path_resolve(const struct path *path, bool filter, bool *truncated)
 {
 	struct owo_path_buf *buf = owo_path_buf();
 	__u32 len;
@@ -221,7 +297,9 @@ static __always_inline __u32 owo_path_resolve(const struct path *path, bool *tru
 	buf->off.mnt_parent = bpf_core_field_offset(struct mount, mnt_parent);
 	buf->off.mnt_mountpoint = bpf_core_field_offset(struct mount, mnt_mountpoint);
 	buf->off.mnt = bpf_core_field_offset(struct mount, mnt);
-	owo_path_walk((__u64)BPF_CORE_READ(path, dentry), (__u64)BPF_CORE_READ(path, mnt));
+	owo_path_walk((__u64)BPF_CORE_READ(path, dentry), (__u64)BPF_CORE_READ(path, mnt), filter);
+	if (buf->rejected)
+		return 0;
 	*truncated = buf->truncated;
 	len = buf->len;
 	if (len == 0) {

@@ -90,7 +90,7 @@ int owo_exec(struct trace_event_raw_sched_process_exec *ctx)
 		struct path exe_path;
 
 		BPF_CORE_READ_INTO(&exe_path, exe_file, f_path);
-		n = owo_path_copy(ev->data + off, owo_path_resolve(&exe_path, &truncated));
+		n = owo_path_copy(ev->data + off, owo_path_resolve(&exe_path, false, &truncated));
 		ev->flags |= OWO_EXEC_HAS_EXE | (truncated ? OWO_EXEC_EXE_TRUNCATED : 0);
 		ev->exe_len = n;
 		off += n;
@@ -101,7 +101,7 @@ int owo_exec(struct trace_event_raw_sched_process_exec *ctx)
 		struct path pwd;
 
 		BPF_CORE_READ_INTO(&pwd, task, fs, pwd);
-		n = owo_path_copy(ev->data + off, owo_path_resolve(&pwd, &truncated));
+		n = owo_path_copy(ev->data + off, owo_path_resolve(&pwd, false, &truncated));
 		ev->flags |= OWO_EXEC_HAS_CWD | (truncated ? OWO_EXEC_CWD_TRUNCATED : 0);
 		ev->cwd_len = n;
 		off += n;

@@ -174,7 +174,26 @@ static __always_inline __u32 owo_fd_path(struct task_struct *task, __s64 fd, boo
 	if (!file)
 		return 0;
 	BPF_CORE_READ_INTO(&path, file, f_path);
-	return owo_path_resolve(&path, truncated);
+	return owo_path_resolve(&path, false, truncated);
+}
+
+/*
+ * For the file monitors: like owo_fd_path, but a file under no watched prefix is turned away
+ * by the names of its directories before its path is built (unless every path is wanted):
+ * then -1. 0 if there is no file. The file is the one the kernel opened, however it was named
+ * (relative, with "..", from any kind of directory fd), so its names are its real ones.
+ */
+static __always_inline __s32 owo_fd_watched_path(struct task_struct *task, __s64 fd, bool *truncated)
+{
+	struct file *file = owo_fd_file(task, fd);
+	struct path path;
+	__u32 len;
+
+	if (!file)
+		return 0;
+	BPF_CORE_READ_INTO(&path, file, f_path);
+	len = owo_path_resolve(&path, !owo_config_get(OWO_CFG_FILE_ALL_PATHS), truncated);
+	return len ? len : -1;
 }
 
 /* A path given to a syscall (relative to `dfd`, or to the cwd) made absolute in the scratch. */
@@ -191,7 +210,7 @@ static __always_inline __u32 owo_user_path(struct task_struct *task, __s64 dfd, 
 
 		if ((int)dfd == OWO_AT_FDCWD) {
 			BPF_CORE_READ_INTO(&dir, task, fs, pwd);
-			base = owo_path_resolve(&dir, truncated);
+			base = owo_path_resolve(&dir, false, truncated);
 		} else {
 			base = owo_fd_path(task, dfd, truncated);
 		}

@@ -56,8 +56,10 @@ int owo_enter_write(struct owo_sys_enter *ctx)
 	ev->flags = 0;
 	ev->path_len = 0;
 	if (!same) {
-		len = owo_fd_path(task, fd, &truncated);
-		now.watched = owo_path_watched(len);
+		__s32 kept = owo_fd_watched_path(task, fd, &truncated);
+
+		len = kept > 0 ? kept : 0;
+		now.watched = kept > 0 && owo_path_watched(len);
 		bpf_map_update_elem(&owo_write_fds, &key, &now, BPF_ANY);
 		if (!now.watched)
 			return 0;

@@ -1,4 +1,4 @@
-//! owoctl: control the OWO daemon over D-Bus (DESIGN §6). Human-readable tables by default,
+//! owoctl: control the OWO daemon over D-Bus (see owoctl(8)). Human-readable tables by default,
 //! `--json` where it says so. A daemon that is not running, a caller without rights and an unknown
 //! monitor each get one clear line and an exit code of their own:
 //!

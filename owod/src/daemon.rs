@@ -15,13 +15,14 @@ use tokio::{
 };
 
 use crate::{
-    behavior::{rules::Rule, rules_for, BehaviorCommand},
+    behavior::{rules::Rule, rules_for},
     collector::{loader::KernelChoice, Collector, CollectorCommand, MonitorState},
     config::Config,
     control::{self, ControlCommand, ControlService, DaemonView, MonitorView},
     export::{open_sinks, remote::RemoteLoss, HubCommand},
     pipeline::{
         record::AgentRecord,
+        sequencer::SequencerCommand,
         stages::{stop_record, Handles, Stages, Start},
         Identity, Outgoing,
     },
@@ -460,11 +461,9 @@ impl Daemon {
                 },
             );
         }
-        ask(
-            &self.stages.behavior,
-            "the behavior stage is gone",
-            |reply| BehaviorCommand::Rules { rules, reply },
-        )
+        ask(&self.stages.sequencer, "the sequencer is gone", |reply| {
+            SequencerCommand::Rules { rules, reply }
+        })
         .await?;
         if let Some(sinks) = sinks {
             ask(&self.stages.hub, "the exporter is gone", |reply| {

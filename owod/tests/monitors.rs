@@ -465,3 +465,129 @@ fn names_with_dot_dot_are_cleaned_and_filtered_by_what_they_reach() {
         "{looks_watched} is not under a watched path"
     );
 }
+
+#[test]
+fn opened_files_are_judged_by_their_real_names_however_they_were_named() {
+    if !bpf_available("opened_files_are_judged_by_their_real_names_however_they_were_named") {
+        return;
+    }
+    // Watched: keep/ and a long name; their neighbours are not. The long names share their
+    // first 15 bytes, which is all of a name that the kernel's name filter compares.
+    let root = unwatched_dir();
+    let long_a = "a-name-longer-than-fifteen-bytes-A";
+    let long_b = "a-name-longer-than-fifteen-bytes-B";
+    for dir in ["keep", "keeper", "other", long_a, long_b] {
+        fs::create_dir(root.path().join(dir)).unwrap();
+    }
+    let r = s(root.path());
+    let mut daemon = Daemon::start(&format!(
+        "monitor:\n  file_watch_paths: [{r}/keep, {r}/{long_a}]\n"
+    ));
+    let name = marker("named");
+    // Each file the script opens (and only opens) is made first.
+    let opened = [
+        "keep/abs",
+        "keep/rel",
+        "keep/dotdot",
+        "keep/opath",
+        "keep/dirfd",
+        "other/abs",
+        "other/rel",
+        "other/dotdot",
+        "other/opath",
+        "keeper/abs",
+    ]
+    .map(|f| format!("{f}-{name}"));
+    for f in &opened {
+        fs::write(root.path().join(f), b"x").unwrap();
+    }
+    fs::write(root.path().join(long_a).join(&name), b"x").unwrap();
+    fs::write(root.path().join(long_b).join(&name), b"x").unwrap();
+    python(&format!(
+        r#"import os
+root = {r:?}
+name = {name:?}
+def touch(path, dir_fd=None):
+    os.close(os.open(path, os.O_RDONLY, dir_fd=dir_fd))
+for d in ("keep", "other", "keeper"):
+    touch(f"{{root}}/{{d}}/abs-{{name}}")
+os.chdir(f"{{root}}/keep")
+touch(f"rel-{{name}}")
+touch(f"../other/dotdot-{{name}}")
+os.chdir(f"{{root}}/other")
+touch(f"rel-{{name}}")
+touch(f"../keep/dotdot-{{name}}")
+opath = os.open(root, os.O_PATH)
+touch(f"keep/opath-{{name}}", dir_fd=opath)
+touch(f"other/opath-{{name}}", dir_fd=opath)
+other = os.open(f"{{root}}/other", os.O_RDONLY | os.O_DIRECTORY)
+touch(f"../keep/dirfd-{{name}}", dir_fd=other)
+touch(f"{{root}}/{long_a}/{{name}}")
+touch(f"{{root}}/{long_b}/{{name}}")
+touch(root)
+"#
+    ));
+    daemon.file_barrier(&root.path().join("keep"));
+
+    let records = daemon.records();
+    let mut reported: Vec<String> = records
+        .iter()
+        .filter(|r| event(r)["event_type"] == "file" && event(r)["type"] == "open")
+        .filter_map(|r| event(r)["path"].as_str())
+        .filter(|p| p.starts_with(r))
+        .map(|p| p[r.len() + 1..].to_owned())
+        .collect();
+    reported.sort();
+    let mut want: Vec<String> = opened[..5].to_vec();
+    want.push(format!("{long_a}/{name}"));
+    want.sort();
+    assert_eq!(
+        reported, want,
+        "the opens under watched prefixes, and only those"
+    );
+}
+
+#[test]
+fn a_reload_moves_the_watched_prefixes_in_the_kernel() {
+    if !bpf_available("a_reload_moves_the_watched_prefixes_in_the_kernel") {
+        return;
+    }
+    let first = unwatched_dir();
+    let second = unwatched_dir();
+    let watch =
+        |dir: &tempfile::TempDir| format!("monitor:\n  file_watch_paths: [{}]\n", s(dir.path()));
+    let mut daemon = Daemon::start(&watch(&first));
+    let before = marker("before");
+    fs::write(first.path().join(&before), b"x").unwrap();
+    fs::write(second.path().join(&before), b"x").unwrap();
+    daemon.file_barrier(first.path());
+
+    let config = fs::read_to_string(&daemon.config).unwrap();
+    fs::write(
+        &daemon.config,
+        config.replace(s(first.path()), s(second.path())),
+    )
+    .unwrap();
+    let pid = nix::unistd::Pid::from_raw(daemon.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    daemon.wait_for("the reload record", |r| r["event"]["type"] == "reload");
+    let after = marker("after");
+    fs::write(first.path().join(&after), b"x").unwrap();
+    fs::write(second.path().join(&after), b"x").unwrap();
+    daemon.file_barrier(second.path());
+
+    let records = daemon.records();
+    let seen = |dir: &tempfile::TempDir, name: &str| {
+        !files(&records, s(&dir.path().join(name))).is_empty()
+    };
+    assert_eq!(
+        [
+            seen(&first, &before),
+            seen(&second, &before),
+            seen(&first, &after),
+            seen(&second, &after)
+        ],
+        [true, false, false, true],
+        "before the reload only the first directory is watched, after it only the second"
+    );
+}

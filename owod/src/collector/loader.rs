@@ -4,18 +4,18 @@
 //! Programs of monitors that are switched off are attached too, so that switching one on at run
 //! time is a flag in the kernel, not a reload.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeMap, hash::Hasher, mem::size_of, path::Path};
 
 use aya::{
     maps::{
         lpm_trie::{Key, LpmTrie},
-        Array, MapData,
+        Array, HashMap, MapData,
     },
     programs::{ProgramError, ProgramType, RawTracePoint, TracePoint},
     sys::{is_helper_supported, BpfHelper},
     Ebpf, EbpfLoader, VerifierLogLevel,
 };
-use owo_common::abi::{self, Monitor};
+use owo_common::abi::{self, Monitor, Pod};
 use owo_ebpf::Loops;
 
 use super::{preflight, CollectorError, MonitorState};
@@ -26,6 +26,7 @@ pub const ACTIVITY_RING: &str = "owo_activity_events";
 pub const DROPS_MAP: &str = "owo_ringbuf_drops";
 const CONFIG_MAP: &str = "owo_config";
 const WATCH_MAP: &str = "owo_watch_paths";
+const NAMES_MAP: &str = "owo_watch_names";
 /// Each lane's ring buffer; a burst must fit while owod catches up.
 const RING_BYTES: u32 = 16 << 20;
 
@@ -191,7 +192,10 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
         .load(&object)
         .map_err(CollectorError::Load)?;
     let mut settings = KernelSettings::take(&mut ebpf)?;
-    settings.set_watch_paths(&config.monitor.file_watch_paths)?;
+    settings.set_watch(
+        &config.monitor.file_watch_paths,
+        config.monitor.file_watch_all_paths,
+    )?;
 
     let mut monitors = BTreeMap::new();
     let mut program_ids = Vec::new();
@@ -221,7 +225,6 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
             || matches!(monitors.get(monitor.name()), Some(MonitorState::On));
         settings.set_monitor(monitor, on)?;
     }
-    settings.set_all_paths(config.monitor.file_watch_all_paths)?;
     settings.set(abi::CFG_SELF_TGID, std::process::id())?;
     Ok(Loaded {
         ebpf,
@@ -360,33 +363,79 @@ pub fn watch_key(prefix: &str) -> Option<([u8; abi::WATCH_MAX], u32)> {
     Some((data, with_slash.len() as u32 * 8))
 }
 
-/// The kernel's view of the settings: monitor flags, owod's pid, watched path prefixes. Owned
-/// by the collector after loading, so that a monitor switched at run time is one map write.
+/// The name filter's entries for watched prefixes (see `struct owo_watch_name`): for each
+/// component, the node above it and its first `WATCH_NAME - 1` bytes, to the node it leads to
+/// and whether a prefix ends there. A node is named by a hash of the keys on its way from the
+/// root, so that the same prefix has the same nodes in every config (a reload swaps entries in
+/// place), and names cut to the same bytes share one node (the filter then lets through more,
+/// never less). `/` has no components: it is every path, set as such.
+pub fn watch_names(prefixes: &[String]) -> BTreeMap<abi::WatchName, abi::WatchNode> {
+    let mut names: BTreeMap<abi::WatchName, abi::WatchNode> = BTreeMap::new();
+    for prefix in prefixes {
+        let components: Vec<&str> = prefix.split('/').filter(|c| !c.is_empty()).collect();
+        let mut parent = 0u64;
+        for (depth, component) in components.iter().enumerate() {
+            let mut key = abi::WatchName {
+                parent,
+                ..Default::default()
+            };
+            let bytes = &component.as_bytes()[..component.len().min(abi::WATCH_NAME - 1)];
+            key.name[..bytes.len()].copy_from_slice(bytes);
+            let mut hasher = std::hash::DefaultHasher::new();
+            std::hash::Hash::hash(&key, &mut hasher);
+            let node = hasher.finish().max(1); // 0 is the root
+            let last = depth + 1 == components.len() || depth + 1 == abi::WATCH_DEPTH;
+            let entry = names.entry(key).or_insert(abi::WatchNode {
+                node,
+                ..Default::default()
+            });
+            entry.watched |= u32::from(last);
+            if last {
+                break;
+            }
+            parent = node;
+        }
+    }
+    names
+}
+
+/// An ABI value as the byte array of its size.
+fn bytes<T: Pod, const N: usize>(value: &T) -> [u8; N] {
+    value.as_bytes().try_into().expect("N is the size of T")
+}
+
+/// Is every path watched: all paths asked for, or `/` among the prefixes?
+fn every_path(prefixes: &[String], all_paths: bool) -> bool {
+    all_paths || prefixes.iter().any(|p| p.trim_end_matches('/').is_empty())
+}
+
+/// The kernel's view of the settings: monitor flags, owod's pid, watched path prefixes (as an
+/// LPM trie of whole paths, and as the name filter). Owned by the collector after loading, so
+/// that a monitor switched at run time is one map write.
 pub struct KernelSettings {
     config: Array<MapData, u32>,
     watch: LpmTrie<MapData, [u8; abi::WATCH_MAX], u32>,
+    /// aya's maps take its own `Pod` types, which byte arrays are.
+    names: HashMap<MapData, [u8; size_of::<abi::WatchName>()], [u8; size_of::<abi::WatchNode>()]>,
     watched: Vec<String>,
 }
 
 impl KernelSettings {
     fn take(ebpf: &mut Ebpf) -> Result<KernelSettings, CollectorError> {
-        let map = ebpf
-            .take_map(CONFIG_MAP)
-            .ok_or(CollectorError::MissingMap(CONFIG_MAP))?;
-        let config = Array::try_from(map).map_err(|source| CollectorError::Map {
-            map: CONFIG_MAP,
-            source,
-        })?;
-        let map = ebpf
-            .take_map(WATCH_MAP)
-            .ok_or(CollectorError::MissingMap(WATCH_MAP))?;
-        let watch = LpmTrie::try_from(map).map_err(|source| CollectorError::Map {
-            map: WATCH_MAP,
-            source,
-        })?;
+        fn map<T>(
+            ebpf: &mut Ebpf,
+            name: &'static str,
+            convert: impl FnOnce(aya::maps::Map) -> Result<T, aya::maps::MapError>,
+        ) -> Result<T, CollectorError> {
+            let map = ebpf
+                .take_map(name)
+                .ok_or(CollectorError::MissingMap(name))?;
+            convert(map).map_err(|source| CollectorError::Map { map: name, source })
+        }
         Ok(KernelSettings {
-            config,
-            watch,
+            config: map(ebpf, CONFIG_MAP, Array::try_from)?,
+            watch: map(ebpf, WATCH_MAP, LpmTrie::try_from)?,
+            names: map(ebpf, NAMES_MAP, HashMap::try_from)?,
             watched: Vec::new(),
         })
     }
@@ -404,36 +453,44 @@ impl KernelSettings {
         self.set(monitor as u32, on.into())
     }
 
-    pub fn set_all_paths(&mut self, all: bool) -> Result<(), CollectorError> {
-        self.set(abi::CFG_FILE_ALL_PATHS, all.into())
-    }
-
-    /// Replace the watched prefixes: the new ones go in before the old ones come out, so a
-    /// prefix in both is never unwatched for a moment.
-    pub fn set_watch_paths(&mut self, prefixes: &[String]) -> Result<(), CollectorError> {
-        let map_err = |source| CollectorError::Map {
-            map: WATCH_MAP,
-            source,
-        };
-        for prefix in prefixes {
-            // The config's validation has refused prefixes that have no key.
-            let Some((data, bits)) = watch_key(prefix) else {
-                continue;
-            };
-            self.watch
-                .insert(&Key::new(bits, data), 1, 0)
-                .map_err(map_err)?;
-        }
+    /// Replace the watched prefixes, and whether every path is wanted: the new entries go in
+    /// before the old ones come out, so a prefix in both is never unwatched for a moment.
+    pub fn set_watch(
+        &mut self,
+        prefixes: &[String],
+        all_paths: bool,
+    ) -> Result<(), CollectorError> {
+        let map_err = |map| move |source| CollectorError::Map { map, source };
+        // The config's validation has refused prefixes that have no key.
         let new_keys: Vec<_> = prefixes.iter().filter_map(|p| watch_key(p)).collect();
-        for old in std::mem::take(&mut self.watched) {
-            let Some(key) = watch_key(&old) else { continue };
+        for (data, bits) in &new_keys {
+            self.watch
+                .insert(&Key::new(*bits, *data), 1, 0)
+                .map_err(map_err(WATCH_MAP))?;
+        }
+        let new_names = watch_names(prefixes);
+        for (key, node) in &new_names {
+            self.names
+                .insert(bytes(key), bytes(node), 0)
+                .map_err(map_err(NAMES_MAP))?;
+        }
+        self.set(
+            abi::CFG_FILE_ALL_PATHS,
+            every_path(prefixes, all_paths).into(),
+        )?;
+        let old = std::mem::replace(&mut self.watched, prefixes.to_vec());
+        for key in old.iter().filter_map(|p| watch_key(p)) {
             if !new_keys.contains(&key) {
                 self.watch
                     .remove(&Key::new(key.1, key.0))
-                    .map_err(map_err)?;
+                    .map_err(map_err(WATCH_MAP))?;
             }
         }
-        self.watched = prefixes.to_vec();
+        for key in watch_names(&old).keys() {
+            if !new_names.contains_key(key) {
+                self.names.remove(&bytes(key)).map_err(map_err(NAMES_MAP))?;
+            }
+        }
         Ok(())
     }
 }
@@ -449,6 +506,62 @@ mod tests {
         assert_eq!(watch_key("/").unwrap().1, 8);
         assert!(watch_key("relative").is_none());
         assert!(watch_key(&format!("/{}", "x".repeat(300))).is_none());
+    }
+
+    #[test]
+    fn the_name_filter_follows_each_prefix_and_marks_where_it_ends() {
+        let prefixes = [
+            "/etc",
+            "/etc/ssh/",
+            "/home/a-name-longer-than-fifteen/x",
+            "/",
+        ]
+        .map(String::from);
+        let names = watch_names(&prefixes);
+        let find = |parent: u64, name: &str| {
+            names
+                .iter()
+                .find(|(k, _)| k.parent == parent && k.name.starts_with(name.as_bytes()))
+                .map(|(k, v)| (*k, *v))
+        };
+        let (key, etc) = find(0, "etc").unwrap();
+        assert_eq!(
+            (key.name[3], etc.watched),
+            (0, 1),
+            "NUL-padded, a prefix ends there"
+        );
+        let (_, ssh) = find(etc.node, "ssh").unwrap();
+        assert_eq!(ssh.watched, 1);
+        let (_, home) = find(0, "home").unwrap();
+        assert_eq!(home.watched, 0, "only on the way");
+        let (key, long) = find(home.node, "a-name-longer-t").unwrap();
+        assert_eq!(&key.name[..], b"a-name-longer-t\0", "15 bytes and a NUL");
+        assert_eq!(find(long.node, "x").unwrap().1.watched, 1);
+        assert_eq!(names.len(), 5, "`/` has no components: {names:?}");
+        assert!(every_path(&prefixes, false));
+        assert!(!every_path(&prefixes[..3], false));
+        // The same prefix has the same nodes in every config, for a reload in place.
+        assert_eq!(
+            watch_names(&prefixes[1..2])[&key_of(etc.node, "ssh")].node,
+            ssh.node
+        );
+        let deep = format!("/{}", ["d"; 20].join("/"));
+        let deep = watch_names(&[deep]);
+        assert_eq!(
+            deep.len(),
+            abi::WATCH_DEPTH,
+            "followed as deep as the kernel looks"
+        );
+        assert_eq!(deep.values().filter(|n| n.watched == 1).count(), 1);
+    }
+
+    fn key_of(parent: u64, name: &str) -> abi::WatchName {
+        let mut key = abi::WatchName {
+            parent,
+            ..Default::default()
+        };
+        key.name[..name.len()].copy_from_slice(name.as_bytes());
+        key
     }
 
     #[test]

@@ -248,8 +248,7 @@ impl Collector {
                     }
                     CollectorCommand::Reconfigure { monitors, watch_paths, all_paths, reply } => {
                         let result = (|| {
-                            settings.set_watch_paths(&watch_paths)?;
-                            settings.set_all_paths(all_paths)?;
+                            settings.set_watch(&watch_paths, all_paths)?;
                             monitors.iter().try_for_each(|&(m, on)| settings.set_monitor(m, on))
                         })();
                         let _ = reply.send(result);

@@ -1,4 +1,4 @@
-//! The config file (DESIGN §4): typed, with defaults for every key, and validated so that every
+//! The config file (owo.yaml(5)): typed, with defaults for every key, and validated so that every
 //! problem in a file is reported at once with its key and line. Nothing here touches the kernel.
 
 mod lines;

@@ -1,4 +1,4 @@
-//! The D-Bus service (DESIGN §5): `org.owo.Observer1.Manager` at `/org/owo/Observer1`. It holds
+//! The D-Bus service (see owoctl(8)): `org.owo.Observer1.Manager` at `/org/owo/Observer1`. It holds
 //! only a command sender and read-only snapshots; the daemon's event loop does the work and
 //! owns the truth. Root-only members check the caller's uid themselves (a permissive bus policy
 //! still cannot let a user switch monitoring off), and every control call is logged with the

@@ -1,5 +1,5 @@
-//! The exporter hub: the last stage. It writes every record with the `seq` the behavior stage gave it, stamps
-//! the wrapper of DESIGN §3 (agent names, wall-clock `timestamp` of the kernel's time, `run_id`),
+//! The exporter hub: the last stage. It writes every record with the `seq` the sequencer gave
+//! it, stamps the wrapper (agent names, wall-clock `timestamp` of the kernel's time, `run_id`),
 //! renders one JSON line and hands it to every sink. It flushes whenever its queue is empty, so a
 //! quiet machine's records show at once and a busy one's (which come in batches) are written in
 //! large writes. When its input closes it writes a `stop` record and flushes.
@@ -336,7 +336,7 @@ impl Hub {
         if let Some(identity) = out.identity.take() {
             self.identity = identity;
         }
-        // Numbered by the behavior stage; the hub's own last record follows the last one.
+        // Numbered by the sequencer; the hub's own last record follows the last one.
         self.seq = if out.seq == 0 { self.seq + 1 } else { out.seq };
         self.count(&out.record);
         let mut line = std::mem::take(&mut self.line);

@@ -1,9 +1,11 @@
 //! The pipeline: the record types ([`record`]), the lane merge, which puts the two ring buffers'
-//! events back in kernel-time order before anything looks at them, what one stage hands the
-//! next, and the wiring of the stages ([`stages`]).
+//! events back in kernel-time order before anything looks at them, the [`sequencer`], which
+//! numbers them and asks the rule engine about each, what one stage hands the next, and the
+//! wiring of the stages ([`stages`]).
 
 pub mod merge;
 pub mod record;
+pub mod sequencer;
 pub mod stages;
 
 use record::Record;
@@ -14,7 +16,7 @@ use record::Record;
 pub struct Outgoing {
     pub ktime_ns: Option<u64>,
     pub record: Record,
-    /// Given by the behavior stage (0 until then).
+    /// Given by the sequencer (0 until then).
     pub seq: u64,
     /// New wrapper names, from this record on (a reload).
     pub identity: Option<Identity>,

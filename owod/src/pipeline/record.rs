@@ -1,4 +1,4 @@
-//! The records owod writes (the `event` object of DESIGN §3), typed from the process stage to
+//! The records owod writes (the `event` object that owod(8) describes), typed from the process stage to
 //! the hub: one type per kind of record. Each record lists its fields, in the order they are
 //! written, once, in its `visit`: the JSON writer ([`Record::write_json`]) and the rules'
 //! accessor ([`Record::field`]) are two visitors of that one list.

@@ -1,4 +1,4 @@
-//! The wiring of the stages: collector → process stage → behavior stage → exporter hub, each a
+//! The wiring of the stages: collector → process stage → sequencer → exporter hub, each a
 //! task, with bounded queues of batches between them and a command channel into each. The
 //! daemon holds the [`Handles`] to ask them things, and the [`Stages`] to stop them.
 
@@ -10,9 +10,13 @@ use tokio::{
     task::{JoinError, JoinHandle},
 };
 
-use super::{record::AgentRecord, Batch, Identity, Outgoing};
+use super::{
+    record::AgentRecord,
+    sequencer::{AlertSignal, Sequencer, SequencerCommand},
+    Batch, Identity, Outgoing,
+};
 use crate::{
-    behavior::{rules::Rule, AlertSignal, BehaviorCommand, BehaviorStage},
+    behavior::rules::Rule,
     collector::{Collector, CollectorCommand, CollectorError},
     config::Config,
     export::{Hub, HubCommand, HubStats, Sink},
@@ -29,9 +33,9 @@ const BATCHES: usize = 8;
 pub struct Handles {
     pub collector: mpsc::Sender<CollectorCommand>,
     pub process: mpsc::Sender<StageCommand>,
-    pub behavior: mpsc::Sender<BehaviorCommand>,
+    pub sequencer: mpsc::Sender<SequencerCommand>,
     pub hub: mpsc::Sender<HubCommand>,
-    /// Into the behavior stage, which numbers every record: the agent's own (reload, losses).
+    /// Into the sequencer, which numbers every record: the agent's own (reload, losses).
     pub records: mpsc::Sender<Batch>,
     pub hub_stats: watch::Receiver<HubStats>,
 }
@@ -54,7 +58,7 @@ pub struct Stages {
     stop: watch::Sender<bool>,
     collector: JoinHandle<Result<(), CollectorError>>,
     process: JoinHandle<()>,
-    behavior: JoinHandle<()>,
+    sequencer: JoinHandle<()>,
     hub: JoinHandle<()>,
     /// The collector already ended (by itself): its outcome.
     ended: Option<Result<Result<(), CollectorError>, JoinError>>,
@@ -67,18 +71,18 @@ impl Stages {
         config: &Config,
     ) -> anyhow::Result<(Stages, Handles, mpsc::Receiver<AlertSignal>)> {
         let (hub_tx, hub_rx) = mpsc::channel(BATCHES);
-        let (behavior_tx, behavior_rx) = mpsc::channel(BATCHES);
+        let (sequencer_tx, sequencer_rx) = mpsc::channel(BATCHES);
         let (proc_tx, proc_rx) = mpsc::channel(BATCHES);
         let (stop_tx, stop_rx) = watch::channel(false);
         let (hub_cmd_tx, hub_cmd_rx) = mpsc::channel(16);
         let (stage_cmd_tx, stage_cmd_rx) = mpsc::channel(16);
-        let (behavior_cmd_tx, behavior_cmd_rx) = mpsc::channel(16);
+        let (sequencer_cmd_tx, sequencer_cmd_rx) = mpsc::channel(16);
         let (collector_cmd_tx, collector_cmd_rx) = mpsc::channel(16);
         let (alert_tx, alert_rx) = mpsc::channel::<AlertSignal>(256);
         let (hub_stats_tx, hub_stats_rx) = watch::channel(HubStats::default());
         let (stats_tx, mut stats_rx) = oneshot::channel::<StageStats>();
-        // Seq 1: every record, the agent's own included, is numbered by the behavior stage.
-        behavior_tx
+        // Seq 1: every record, the agent's own included, is numbered by the sequencer.
+        sequencer_tx
             .send(vec![Outgoing::agent(from.start)])
             .await
             .context("the pipeline is gone")?;
@@ -89,16 +93,16 @@ impl Stages {
             hub_stats_tx,
             move |seq| stop(seq, stats_rx.try_recv().ok()),
         ));
-        let behavior = tokio::spawn(BehaviorStage::new(from.rules).run(
-            behavior_rx,
+        let sequencer = tokio::spawn(Sequencer::new(from.rules).run(
+            sequencer_rx,
             hub_tx,
-            behavior_cmd_rx,
+            sequencer_cmd_rx,
             alert_tx,
         ));
         let process = tokio::spawn(
             ProcessStage::new(from.table, &config.enrich, &config.monitor).run(
                 proc_rx,
-                behavior_tx.clone(),
+                sequencer_tx.clone(),
                 stage_cmd_rx,
                 stats_tx,
             ),
@@ -108,16 +112,16 @@ impl Stages {
             stop: stop_tx,
             collector,
             process,
-            behavior,
+            sequencer,
             hub,
             ended: None,
         };
         let handles = Handles {
             collector: collector_cmd_tx,
             process: stage_cmd_tx,
-            behavior: behavior_cmd_tx,
+            sequencer: sequencer_cmd_tx,
             hub: hub_cmd_tx,
-            records: behavior_tx,
+            records: sequencer_tx,
             hub_stats: hub_stats_rx,
         };
         Ok((stages, handles, alert_rx))
@@ -143,11 +147,11 @@ impl Stages {
             None => self.collector.await,
         };
         let processed = self.process.await;
-        let judged = self.behavior.await;
+        let judged = self.sequencer.await;
         let exported = self.hub.await;
         collected.context("the collector panicked")??;
         processed.context("the process stage panicked")?;
-        judged.context("the behavior stage panicked")?;
+        judged.context("the sequencer panicked")?;
         exported.context("the exporter panicked")?;
         anyhow::ensure!(
             !stopped_by_itself,

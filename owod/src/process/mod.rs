@@ -1,6 +1,6 @@
 //! The process stage: keeps the [`ProcessTable`] from fork/exec/exit events, enriches exec
 //! records (hash, user, terminal, cgroup, ancestry) and turns each event into the fields of a
-//! record (DESIGN §3; see [`records`]). Fork events only feed the table. Losses pass through as
+//! record (see [`records`]). Fork events only feed the table. Losses pass through as
 //! `agent` records. It also answers [`StageCommand`]s (the process tree).
 //!
 //! Records leave in the order their events came. An exec whose binary is not in the hash cache

@@ -1,4 +1,4 @@
-//! The typed record of each event (DESIGN §3), built from a decoded event and the process
+//! The typed record of each event (see owod(8)), built from a decoded event and the process
 //! table. Strings stay bytes until the hub writes them (escaping, budgets, `_truncated` flags).
 
 use std::{
