@@ -125,13 +125,12 @@ static __always_inline void owo_fill_header(struct owo_header *hdr, __u32 kind, 
 static __always_inline struct file *owo_fd_file_of(struct task_struct *task, __s64 fd)
 {
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct fdtable head; /* max_fds and fd, in one read */
 	struct file *file = 0;
 
-	if (fd < 0 || fd >= max_fds)
+	if (bpf_core_read(&head, sizeof(head), fdt) || fd < 0 || fd >= head.max_fds)
 		return 0;
-	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	bpf_probe_read_kernel(&file, sizeof(file), &head.fd[fd]);
 	return file;
 }
 

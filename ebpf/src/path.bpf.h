@@ -279,9 +279,10 @@ __attribute__((noinline)) int owo_path_walk(__u64 dentry, __u64 vfsmnt, __u64 fi
 }
 
 /*
- * Build the absolute path of `path` in the scratch buffer. Returns its length (the path is
- * NUL-terminated there); sets *truncated when it was deeper or longer than the limits. With
- * `filter`, returns 0 (and builds nothing) for a file the name filter turns away.
+ * Build the absolute path of `path` (a copy on the stack) in the scratch buffer. Returns its
+ * length (the path is NUL-terminated there); sets *truncated when it was deeper or longer than
+ * the limits. With `filter`, returns 0 (and builds nothing) for a file the name filter turns
+ * away.
  */
 static __always_inline __u32 owo_path_resolve(const struct path *path, bool filter, bool *truncated)
 {
@@ -297,7 +298,8 @@ static __always_inline __u32 owo_path_resolve(const struct path *path, bool filt
 	buf->off.mnt_parent = bpf_core_field_offset(struct mount, mnt_parent);
 	buf->off.mnt_mountpoint = bpf_core_field_offset(struct mount, mnt_mountpoint);
 	buf->off.mnt = bpf_core_field_offset(struct mount, mnt);
-	owo_path_walk((__u64)BPF_CORE_READ(path, dentry), (__u64)BPF_CORE_READ(path, mnt), filter);
+	/* `path` is a copy on the stack: its fields are plain loads, not kernel reads. */
+	owo_path_walk((__u64)path->dentry, (__u64)path->mnt, filter);
 	if (buf->rejected)
 		return 0;
 	*truncated = buf->truncated;
