@@ -603,3 +603,101 @@ fn syslog_over_tls_to_rsyslog() {
         "complete records"
     );
 }
+
+/// A RELP peer that answers owod's first session with a frame announcing 32 TiB of data, and
+/// its second not at all; it counts the sessions owod opens.
+#[test]
+fn a_hostile_relp_peer_costs_a_reconnection_not_the_daemon() {
+    if !bpf_available("a_hostile_relp_peer_costs_a_reconnection_not_the_daemon") {
+        return;
+    }
+    use std::{
+        io::{Read, Write},
+        sync::{
+            atomic::{AtomicUsize, Ordering},
+            Arc,
+        },
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sessions = Arc::new(AtomicUsize::new(0));
+    let counted = sessions.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            let mut offer = [0u8; 256];
+            let _ = stream.read(&mut offer);
+            if n == 0 {
+                let _ = stream.write_all(b"1 rsp 35184372088832 200 OK\n");
+            }
+            held.push(stream); // never answered, never closed
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(&remote_config(
+        "relp",
+        port,
+        &dir.path().join("spool"),
+        "    timeout_seconds: 1\n",
+    ));
+    wait_until("a third RELP session", || {
+        sessions.load(Ordering::SeqCst) >= 3
+    });
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "owod is still running: {}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    assert!(
+        log.contains("announced 35184372088832 bytes"),
+        "the refused frame is named: {log}"
+    );
+    // It still writes its own records.
+    let tag = marker("after-hostile-relp");
+    exec_marker(&tag);
+    daemon.wait_for("an exec after the hostile peer", |r| {
+        event(r)["args"][1] == tag.as_str()
+    });
+}
+
+#[test]
+fn relp_over_tls_to_rsyslog() {
+    if !bpf_available("relp_over_tls_to_rsyslog") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path(), "pki");
+    let port = free_port();
+    let p = |f: &str| pki.join(f).to_str().unwrap().to_owned();
+    let input = format!(
+        "module(load=\"imrelp\")\n\
+         input(type=\"imrelp\" port=\"{port}\" tls=\"on\" tls.authMode=\"certvalid\" \
+         tls.caCert=\"{}\" tls.myCert=\"{}\" tls.myPrivKey=\"{}\")",
+        p("ca.pem"),
+        p("server.pem"),
+        p("server.key")
+    );
+    let rsyslog = Rsyslog::start(dir.path(), &input);
+    wait_listening(port);
+    // imrelp with a certificate of its own demands one of the client.
+    let tls = format!(
+        "    tls:\n      ca_file: {}\n      server_name: localhost\n      cert_file: {}\n      key_file: {}\n",
+        p("ca.pem"),
+        p("client.pem"),
+        p("client.key")
+    );
+    let _daemon = Daemon::start(&remote_config(
+        "relp",
+        port,
+        &dir.path().join("spool"),
+        &tls,
+    ));
+    let tag = marker("relp-tls");
+    exec_marker(&tag);
+    wait_until("a record to reach rsyslog over RELP and TLS", || {
+        marked(&rsyslog.records(), &tag) > 0
+    });
+}

@@ -186,6 +186,9 @@ pub struct RemoteConfig {
     pub max_retries: u64,
     /// The first wait after a failure; it doubles (with jitter) up to a minute.
     pub retry_interval_seconds: u64,
+    /// How long connecting, or sending one batch and hearing its answer, may take before the
+    /// connection is given up and the batch tried again.
+    pub timeout_seconds: u64,
     pub tls: TlsConfig,
     /// Extra HTTP headers (a Splunk HEC token, an Elastic API key).
     pub headers: BTreeMap<String, String>,
@@ -210,6 +213,7 @@ impl Default for RemoteConfig {
             http_endpoint: "/events".to_owned(),
             max_retries: 5,
             retry_interval_seconds: 5,
+            timeout_seconds: 30,
             tls: TlsConfig::default(),
             headers: BTreeMap::new(),
             http_format: "ndjson".to_owned(),
@@ -331,10 +335,6 @@ impl RemoteConfig {
         let mut out = Vec::new();
         match self.protocol.as_str() {
             p if REMOTE_PROTOCOLS.contains(&p) => {}
-            "relp" | "nats" => out.push(format!(
-                "protocol `{}` is not in this build yet",
-                self.protocol
-            )),
             p => out.push(format!(
                 "protocol `{p}` is not one of {}",
                 REMOTE_PROTOCOLS.join(", ")
@@ -373,6 +373,13 @@ impl RemoteConfig {
                     .to_owned(),
             );
         }
+        // A wait past an hour is a mistake, and past u64 seconds a panic in the sender.
+        if self.retry_interval_seconds > 3600 {
+            out.push("retry_interval_seconds is at most 3600".to_owned());
+        }
+        if !(1..=3600).contains(&self.timeout_seconds) {
+            out.push("timeout_seconds is from 1 to 3600".to_owned());
+        }
         if self.spool.max_mb == 0 {
             out.push("spool.max_mb must be at least 1".to_owned());
         }
@@ -382,7 +389,7 @@ impl RemoteConfig {
     /// Over TLS?
     pub fn uses_tls(&self) -> bool {
         matches!(self.protocol.as_str(), "tls" | "https")
-            || (matches!(self.protocol.as_str(), "syslog" | "nats")
+            || (matches!(self.protocol.as_str(), "syslog" | "relp" | "nats")
                 && self.tls != TlsConfig::default())
     }
 }

@@ -274,7 +274,7 @@ async fn send_spool(
         }
         if connection.is_none() {
             status.send_modify(|s| s.state = "connecting");
-            match protocol::connect(&remote, tls.as_ref()).await {
+            match with_timeout(&remote, protocol::connect(&remote, tls.as_ref())).await {
                 Ok(c) => {
                     retry.succeeded(&name);
                     connection = Some(c);
@@ -288,7 +288,7 @@ async fn send_spool(
             }
         }
         let c = connection.as_mut().expect("connected above");
-        match c.send(&remote, &lines).await {
+        match with_timeout(&remote, c.send(&remote, &lines)).await {
             Ok(()) => {
                 retry.succeeded(&name);
                 if let Err(err) = spool.commit(to) {
@@ -309,6 +309,21 @@ async fn send_spool(
             }
         }
     }
+}
+
+/// `work`, given up after the remote's `timeout_seconds`: a peer that stops answering costs a
+/// reconnection, not the sender.
+async fn with_timeout<T>(
+    remote: &RemoteConfig,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let limit = Duration::from_secs(remote.timeout_seconds);
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(format!(
+            "{} did not answer within {} s",
+            remote.address, remote.timeout_seconds
+        ))
+    })
 }
 
 /// Failures in a row: logged once per streak, waited out with capped exponential backoff and

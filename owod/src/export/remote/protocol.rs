@@ -56,11 +56,16 @@ async fn relp_word(io: &mut tokio::io::BufReader<Box<dyn Io>>) -> Result<(String
     }
 }
 
-/// One RELP frame: `TXNR SP COMMAND SP DATALEN [SP DATA] LF`.
+/// The most data a RELP answer may carry: a server answers with a status line and a few
+/// words ("200 OK", an offer), never more.
+const RELP_DATA_MAX: usize = 64 << 10;
+
+/// One RELP frame: `TXNR SP COMMAND SP DATALEN [SP DATA] LF`. A length past [`RELP_DATA_MAX`],
+/// or anything but the one LF after the data, is refused before anything is allocated for it.
 async fn relp_read(
     io: &mut tokio::io::BufReader<Box<dyn Io>>,
 ) -> Result<(u64, String, Vec<u8>), String> {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    use tokio::io::AsyncReadExt;
     let (txnr, _) = relp_word(io).await?;
     let (command, _) = relp_word(io).await?;
     let (len, end) = relp_word(io).await?;
@@ -70,20 +75,26 @@ async fn relp_read(
     let len: usize = len
         .parse()
         .map_err(|_| format!("RELP: bad length `{len}`"))?;
-    let mut data = vec![0u8; len];
-    if len > 0 {
-        if end == b'\n' || len > 1 << 20 {
-            return Err("RELP: a malformed frame".to_owned());
-        }
-        io.read_exact(&mut data)
-            .await
-            .map_err(|e| format!("RELP: {e}"))?;
-        let mut trailer = Vec::new();
-        io.read_until(b'\n', &mut trailer)
-            .await
-            .map_err(|e| format!("RELP: {e}"))?;
+    if len > RELP_DATA_MAX {
+        return Err(format!(
+            "RELP: the server announced {len} bytes of data (at most {RELP_DATA_MAX})"
+        ));
     }
-    Ok((txnr, command, data))
+    if len == 0 {
+        return Ok((txnr, command, Vec::new()));
+    }
+    if end == b'\n' {
+        return Err("RELP: a malformed frame".to_owned());
+    }
+    let mut data = vec![0u8; len];
+    io.read_exact(&mut data)
+        .await
+        .map_err(|e| format!("RELP: {e}"))?;
+    match io.read_u8().await {
+        Ok(b'\n') => Ok((txnr, command, data)),
+        Ok(_) => Err("RELP: a frame's data is not followed by its LF".to_owned()),
+        Err(e) => Err(format!("RELP: {e}")),
+    }
 }
 
 fn relp_frame(txnr: u64, command: &str, data: &[u8]) -> Vec<u8> {
@@ -274,6 +285,10 @@ pub async fn connect(
     }
 }
 
+/// The most of an HTTP answer's body that is read (an Elasticsearch bulk answer names every
+/// item, so it grows with the batch).
+const HTTP_ANSWER_MAX: usize = 16 << 20;
+
 /// The body of an HTTP batch, and its content type.
 pub fn http_body(format: &str, batch: &[String]) -> (Vec<u8>, &'static str) {
     let mut body = Vec::with_capacity(batch.iter().map(|l| l.len() + 32).sum());
@@ -397,8 +412,12 @@ impl Connection {
                     .await
                     .map_err(|e| e.to_string())?;
                 let status = response.status();
-                // Read the body to the end so the connection can be used again.
-                let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+                // Read the body to the end so the connection can be used again, but no more of
+                // it than an answer needs: a longer one ends the connection.
+                let body = http_body_util::Limited::new(response.into_body(), HTTP_ANSWER_MAX);
+                http_body_util::BodyExt::collect(body)
+                    .await
+                    .map_err(|e| format!("{}'s answer: {e}", remote.address))?;
                 if status.is_success() {
                     Ok(())
                 } else {
