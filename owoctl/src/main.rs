@@ -218,6 +218,10 @@ async fn status(proxy: &ManagerProxy<'_>, json: bool) -> Result<(), Failure> {
                     remote["state"].as_str().unwrap_or("?"),
                     remote["delivered"]
                 );
+                let spool_lost = remote["spool_write_lost"].as_u64().unwrap_or(0);
+                if spool_lost > 0 {
+                    value += &format!(", {spool_lost} not written to the spool");
+                }
                 if let Some(error) = remote["last_error"].as_str() {
                     value += &format!(", last error: {error}");
                 }

@@ -701,3 +701,107 @@ fn relp_over_tls_to_rsyslog() {
         marked(&rsyslog.records(), &tag) > 0
     });
 }
+
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(at).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "owo-test"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount a tmpfs at {}", at.display());
+        Tmpfs(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_under_the_spool_loses_only_records_it_names() {
+    if !bpf_available("a_full_disk_under_the_spool_loses_only_records_it_names") {
+        return;
+    }
+    // The collector is down and the spool is a 256 KiB tmpfs: it fills up.
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let _tmpfs = Tmpfs::mount(&spool, "256k");
+    let port = free_port();
+    let mut daemon = Daemon::start(&remote_config("http", port, &spool, ""));
+    let during = marker("disk-full");
+    for _ in 0..400 {
+        exec_marker(&during);
+    }
+    daemon.wait_for_n("the execs while the disk is full, in the file", 400, |r| {
+        event(r)["args"][1] == during.as_str()
+    });
+    daemon.wait_for("a loss record for the spool", |r| {
+        event(r)["type"] == "loss" && event(r)["stage"] == "spool_write"
+    });
+    // The collector comes back: what was spooled goes out, and the disk has room again.
+    let receiver = Receiver::start(dir.path(), port, &[]);
+    let after = marker("disk-has-room");
+    wait_until(
+        "a record written after the disk has room to be delivered",
+        || {
+            exec_marker(&after);
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            marked(&receiver.records(), &after) > 0
+        },
+    );
+    let last = receiver
+        .records()
+        .iter()
+        .filter(|r| event(r)["args"][1] == after.as_str())
+        .filter_map(|r| r["seq"].as_u64())
+        .min()
+        .unwrap();
+    // Every record up to there was delivered, or named by a loss record.
+    let records = daemon.records();
+    let delivered: std::collections::HashSet<u64> = receiver
+        .records()
+        .iter()
+        .filter(|r| r["run_id"] == daemon.start["run_id"])
+        .filter_map(|r| r["seq"].as_u64())
+        .collect();
+    let named: Vec<(u64, u64)> = records
+        .iter()
+        .filter(|r| event(r)["type"] == "loss" && event(r)["stage"] == "spool_write")
+        .map(|r| {
+            let e = event(r);
+            (
+                e["first_seq"].as_u64().unwrap(),
+                e["last_seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let lost: u64 = records
+        .iter()
+        .filter(|r| event(r)["type"] == "loss" && event(r)["stage"] == "spool_write")
+        .map(|r| event(r)["count"].as_u64().unwrap())
+        .sum();
+    let missing: Vec<u64> = (1..=last)
+        .filter(|seq| !delivered.contains(seq))
+        .filter(|seq| !named.iter().any(|(a, b)| (a..=b).contains(&seq)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} records neither delivered nor named, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+    assert!(
+        lost > 0 && delivered.len() as u64 + lost >= last,
+        "{lost} lost, {} delivered of {last}",
+        delivered.len()
+    );
+    let log = daemon.log();
+    assert!(log.contains("cannot write its spool"), "{log}");
+}

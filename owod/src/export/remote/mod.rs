@@ -10,7 +10,10 @@ pub mod spool;
 use std::{
     io,
     path::PathBuf,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -54,7 +57,10 @@ pub struct RemoteSink {
     lines: mpsc::Sender<(u64, String)>,
     status: watch::Receiver<RemoteStatus>,
     losses: mpsc::Sender<RemoteLoss>,
+    /// Records the hub could not hand to the spool writer.
     dropped: u64,
+    /// Records the spool writer could not write (a full disk).
+    spool_lost: Arc<AtomicU64>,
 }
 
 /// The remote's name in status, logs and loss records.
@@ -97,12 +103,14 @@ pub fn start(
         state: "idle",
         ..Default::default()
     });
+    let spool_lost = Arc::new(AtomicU64::new(0));
     let writing = tokio::spawn(write_spool(
         writer,
         rx,
         end_tx,
         done_rx,
         losses.clone(),
+        spool_lost.clone(),
         name.clone(),
     ));
     let sending = tokio::spawn(send_spool(
@@ -121,6 +129,7 @@ pub fn start(
             status: status_rx,
             losses,
             dropped: 0,
+            spool_lost,
         },
         vec![writing, sending],
     ))
@@ -166,7 +175,10 @@ impl Sink for RemoteSink {
     }
 
     fn status(&self) -> Option<Value> {
-        Some(json!(*self.status.borrow()))
+        let mut status = json!(*self.status.borrow());
+        status["queue_lost"] = json!(self.dropped);
+        status["spool_write_lost"] = json!(self.spool_lost.load(Ordering::Relaxed));
+        Some(status)
     }
 }
 
@@ -178,25 +190,47 @@ async fn write_spool(
     end: watch::Sender<Position>,
     delivered: watch::Receiver<Position>,
     losses: mpsc::Sender<RemoteLoss>,
+    spool_lost: Arc<AtomicU64>,
     name: String,
 ) {
     let mut failing = false;
-    while let Some((_, first)) = rx.recv().await {
-        let mut result = spool.append(&first);
-        while let Ok((_, line)) = rx.try_recv() {
-            result = result.and_then(|()| spool.append(&line));
-        }
-        let synced = result.and_then(|()| spool.sync());
-        match synced {
-            Ok(position) => {
-                failing = false;
-                end.send_replace(position);
+    while let Some(first) = rx.recv().await {
+        // Every record of the batch is tried: one that cannot be written is counted and named in
+        // a loss record, and the ones after it still get their chance.
+        let mut lost = RemoteLoss {
+            remote: name.clone(),
+            stage: "spool_write",
+            count: 0,
+            first_seq: None,
+            last_seq: None,
+        };
+        let mut error = None;
+        let mut next = Some(first);
+        while let Some((seq, line)) = next {
+            if let Err(err) = spool.append(&line) {
+                lost.count += 1;
+                lost.first_seq.get_or_insert(seq);
+                lost.last_seq = Some(seq);
+                error = Some(err);
             }
-            Err(err) if !failing => {
+            next = rx.try_recv().ok();
+        }
+        // Not durable when the sync fails, yet written: the sender may still read it.
+        if let Err(err) = spool.sync() {
+            error.get_or_insert(err);
+        }
+        end.send_replace(spool.position());
+        match error {
+            Some(err) if !failing => {
                 failing = true;
                 tracing::error!("remote {name}: cannot write its spool: {err}");
             }
-            Err(_) => {}
+            Some(_) => {}
+            None => failing = false,
+        }
+        if lost.count > 0 {
+            spool_lost.fetch_add(lost.count, Ordering::Relaxed);
+            let _ = losses.try_send(lost);
         }
         match spool.enforce_limit(*delivered.borrow()) {
             Ok(Some(Dropped {

@@ -93,31 +93,53 @@ impl SpoolWriter {
         })
     }
 
-    /// Append one record (a JSON line without its newline).
+    /// Append one record (a JSON line without its newline). On failure (a full disk) nothing
+    /// of it stays: a partly written line is cut off again, so that the next record does not
+    /// join it. The next record then starts a new segment: the sender deletes a segment once it
+    /// has delivered it and moved on, and that is how a full disk gets room again.
     pub fn append(&mut self, line: &str) -> io::Result<()> {
         if self.written >= self.segment_bytes {
-            self.file.sync_data()?;
-            self.current += 1;
-            self.file = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o640)
-                .open(segment_path(&self.dir, self.current))?;
-            self.written = 0;
+            self.next_segment()?;
         }
-        self.file.write_all(line.as_bytes())?;
-        self.file.write_all(b"\n")?;
-        self.written += line.len() as u64 + 1;
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        if let Err(err) = self.file.write_all(&bytes) {
+            let cut = self.file.set_len(self.written);
+            if self.written > 0 || cut.is_err() {
+                self.written = self.segment_bytes;
+            }
+            return Err(err);
+        }
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn next_segment(&mut self) -> io::Result<()> {
+        self.file.sync_data()?;
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .open(segment_path(&self.dir, self.current + 1))?;
+        self.current += 1;
+        self.file = file;
+        self.written = 0;
         Ok(())
     }
 
     /// Make what was appended durable; the sender may read up to the returned position.
     pub fn sync(&mut self) -> io::Result<Position> {
         self.file.sync_data()?;
-        Ok(Position {
+        Ok(self.position())
+    }
+
+    /// The end of what was appended.
+    pub fn position(&self) -> Position {
+        Position {
             segment: self.current,
             offset: self.written,
-        })
+        }
     }
 
     /// Drop the oldest segments while the spool is over its size, and tell what was lost of them:
