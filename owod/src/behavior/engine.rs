@@ -160,10 +160,15 @@ impl Engine {
             self.reused(pid);
         }
         let mut alerts = Vec::new();
+        // One memo of the record's fields for every rule that looks at it.
+        let current = Current {
+            record: seen.record,
+            looked_up: RefCell::new(Vec::new()),
+        };
         let candidates = self.by_type.get(event_type).map_or(0, Vec::len);
         for i in 0..candidates {
             let index = self.by_type[event_type][i];
-            if let Some(alert) = self.observe_rule(index, event_type, pid, seen) {
+            if let Some(alert) = self.observe_rule(index, event_type, pid, seen, &current) {
                 alerts.push(alert);
             }
         }
@@ -201,13 +206,10 @@ impl Engine {
         event_type: &str,
         pid: Option<u64>,
         seen: &Seen<'_>,
+        current: &Current<'_>,
     ) -> Option<Alert> {
         let rule = self.rules[index].clone();
         let within = rule.within.as_nanos() as u64;
-        let current = Current {
-            record: seen.record,
-            looked_up: RefCell::new(Vec::new()),
-        };
         // Advance the oldest chain of a matching key that is waiting for this step.
         for key in self.keys(rule.key, pid) {
             let Some(list) = self.chains.get_mut(&(index, key)) else {
@@ -218,7 +220,7 @@ impl Engine {
             self.count -= before - list.len();
             let hit = list.iter().position(|c| {
                 let step = &rule.steps[c.next];
-                step.event_type == event_type && step_matches(step, &current, Some(c))
+                step.event_type == event_type && step_matches(step, current, Some(c))
             });
             let Some(at) = hit else { continue };
             let chain = &mut list[at];
@@ -236,7 +238,7 @@ impl Engine {
         }
         // Or start one.
         let first = &rule.steps[0];
-        if first.event_type != event_type || !step_matches(first, &current, None) {
+        if first.event_type != event_type || !step_matches(first, current, None) {
             return None;
         }
         if rule.steps.len() == 1 {
