@@ -3,9 +3,11 @@
 # Debian packages the build and the tests need: clang + libbpf headers for the eBPF side,
 # a C toolchain for Rust linking and the ABI layout test, python3 for test programs, and for
 # the control-plane tests a real dbus-daemon, logrotate, systemd-analyze, setpriv and groff, and
-# for the remote tests openssl (test certificates) and a real nats-server.
+# for the remote tests openssl (test certificates) and a real nats-server, and for a hash read
+# that never returns a FUSE file system (fuse3, python3-fusepy).
 DEB_PACKAGES := clang libbpf-dev linux-libc-dev build-essential pkg-config python3 procps \
-	dbus logrotate systemd util-linux groff-base openssl nats-server rsyslog rsyslog-relp rsyslog-gnutls
+	dbus logrotate systemd util-linux groff-base openssl nats-server rsyslog rsyslog-relp rsyslog-gnutls \
+	fuse3 python3-fusepy
 # The kernel matrix (make vm-test) boots each kernel under QEMU from a busybox initramfs, and
 # takes modules out of xz- or zstd-compressed kernel packages.
 VM_PACKAGES := qemu-system-x86 busybox-static cpio xz-utils zstd

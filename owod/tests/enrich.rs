@@ -295,3 +295,78 @@ fn a_burst_of_processes_leaves_the_table_within_its_bound_and_sigusr1_prints_the
         "3000 processes in a table of 200: {e}"
     );
 }
+
+/// A FUSE file system (`tests/support/stallfs.py`) whose reads hang for owod; killed and
+/// unmounted when dropped, which ends the hung reads.
+struct StallFs {
+    child: std::process::Child,
+    mount: PathBuf,
+}
+
+impl StallFs {
+    fn mount(program: &Path, at: &Path, names: &[&str]) -> StallFs {
+        fs::create_dir_all(at).unwrap();
+        // Debian's python3-fusepy is a module of the system's Python.
+        let child = Command::new("/usr/bin/python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/stallfs.py"))
+            .arg(program)
+            .arg(at)
+            .args(names)
+            .spawn()
+            .expect("python3 (apt-get install python3-fusepy fuse3)");
+        let fs = StallFs {
+            child,
+            mount: at.to_owned(),
+        };
+        harness::wait_until("the FUSE file system", || at.join(names[0]).exists());
+        fs
+    }
+}
+
+impl Drop for StallFs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
+}
+
+#[test]
+fn hash_reads_that_never_return_hold_up_neither_the_records_behind_them_nor_other_hashes() {
+    if !bpf_available(
+        "hash_reads_that_never_return_hold_up_neither_the_records_behind_them_nor_other_hashes",
+    ) {
+        return;
+    }
+    // Three programs whose reads hang for owod: more than its two hashing workers.
+    let dir = tempfile::tempdir().unwrap();
+    let hung = ["hung-1", "hung-2", "hung-3"];
+    let _fs = StallFs::mount(Path::new("/bin/true"), &dir.path().join("mnt"), &hung);
+    let mut daemon = Daemon::start("");
+    let tag = marker("hung");
+    for name in hung.iter().chain(&hung[..1]) {
+        let status = Command::new(dir.path().join("mnt").join(name))
+            .arg(&tag)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    // Then a program owod has never hashed, on a sound disk.
+    let fresh = copy_exe("/bin/true", &dir.path().join(marker("fresh")));
+    let arg0 = fresh.to_str().unwrap().to_owned();
+    assert!(Command::new(&fresh).status().unwrap().success());
+
+    let after = exec_of(&mut daemon, "the exec after the hung ones", &arg0);
+    assert_eq!(event(&after)["sha256"], sha256sum(&fresh), "{after}");
+    let records = daemon.records();
+    let stalled: Vec<&Value> = records
+        .iter()
+        .filter(|r| event(r)["event_type"] == "execve" && event(r)["args"][1] == tag.as_str())
+        .collect();
+    assert_eq!(stalled.len(), 4, "every exec of a hung program is written");
+    for r in stalled {
+        let e = event(r);
+        assert_eq!(e["sha256_status"], "error", "{e}");
+        assert!(e["sha256_error"].as_str().unwrap().contains("hangs"), "{e}");
+    }
+}

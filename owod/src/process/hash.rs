@@ -12,7 +12,11 @@ use std::{
     fs::File,
     io::{self, Read},
     os::unix::{ffi::OsStrExt, fs::MetadataExt},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
 };
 
 use owo_common::event::FileId;
@@ -61,12 +65,24 @@ const CACHE_MAX: usize = 16_384;
 /// Hashing threads: enough to keep a burst of new binaries moving, few enough not to starve
 /// the machine's real work.
 const WORKERS: usize = 2;
+/// A hash that takes longer (a file on a hung network or FUSE mount) is given up on, and its
+/// record goes out without it.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reads given up on whose threads are still stuck in the kernel. Each such thread keeps its
+/// worker's place, and a new worker takes it; past this many, no new file is hashed until one
+/// of them returns (a record then says why), so hung reads cannot pile up threads.
+const STUCK_MAX: usize = 4;
+/// How long a failed hash is remembered: another exec of the same file does not try again
+/// (and wait again) at once.
+const FAILED_FOR: Duration = Duration::from_secs(60);
 
 pub struct Hasher {
     max_bytes: u64,
     done: HashMap<FileId, HashOutcome>,
+    failed: HashMap<FileId, (Instant, HashOutcome)>,
     running: HashMap<FileId, PendingHash>,
     workers: Arc<Semaphore>,
+    stuck: Arc<AtomicUsize>,
     pub hashed: u64,
     pub cache_hits: u64,
 }
@@ -76,8 +92,10 @@ impl Hasher {
         Hasher {
             max_bytes: max_mb.saturating_mul(1 << 20),
             done: HashMap::new(),
+            failed: HashMap::new(),
             running: HashMap::new(),
             workers: Arc::new(Semaphore::new(WORKERS)),
+            stuck: Arc::new(AtomicUsize::new(0)),
             hashed: 0,
             cache_hits: 0,
         }
@@ -90,21 +108,57 @@ impl Hasher {
             self.cache_hits += 1;
             return Lookup::Done(done.clone());
         }
+        if let Some((at, outcome)) = self.failed.get(&id) {
+            if at.elapsed() < FAILED_FOR {
+                self.cache_hits += 1;
+                return Lookup::Done(outcome.clone());
+            }
+        }
         if id.size < 0 || id.size as u64 > self.max_bytes {
             return Lookup::Done(HashOutcome::TooLarge);
         }
         if let Some(running) = self.running.get(&id) {
             return Lookup::Pending(running.clone());
         }
+        if let Some(stalled) = stalled(&self.stuck) {
+            return Lookup::Done(stalled);
+        }
         let (tx, rx) = watch::channel(None);
         let workers = self.workers.clone();
+        let stuck = self.stuck.clone();
         let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(path));
         tokio::spawn(async move {
-            // The semaphore is never closed.
-            let _permit = workers.acquire_owned().await;
-            let outcome = tokio::task::spawn_blocking(move || hash_exe(pid, &path, id))
+            let permit = workers
+                .clone()
+                .acquire_owned()
                 .await
-                .unwrap_or_else(|e| HashOutcome::Error(format!("the hashing thread failed: {e}")));
+                .expect("the semaphore is never closed");
+            // Hung reads may have piled up while this job waited for a worker.
+            if let Some(stalled) = stalled(&stuck) {
+                let _ = tx.send(Some(stalled));
+                return;
+            }
+            let mut job = tokio::task::spawn_blocking(move || hash_exe(pid, &path, id));
+            let outcome = match tokio::time::timeout(READ_TIMEOUT, &mut job).await {
+                Ok(joined) => joined.unwrap_or_else(|e| {
+                    HashOutcome::Error(format!("the hashing thread failed: {e}"))
+                }),
+                Err(_) => {
+                    // The thread cannot be stopped in its read: a new worker takes its place,
+                    // and when the read returns, its own place goes with it.
+                    stuck.fetch_add(1, Ordering::SeqCst);
+                    workers.add_permits(1);
+                    tokio::spawn(async move {
+                        let _ = job.await;
+                        permit.forget();
+                        stuck.fetch_sub(1, Ordering::SeqCst);
+                    });
+                    HashOutcome::Error(format!(
+                        "no hash within {} s (the read hangs)",
+                        READ_TIMEOUT.as_secs()
+                    ))
+                }
+            };
             let _ = tx.send(Some(outcome));
         });
         self.running.insert(id, rx.clone());
@@ -120,8 +174,26 @@ impl Hasher {
                 self.done.clear();
             }
             self.done.insert(id, outcome.clone());
+        } else if matches!(outcome, HashOutcome::Error(_)) {
+            if self.failed.len() >= CACHE_MAX {
+                self.failed.retain(|_, (at, _)| at.elapsed() < FAILED_FOR);
+            }
+            if self.failed.len() >= CACHE_MAX {
+                self.failed.clear();
+            }
+            self.failed.insert(id, (Instant::now(), outcome.clone()));
         }
     }
+}
+
+/// Too many reads hang: the outcome for a file not hashed because of them.
+fn stalled(stuck: &AtomicUsize) -> Option<HashOutcome> {
+    let n = stuck.load(Ordering::SeqCst);
+    (n >= STUCK_MAX).then(|| {
+        HashOutcome::Error(format!(
+            "not hashed: {n} earlier reads still hang (a stalled mount?)"
+        ))
+    })
 }
 
 /// Is this the file the kernel ran? Through `/proc/PID/exe` the inode is the process's own, and

@@ -320,9 +320,9 @@ impl ProcessStage {
     }
 }
 
-/// A hash that takes longer than this (a file on a hung network or FUSE mount) is given up on,
-/// so the records behind it move again.
-const HASH_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a record waits for its hash at the head of the queue: a job gives up a hung read
+/// after `hash::READ_TIMEOUT`, so this is a safety net, kept well under systemd's watchdog.
+const HASH_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The outcome of the head's hash job.
 async fn wait(pending: Option<PendingHash>) -> HashOutcome {

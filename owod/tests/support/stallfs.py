@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""A FUSE file system for tests: executables, each a copy of one real program, whose reads hang
+for as long as the file system runs when the reader is a thread of a process named `owod`, and
+work for everyone else (so the programs run, and owod's hash of them never finishes).
+
+Usage: stallfs.py PROGRAM MOUNTPOINT NAME...  (runs in the foreground until killed)
+"""
+import errno
+import stat
+import sys
+import threading
+import time
+
+try:  # Debian's python3-fusepy names the module after the package
+    from fusepy import FUSE, FuseOSError, Operations, fuse_get_context
+except ImportError:
+    from fuse import FUSE, FuseOSError, Operations, fuse_get_context
+
+
+def reader_is_owod(tid):
+    try:
+        with open(f"/proc/{tid}/status") as status:
+            tgid = next(l.split()[1] for l in status if l.startswith("Tgid:"))
+        with open(f"/proc/{tgid}/comm") as comm:
+            return comm.read().strip() == "owod"
+    except (OSError, StopIteration):
+        return False
+
+
+class StallFs(Operations):
+    def __init__(self, data, names):
+        self.data = data
+        self.names = set(names)
+        self.now = time.time()
+        self.forever = threading.Event()
+
+    def getattr(self, path, fh=None):
+        times = dict(st_atime=self.now, st_mtime=self.now, st_ctime=self.now)
+        if path == "/":
+            return dict(st_mode=stat.S_IFDIR | 0o755, st_nlink=2, **times)
+        if path[1:] in self.names:
+            return dict(st_mode=stat.S_IFREG | 0o755, st_nlink=1, st_size=len(self.data), **times)
+        raise FuseOSError(errno.ENOENT)
+
+    def readdir(self, path, fh):
+        return [".", ".."] + sorted(self.names)
+
+    def open(self, path, flags):
+        return 0
+
+    def read(self, path, size, offset, fh):
+        if reader_is_owod(fuse_get_context()[2]):
+            self.forever.wait()
+        return self.data[offset : offset + size]
+
+
+def main():
+    program, mountpoint, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+    with open(program, "rb") as f:
+        data = f.read()
+    FUSE(StallFs(data, names), mountpoint, foreground=True, nothreads=False)
+
+
+if __name__ == "__main__":
+    main()
