@@ -121,6 +121,7 @@ fn task(hdr: &Header) -> Task {
         cgroup_id: hdr.cgroup_id,
         comm: until_nul(&hdr.comm).to_vec(),
         report: hdr.flags & abi::HDR_REPORT != 0,
+        size: hdr.size,
     }
 }
 
@@ -237,7 +238,24 @@ mod tests {
             cgroup_id: 99,
             comm: b"bash".to_vec(),
             report: true,
+            size: 0,
         }
+    }
+
+    /// `ev` as decoding its `size` bytes makes it: the task says how many.
+    fn sized(mut ev: Event, size: usize) -> Event {
+        let task = match &mut ev {
+            Event::Exec(e) => &mut e.task,
+            Event::Exit(e) => &mut e.task,
+            Event::Fork(e) => &mut e.parent,
+            Event::File(e) => &mut e.task,
+            Event::Net(e) => &mut e.task,
+            Event::Priv(e) => &mut e.task,
+            Event::Module(e) => &mut e.task,
+            Event::Write(e) => &mut e.task,
+        };
+        task.size = size as u32;
+        ev
     }
 
     fn exec() -> ExecEvent {
@@ -374,7 +392,9 @@ mod tests {
             }),
         ];
         for ev in events {
-            assert_eq!(decode(&encode(&ev)), Ok(ev.clone()), "round trip of {ev:?}");
+            let bytes = encode(&ev);
+            let want = sized(ev.clone(), bytes.len());
+            assert_eq!(decode(&bytes), Ok(want), "round trip of {ev:?}");
         }
     }
 

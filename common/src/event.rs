@@ -18,6 +18,8 @@ pub struct Task {
     /// The monitor was on when the kernel saw it: export it. Otherwise the event only feeds
     /// the process table.
     pub report: bool,
+    /// Bytes of the kernel's record of the event: about what holding it costs.
+    pub size: u32,
 }
 
 /// A new program image (`sched_process_exec`).
@@ -87,6 +89,11 @@ impl Argv {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Bytes of the section.
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 
     /// The command line: the arguments joined by spaces.

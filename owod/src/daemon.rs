@@ -102,6 +102,7 @@ pub async fn serve(
             .process_table_max
             .try_into()
             .unwrap_or(usize::MAX),
+        (config.enrich.process_table_max_mb as usize) << 20,
     );
     let seeded = table.seed_from_proc();
     let unavailable: Vec<String> = collector

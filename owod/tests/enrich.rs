@@ -296,19 +296,21 @@ fn a_burst_of_processes_leaves_the_table_within_its_bound_and_sigusr1_prints_the
     );
 }
 
-/// A FUSE file system (`tests/support/stallfs.py`) whose reads hang for owod; killed and
-/// unmounted when dropped, which ends the hung reads.
+/// A FUSE file system (`tests/support/stallfs.py`) whose reads hang for one process (the
+/// daemon of the test; the daemons of other tests see the same execs); killed and unmounted
+/// when dropped, which ends the hung reads.
 struct StallFs {
     child: std::process::Child,
     mount: PathBuf,
 }
 
 impl StallFs {
-    fn mount(program: &Path, at: &Path, names: &[&str]) -> StallFs {
+    fn mount(hang_for: u32, program: &Path, at: &Path, names: &[&str]) -> StallFs {
         fs::create_dir_all(at).unwrap();
         // Debian's python3-fusepy is a module of the system's Python.
         let child = Command::new("/usr/bin/python3")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/stallfs.py"))
+            .arg(hang_for.to_string())
             .arg(program)
             .arg(at)
             .args(names)
@@ -341,8 +343,13 @@ fn hash_reads_that_never_return_hold_up_neither_the_records_behind_them_nor_othe
     // Three programs whose reads hang for owod: more than its two hashing workers.
     let dir = tempfile::tempdir().unwrap();
     let hung = ["hung-1", "hung-2", "hung-3"];
-    let _fs = StallFs::mount(Path::new("/bin/true"), &dir.path().join("mnt"), &hung);
     let mut daemon = Daemon::start("");
+    let _fs = StallFs::mount(
+        daemon.child.id(),
+        Path::new("/bin/true"),
+        &dir.path().join("mnt"),
+        &hung,
+    );
     let tag = marker("hung");
     for name in hung.iter().chain(&hung[..1]) {
         let status = Command::new(dir.path().join("mnt").join(name))

@@ -274,8 +274,10 @@ impl Collector {
     }
 }
 
-/// Records read from one ring in one turn.
+/// Records read from one ring in one turn, and about how many of their bytes at most: a batch
+/// of execs with long argv costs memory in every queue it passes, so it is bounded in bytes too.
 const BATCH: usize = 1024;
+const READ_BYTES: usize = 512 << 10;
 
 /// The boot-time clock, the one `bpf_ktime_get_boot_ns()` reads.
 fn boottime_ns() -> u64 {
@@ -300,15 +302,21 @@ struct Reader {
 }
 
 impl Reader {
-    /// Read up to `max` records of one lane into the merge; true if the ring was read to its end.
+    /// Read up to `max` records (and about `READ_BYTES`) of one lane into the merge; true if the
+    /// ring was read to its end.
     fn read(&mut self, ring: &mut RingBuf<MapData>, lane: Lane, max: usize) -> bool {
         let now = boottime_ns();
         let mut last = None;
+        let mut bytes = 0;
         for _ in 0..max {
+            if bytes >= READ_BYTES {
+                break;
+            }
             let Some(item) = ring.next() else {
                 self.merge.drained(lane, now);
                 return true;
             };
+            bytes += item.len();
             match decode(&item) {
                 Ok(event) => {
                     last = Some(event.task().ktime_ns);

@@ -108,8 +108,10 @@ pub struct EnrichConfig {
     pub sha256: bool,
     /// Larger binaries are not hashed.
     pub sha256_max_file_mb: u64,
-    /// Processes the process table holds at most; past it the exited, then the oldest, go.
+    /// Processes the process table holds at most; past it the exited, then the newest, go.
     pub process_table_max: u64,
+    /// And the mebibytes their names and argv take at most, the same way.
+    pub process_table_max_mb: u64,
 }
 
 impl Default for EnrichConfig {
@@ -118,6 +120,7 @@ impl Default for EnrichConfig {
             sha256: true,
             sha256_max_file_mb: 100,
             process_table_max: 65_536,
+            process_table_max_mb: 32,
         }
     }
 }
@@ -508,6 +511,12 @@ impl Config {
         }
         if self.enrich.process_table_max < 64 {
             problem("enrich.process_table_max", "must be at least 64".to_owned());
+        }
+        if !(1..=4096).contains(&self.enrich.process_table_max_mb) {
+            problem(
+                "enrich.process_table_max_mb",
+                "must be from 1 to 4096".to_owned(),
+            );
         }
         if self.behavior.window_seconds == 0 {
             problem("behavior.window_seconds", "must be at least 1".to_owned());

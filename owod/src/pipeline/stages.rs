@@ -171,6 +171,7 @@ pub fn stop_record(records: u64, started: Instant, stats: Option<StageStats>) ->
     if let Some(stats) = stats {
         record
             .set("process_table_entries", stats.table_entries)
+            .set("process_table_bytes", stats.table_bytes)
             .set("process_table_evictions", stats.table_evictions)
             .set("executables_hashed", stats.hashed)
             .set("hash_cache_hits", stats.hash_cache_hits);

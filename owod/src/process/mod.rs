@@ -35,9 +35,11 @@ use table::{ns_to_ticks, Exited, ProcessInfo};
 use tree::{TreeError, TreeFormat};
 use write_paths::WritePaths;
 
-/// Records waiting to leave, at most this many and a batch (then the stage stops taking events,
-/// and the kernel's ring buffer holds the burst).
+/// Records waiting to leave, at most this many, and this many bytes of the kernel's records they
+/// came from (execs with long argv), and a batch: then the stage stops taking events, and the
+/// kernel's ring buffer holds the burst.
 const QUEUE_MAX: usize = 4096;
+const QUEUE_BYTES: usize = 8 << 20;
 
 /// Requests to the stage from the rest of the daemon.
 pub enum StageCommand {
@@ -53,6 +55,8 @@ pub enum StageCommand {
 pub struct StageStats {
     pub table_entries: usize,
     pub table_evictions: u64,
+    /// What the table's entries cost (see `enrich.process_table_max_mb`).
+    pub table_bytes: usize,
     pub hashed: u64,
     pub hash_cache_hits: u64,
 }
@@ -69,7 +73,9 @@ pub struct ProcessStage {
     cgroups: CgroupPaths,
     hasher: Option<Hasher>,
     watch: WatchPaths,
-    queue: VecDeque<Queued>,
+    /// With the size of each record's kernel record.
+    queue: VecDeque<(Queued, usize)>,
+    queued_bytes: usize,
 }
 
 /// `monitor.file_watch_paths` as the kernel applies it, for the names it leaves to us.
@@ -118,6 +124,7 @@ impl ProcessStage {
                     .collect(),
             },
             queue: VecDeque::new(),
+            queued_bytes: 0,
         }
     }
 
@@ -141,14 +148,16 @@ impl ProcessStage {
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut evictions_reported = 0;
+        let mut heap_peak = 0;
         let mut input_open = true;
         loop {
             // Send what is ready at the head, together; stop at a record still hashing.
             let mut ready = Vec::new();
-            while let Some(Queued::Ready(_)) = self.queue.front() {
-                let Some(Queued::Ready(out)) = self.queue.pop_front() else {
+            while let Some((Queued::Ready(_), _)) = self.queue.front() {
+                let Some((Queued::Ready(out), size)) = self.queue.pop_front() else {
                     unreachable!()
                 };
+                self.queued_bytes -= size;
                 ready.push(out);
             }
             if !ready.is_empty() && tx.send(ready).await.is_err() {
@@ -158,22 +167,22 @@ impl ProcessStage {
                 return;
             }
             let head = match self.queue.front() {
-                Some(Queued::Hashing(_, _, pending)) => Some(pending.clone()),
+                Some((Queued::Hashing(_, _, pending), _)) => Some(pending.clone()),
                 _ => None,
             };
             tokio::select! {
-                batch = rx.recv(), if input_open && self.queue.len() < QUEUE_MAX => match batch {
+                batch = rx.recv(), if input_open && self.queue.len() < QUEUE_MAX && self.queued_bytes < QUEUE_BYTES => match batch {
                     Some(batch) => {
                         for collected in batch {
                             match collected {
                                 Collected::Event(event) => self.handle(event),
-                                Collected::Loss(loss) => self.queue.push_back(Queued::Ready(Outgoing::agent(records::loss(&loss)))),
+                                Collected::Loss(loss) => self.queue.push_back((Queued::Ready(Outgoing::agent(records::loss(&loss))), 0)),
                             }
                         }
                     }
                     None => input_open = false,
                 },
-                outcome = wait(head), if self.queue.front().is_some_and(|q| matches!(q, Queued::Hashing(..))) => {
+                outcome = wait(head), if self.queue.front().is_some_and(|(q, _)| matches!(q, Queued::Hashing(..))) => {
                     self.hashed(outcome);
                 }
                 Some(command) = commands.recv() => self.command(command),
@@ -181,6 +190,8 @@ impl ProcessStage {
                     for pid in self.table.expire(Instant::now()) {
                         self.write_paths.forget_process(pid);
                     }
+                    // Exited processes just left the table: a storm's memory goes back.
+                    crate::allocations::trim(&mut heap_peak);
                     if self.table.evictions > evictions_reported {
                         tracing::warn!("process table full: evicted {} entries so far", self.table.evictions);
                         evictions_reported = self.table.evictions;
@@ -194,6 +205,7 @@ impl ProcessStage {
         StageStats {
             table_entries: self.table.len(),
             table_evictions: self.table.evictions,
+            table_bytes: self.table.bytes(),
             hashed: self.hasher.as_ref().map_or(0, |h| h.hashed),
             hash_cache_hits: self.hasher.as_ref().map_or(0, |h| h.cache_hits),
         }
@@ -209,19 +221,20 @@ impl ProcessStage {
 
     /// The head's hash is in: fill it in and let the record go.
     fn hashed(&mut self, outcome: HashOutcome) {
-        if let Some(Queued::Hashing(mut out, id, _)) = self.queue.pop_front() {
+        if let Some((Queued::Hashing(mut out, id, _), size)) = self.queue.pop_front() {
             if let Some(hasher) = &mut self.hasher {
                 hasher.finished(id, &outcome);
             }
             if let Record::Exec(exec) = &mut out.record {
                 records::put_hash(exec, &outcome);
             }
-            self.queue.push_front(Queued::Ready(out));
+            self.queue.push_front((Queued::Ready(out), size));
         }
     }
 
     /// Keep the table, and queue a record when the event's monitor was on (the kernel says so).
     fn handle(&mut self, event: Event) {
+        let size = event.task().size as usize;
         let mut lk = Lookups {
             table: &self.table,
             users: &mut self.users,
@@ -315,7 +328,8 @@ impl ProcessStage {
             }
         };
         if let Some(queued) = queued {
-            self.queue.push_back(queued);
+            self.queued_bytes += size;
+            self.queue.push_back((queued, size));
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The process table: what each live process is (executable, command line, parent, user), so
 //! that a record can name its ancestry, even for a parent that started before owod or has just
 //! exited. Seeded from /proc, then kept by fork, exec and exit events. Entries carry their start
-//! time, so a reused pid never inherits a dead process's identity. Bounded: exited processes
-//! leave after a grace period, and at the cap the exited ones go first, then the newest eighth,
-//! counted (in one sweep, so a fork storm at the cap costs no more than one sweep per eighth).
+//! time, so a reused pid never inherits a dead process's identity. Bounded in entries and in
+//! bytes: exited processes leave after a grace period, and at either cap the exited ones go
+//! first, then the newest down to seven eighths of it, counted (in one sweep, so a fork storm at
+//! the cap costs no more than one sweep per eighth).
 
 use std::{
     collections::HashMap,
@@ -44,7 +45,19 @@ pub enum Exited {
 pub struct ProcessTable {
     entries: HashMap<u32, ProcessInfo>,
     cap: usize,
+    /// What the entries cost ([`cost`]), and the most they may.
+    bytes: usize,
+    bytes_max: usize,
     pub evictions: u64,
+}
+
+/// What an entry costs: itself and its names and argv, counted whole even where a forked child
+/// shares them with its parent (so the bound holds whatever is shared).
+fn cost(p: &ProcessInfo) -> usize {
+    std::mem::size_of::<(u32, ProcessInfo)>()
+        + p.comm.len()
+        + p.exe.as_ref().map_or(0, |e| e.len())
+        + p.args.len()
 }
 
 /// Boot-time nanoseconds to the clock ticks of /proc/PID/stat.
@@ -63,10 +76,12 @@ fn ticks_per_second() -> u64 {
 }
 
 impl ProcessTable {
-    pub fn new(cap: usize) -> ProcessTable {
+    pub fn new(cap: usize, bytes_max: usize) -> ProcessTable {
         ProcessTable {
             entries: HashMap::new(),
             cap: cap.max(8),
+            bytes: 0,
+            bytes_max,
             evictions: 0,
         }
     }
@@ -120,10 +135,19 @@ impl ProcessTable {
     }
 
     pub fn insert(&mut self, pid: u32, info: ProcessInfo) {
-        if self.entries.len() >= self.cap && !self.entries.contains_key(&pid) {
-            self.make_room();
+        let new = cost(&info);
+        let old = self.entries.get(&pid).map_or(0, cost);
+        let full = self.entries.len() >= self.cap && old == 0;
+        if full || self.bytes - old + new > self.bytes_max {
+            self.make_room(new);
         }
+        self.bytes = self.bytes - self.entries.get(&pid).map_or(0, cost) + new;
         self.entries.insert(pid, info);
+    }
+
+    /// What the entries cost now.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// A process forked: the child starts as a copy of its parent's image and user (sharing
@@ -172,15 +196,18 @@ impl ProcessTable {
     /// Forget processes that exited more than [`EXIT_GRACE`] ago; returns their pids.
     pub fn expire(&mut self, now: Instant) -> Vec<u32> {
         let mut gone = Vec::new();
+        let mut freed = 0;
         self.entries.retain(|pid, p| {
             let keep = p
                 .exited_at
                 .is_none_or(|t| now.duration_since(t) < EXIT_GRACE);
             if !keep {
                 gone.push(*pid);
+                freed += cost(p);
             }
             keep
         });
+        self.bytes -= freed;
         gone
     }
 
@@ -208,24 +235,31 @@ impl ProcessTable {
         chain
     }
 
-    /// At the cap: drop the exited, and if that is not enough, the oldest eighth.
-    fn make_room(&mut self) {
+    /// At a cap, with an entry of `incoming` bytes to come: drop the exited, and if that is not
+    /// enough, the newest (in a fork storm they are the storm, and the old ones are the ancestry
+    /// every later record names: init, sshd, the user's shell) down to seven eighths of the caps.
+    fn make_room(&mut self, incoming: usize) {
         let before = self.entries.len();
         self.entries.retain(|_, p| p.exited_at.is_none());
-        if self.entries.len() >= self.cap {
-            // The newest go: in a fork storm they are the storm, and the old ones are the
-            // ancestry (init, sshd, the user's shell) every later record names.
-            let mut starts: Vec<u64> = self.entries.values().map(|p| p.start_ticks).collect();
-            let keep = self.cap - (self.cap / 8).max(1);
-            let nth = keep.min(starts.len() - 1);
-            let (_, cutoff, _) = starts.select_nth_unstable(nth);
-            let cutoff = *cutoff;
-            let mut kept = 0;
-            self.entries.retain(|pid, p| {
-                let stay = *pid == 1 || (p.start_ticks < cutoff && kept < keep);
-                kept += usize::from(stay);
-                stay
-            });
+        self.bytes = self.entries.values().map(cost).sum();
+        if self.entries.len() >= self.cap || self.bytes + incoming > self.bytes_max {
+            let keep_entries = self.cap - (self.cap / 8).max(1);
+            let keep_bytes = self.bytes_max - self.bytes_max / 8;
+            let mut newest: Vec<(u64, u32)> = self
+                .entries
+                .iter()
+                .filter(|(pid, _)| **pid != 1)
+                .map(|(pid, p)| (p.start_ticks, *pid))
+                .collect();
+            newest.sort_unstable_by(|a, b| b.cmp(a));
+            for (_, pid) in newest {
+                if self.entries.len() <= keep_entries && self.bytes + incoming <= keep_bytes {
+                    break;
+                }
+                if let Some(p) = self.entries.remove(&pid) {
+                    self.bytes -= cost(&p);
+                }
+            }
         }
         self.evictions += (before - self.entries.len()) as u64;
     }
@@ -249,7 +283,7 @@ mod tests {
 
     #[test]
     fn seeding_knows_this_process_and_its_parent() {
-        let mut table = ProcessTable::new(65_536);
+        let mut table = ProcessTable::new(65_536, 1 << 30);
         assert!(table.seed_from_proc() > 1);
         let me = table
             .get(std::process::id())
@@ -261,7 +295,7 @@ mod tests {
 
     #[test]
     fn fork_copies_the_image_and_exit_expires_after_grace() {
-        let mut table = ProcessTable::new(65_536);
+        let mut table = ProcessTable::new(65_536, 1 << 30);
         table.exec(10, info(1, 5, "/bin/sh"));
         table.fork(10, 11, 6);
         assert_eq!(table.get(11).unwrap().exe.as_deref(), Some(&b"/bin/sh"[..]));
@@ -278,7 +312,7 @@ mod tests {
 
     #[test]
     fn the_cap_holds_and_evicts_exited_first_then_the_newest() {
-        let mut table = ProcessTable::new(16);
+        let mut table = ProcessTable::new(16, 1 << 30);
         for pid in 1..=16 {
             table.exec(pid, info(1, u64::from(pid), "/x"));
         }
@@ -302,7 +336,7 @@ mod tests {
 
     #[test]
     fn ancestry_runs_from_pid_1_to_the_parent() {
-        let mut table = ProcessTable::new(64);
+        let mut table = ProcessTable::new(64, 1 << 30);
         table.exec(1, info(0, 1, "/sbin/init"));
         table.exec(50, info(1, 2, "/usr/sbin/sshd"));
         table.exec(60, info(50, 3, "/usr/bin/bash"));

@@ -149,7 +149,7 @@ mod tests {
     use super::*;
 
     fn table() -> ProcessTable {
-        let mut t = ProcessTable::new(64);
+        let mut t = ProcessTable::new(64, 1 << 30);
         let p = |ppid, comm: &str, cmd: &str| ProcessInfo {
             ppid,
             uid: 1000,

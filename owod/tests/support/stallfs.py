@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """A FUSE file system for tests: executables, each a copy of one real program, whose reads hang
-for as long as the file system runs when the reader is a thread of a process named `owod`, and
-work for everyone else (so the programs run, and owod's hash of them never finishes).
+for as long as the file system runs when the reader is a thread of process PID, and work for
+everyone else (so the programs run, and PID's hash of them never finishes). PID's opens are
+direct I/O: its hung reads hold no page of the page cache, which would stall an exec of the
+same file by anyone else.
 
-Usage: stallfs.py PROGRAM MOUNTPOINT NAME...  (runs in the foreground until killed)
+Usage: stallfs.py PID PROGRAM MOUNTPOINT NAME...  (runs in the foreground until killed)
 """
 import errno
 import stat
@@ -17,18 +19,17 @@ except ImportError:
     from fuse import FUSE, FuseOSError, Operations, fuse_get_context
 
 
-def reader_is_owod(tid):
+def process_of(tid):
     try:
         with open(f"/proc/{tid}/status") as status:
-            tgid = next(l.split()[1] for l in status if l.startswith("Tgid:"))
-        with open(f"/proc/{tgid}/comm") as comm:
-            return comm.read().strip() == "owod"
+            return int(next(l.split()[1] for l in status if l.startswith("Tgid:")))
     except (OSError, StopIteration):
-        return False
+        return None
 
 
 class StallFs(Operations):
-    def __init__(self, data, names):
+    def __init__(self, pid, data, names):
+        self.pid = pid
         self.data = data
         self.names = set(names)
         self.now = time.time()
@@ -45,20 +46,24 @@ class StallFs(Operations):
     def readdir(self, path, fh):
         return [".", ".."] + sorted(self.names)
 
-    def open(self, path, flags):
+    def hangs(self):
+        return process_of(fuse_get_context()[2]) == self.pid
+
+    def open(self, path, fi):
+        fi.direct_io = self.hangs()
         return 0
 
-    def read(self, path, size, offset, fh):
-        if reader_is_owod(fuse_get_context()[2]):
+    def read(self, path, size, offset, fi):
+        if self.hangs():
             self.forever.wait()
         return self.data[offset : offset + size]
 
 
 def main():
-    program, mountpoint, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+    pid, program, mountpoint, names = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
     with open(program, "rb") as f:
         data = f.read()
-    FUSE(StallFs(data, names), mountpoint, foreground=True, nothreads=False)
+    FUSE(StallFs(pid, data, names), mountpoint, foreground=True, nothreads=False, raw_fi=True)
 
 
 if __name__ == "__main__":
