@@ -137,7 +137,7 @@ impl ProcessTable {
     pub fn insert(&mut self, pid: u32, info: ProcessInfo) {
         let new = cost(&info);
         let old = self.entries.get(&pid).map_or(0, cost);
-        let full = self.entries.len() >= self.cap && old == 0;
+        let full = self.entries.len() >= self.cap && !self.entries.contains_key(&pid);
         if full || self.bytes - old + new > self.bytes_max {
             self.make_room(new);
         }
@@ -332,6 +332,35 @@ mod tests {
             table.exec(pid, info(1, u64::from(pid), "/x"));
             assert!(table.len() <= 16);
         }
+    }
+
+    #[test]
+    fn the_byte_budget_holds_whatever_the_argv() {
+        let mut long = info(1, 1, "/x");
+        long.args = Argv::from_section(&[0u8; 16 << 10]);
+        let budget = 10 * cost(&long);
+        let mut table = ProcessTable::new(65_536, budget);
+        for pid in 1..=1000 {
+            table.exec(
+                pid,
+                ProcessInfo {
+                    start_ticks: u64::from(pid),
+                    ..long.clone()
+                },
+            );
+            assert!(table.bytes() <= budget, "{} > {budget}", table.bytes());
+        }
+        assert_eq!(
+            table.bytes(),
+            table.entries.values().map(cost).sum::<usize>(),
+            "kept in step"
+        );
+        assert!(
+            table.get(1).is_some() && table.get(2).is_some(),
+            "the oldest stay"
+        );
+        assert!(table.evictions >= 990, "{}", table.evictions);
+        table.expire(Instant::now());
     }
 
     #[test]
