@@ -230,6 +230,19 @@ fn owod_checks_the_callers_uid_even_when_the_policy_allows_all() {
         "logged: {}",
         daemon.log()
     );
+    // The refusal is logged with the caller's monitor name, which cannot forge a line of its own.
+    let forged = marker("FORGED");
+    let name = format!("execve\n{forged} D-Bus call `Reload` from uid 0");
+    assert_eq!(
+        owoctl_as_nobody(&bus, &["disable", &name]).status.code(),
+        Some(4)
+    );
+    let log = daemon.log();
+    assert!(log.contains(&forged), "the refusal is logged:\n{log}");
+    assert!(
+        !log.lines().any(|l| l.starts_with(&forged)),
+        "a line of the log starts with the caller's text:\n{log}"
+    );
 }
 
 #[test]

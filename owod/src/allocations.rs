@@ -21,11 +21,12 @@ pub fn live_bytes() -> usize {
 }
 
 /// What the heap gives back once this much of it was freed.
-const TRIM_AFTER: usize = 8 << 20;
+const TRIM_AFTER: usize = 1 << 20;
 
-/// Called now and then with the same `peak`: when the heap in use fell by [`TRIM_AFTER`] from
-/// its peak since the last trim, glibc is asked to give the free memory back (it keeps what it
-/// once had, and a burst of processes with long argv would leave owod's RSS at its peak).
+/// Called now and then (once a second) with the same `peak`: when the heap in use fell by
+/// [`TRIM_AFTER`] from its peak since the last trim, glibc is asked to give the free memory back
+/// (it keeps what it once had, and a burst of processes with long argv would leave owod's RSS
+/// at its peak). A heap that shrinks step by step is trimmed at each step.
 pub fn trim(peak: &mut usize) {
     let live = live_bytes();
     *peak = (*peak).max(live);

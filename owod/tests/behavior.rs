@@ -348,3 +348,43 @@ fn a_file_written_and_then_run() {
         serde_json::json!([seq(&write), seq(&exec)])
     );
 }
+
+#[test]
+fn control_characters_in_an_alert_cannot_forge_a_log_line() {
+    if !bpf_available("control_characters_in_an_alert_cannot_forge_a_log_line") {
+        return;
+    }
+    let tag = marker("forge");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    fs::write(
+        &rules,
+        format!(
+            "rules:\n  - name: shows_its_command_line\n    description: a test rule\n    severity: low\n    key: process\n    detail: \"ran {{0.cmdline}}\"\n    steps:\n      - event_type: execve\n        match:\n          cmdline: {{ contains: {tag} }}\n"
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&format!(
+        "behavior:\n  rules_files: [{}]\n",
+        rules.display()
+    ));
+    let forged = format!("FORGED-{tag}");
+    assert!(Command::new("true")
+        .arg(format!("{tag}\n{forged} [BEHAVIOR] all is well"))
+        .status()
+        .unwrap()
+        .success());
+    daemon.wait_for("the alert", |r| {
+        event(r)["event_type"] == "behavior" && event(r)["rule"] == "shows_its_command_line"
+    });
+    daemon.wait_log("[BEHAVIOR] shows_its_command_line");
+    let log = daemon.log();
+    assert!(
+        !log.lines().any(|l| l.starts_with(&forged)),
+        "a line of the log starts with the argument's text:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("{tag}\\n{forged}")),
+        "escaped in place:\n{log}"
+    );
+}

@@ -166,7 +166,9 @@ impl ControlService {
         name: String,
         enabled: bool,
     ) -> Result<(), OwoError> {
-        Self::authorize(conn, &hdr, &format!("SetMonitor({name}, {enabled})")).await?;
+        // The name is the caller's: escaped, it cannot forge a log line.
+        let call = format!("SetMonitor({}, {enabled})", name.escape_debug());
+        Self::authorize(conn, &hdr, &call).await?;
         self.ask(|reply| ControlCommand::SetMonitor {
             name,
             enabled,

@@ -121,7 +121,8 @@ impl Sequencer {
                 severity = alert.rule.severity,
                 "[BEHAVIOR] {}: {}",
                 alert.rule.name,
-                alert.detail
+                // Record values (argv, paths) in the detail: control characters are escaped.
+                alert.detail.escape_debug()
             );
             let json = record.to_json();
             if signals.try_send((alert.rule.name.clone(), json)).is_err() {

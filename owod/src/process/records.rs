@@ -58,6 +58,24 @@ pub struct ExecContext {
     pub hashing: bool,
 }
 
+/// The executables of an ancestry joined by `|`, each with `\` and `|` escaped as `\\` and
+/// `\|`: a binary named `a|b` cannot pass for two ancestors.
+fn ancestry(chain: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, exe) in chain.iter().enumerate() {
+        if i > 0 {
+            out.push(b'|');
+        }
+        for &b in *exe {
+            if b == b'|' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+    }
+    out
+}
+
 /// The exec record.
 pub fn exec(lk: &mut Lookups<'_>, e: ExecEvent, cx: ExecContext) -> ExecRecord {
     let memfd = e.exe.as_deref().is_some_and(|p| p.starts_with(b"/memfd:"));
@@ -65,7 +83,7 @@ pub fn exec(lk: &mut Lookups<'_>, e: ExecEvent, cx: ExecContext) -> ExecRecord {
         exe: p.exe.clone(),
         args: p.args.clone(),
     });
-    let ancestors = lk.table.ancestors(e.task.ppid).join(&b'|');
+    let ancestors = ancestry(&lk.table.ancestors(e.task.ppid));
     ExecRecord {
         exe_truncated: e.exe_truncated,
         exe_memfd: memfd,
@@ -293,6 +311,16 @@ pub fn loss(loss: &Loss) -> AgentRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ancestry_cannot_be_forged_by_a_name() {
+        let chain: [&[u8]; 3] = [b"/sbin/init", b"/tmp/a|/usr/sbin/sshd", b"/x\\y"];
+        assert_eq!(
+            ancestry(&chain),
+            b"/sbin/init|/tmp/a\\|/usr/sbin/sshd|/x\\\\y".to_vec()
+        );
+        assert!(ancestry(&[]).is_empty());
+    }
 
     #[test]
     fn shared_objects_are_recognised_by_name() {
