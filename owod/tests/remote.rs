@@ -516,6 +516,23 @@ impl Drop for Rsyslog {
     }
 }
 
+/// The remote's `tls:` settings for the test CA in `pki`, with the client certificate if asked.
+fn tls_block(pki: &Path, client_cert: bool) -> String {
+    let p = |f: &str| pki.join(f).display().to_string();
+    let mut tls = format!(
+        "    tls:\n      ca_file: {}\n      server_name: localhost\n",
+        p("ca.pem")
+    );
+    if client_cert {
+        tls += &format!(
+            "      cert_file: {}\n      key_file: {}\n",
+            p("client.pem"),
+            p("client.key")
+        );
+    }
+    tls
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -580,10 +597,7 @@ fn syslog_over_tls_to_rsyslog() {
     );
     let rsyslog = Rsyslog::start(dir.path(), &input);
     wait_listening(port);
-    let tls = format!(
-        "    tls:\n      ca_file: {}\n      server_name: localhost\n",
-        p("ca.pem")
-    );
+    let tls = tls_block(&pki, false);
     let _daemon = Daemon::start(&remote_config(
         "syslog",
         port,
@@ -683,12 +697,7 @@ fn relp_over_tls_to_rsyslog() {
     let rsyslog = Rsyslog::start(dir.path(), &input);
     wait_listening(port);
     // imrelp with a certificate of its own demands one of the client.
-    let tls = format!(
-        "    tls:\n      ca_file: {}\n      server_name: localhost\n      cert_file: {}\n      key_file: {}\n",
-        p("ca.pem"),
-        p("client.pem"),
-        p("client.key")
-    );
+    let tls = tls_block(&pki, true);
     let _daemon = Daemon::start(&remote_config(
         "relp",
         port,

@@ -197,9 +197,7 @@ async fn write_spool(
     while let Some(first) = rx.recv().await {
         // Every record of the batch is tried: one that cannot be written is counted and named in
         // a loss record, and the ones after it still get their chance.
-        let mut lost = RemoteLoss {
-            remote: name.clone(),
-            stage: "spool_write",
+        let mut lost = Dropped {
             count: 0,
             first_seq: None,
             last_seq: None,
@@ -230,7 +228,13 @@ async fn write_spool(
         }
         if lost.count > 0 {
             spool_lost.fetch_add(lost.count, Ordering::Relaxed);
-            let _ = losses.try_send(lost);
+            let _ = losses.try_send(RemoteLoss {
+                remote: name.clone(),
+                stage: "spool_write",
+                count: lost.count,
+                first_seq: lost.first_seq,
+                last_seq: lost.last_seq,
+            });
         }
         match spool.enforce_limit(*delivered.borrow()) {
             Ok(Some(Dropped {
