@@ -116,6 +116,9 @@ impl Monitor {
 
 pub const MONITOR_COUNT: u32 = 8;
 /// `enum owo_config_key`.
+pub const CFG_WAKEUP_BYTES: u32 = 11;
+pub const CFG_PATH_EPOCH: u32 = 12;
+pub const CFG_WATCH_GEN: u32 = 13;
 pub const CFG_FILE_ALL_PATHS: u32 = 14;
 pub const CFG_SELF_TGID: u32 = 15;
 pub const CFG_LEN: u32 = 16;
@@ -128,6 +131,8 @@ pub const NAME_MAX: usize = 256;
 pub const ARGS_MAX: usize = 16384;
 pub const EXEC_DATA_MAX: usize = 3 * PATH_MAX + ARGS_MAX;
 pub const WATCH_MAX: usize = 256;
+/// `OWO_WAKEUP_BYTES`: unread bytes in a ring past which the kernel side wakes owod.
+pub const WAKEUP_BYTES: u32 = 256 << 10;
 pub const WATCH_PATHS: u32 = 64;
 /// Bytes of a component in the name filter, its NUL included.
 pub const WATCH_NAME: usize = 16;

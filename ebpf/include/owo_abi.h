@@ -66,6 +66,9 @@ enum owo_monitor {
 
 /* Keys of the `owo_config` array map (__u32 values). 0..OWO_MON_COUNT-1 are the monitor flags. */
 enum owo_config_key {
+	OWO_CFG_WAKEUP_BYTES = 11, /* what one CPU sends before it wakes owod (its share of 256 KiB) */
+	OWO_CFG_PATH_EPOCH = 12, /* bumped by the kernel side when a directory may have moved */
+	OWO_CFG_WATCH_GEN = 13,  /* bumped by owod when the watched prefixes change */
 	OWO_CFG_FILE_ALL_PATHS = 14, /* 1: report file events everywhere, not only under watched paths */
 	OWO_CFG_SELF_TGID = 15, /* owod's own pid: its own activity is never reported */
 	OWO_CFG_LEN = 16,
@@ -81,6 +84,7 @@ enum owo_config_key {
 #define OWO_PATH_WALK 1024   /* components walked up at most before giving up on the root */
 #define OWO_ARGS_MAX 16384   /* bytes of argv read from the new image */
 #define OWO_EXEC_DATA_MAX (3 * OWO_PATH_MAX + OWO_ARGS_MAX)
+#define OWO_WAKEUP_BYTES (256 << 10) /* unread bytes in a ring past which owod is woken */
 #define OWO_WATCH_MAX 256    /* bytes of a watched path prefix (an LPM trie key) */
 #define OWO_WATCH_PATHS 64   /* watched path prefixes at most */
 #define OWO_WATCH_NAME 16    /* bytes of a component in the name filter, its NUL included */

@@ -31,6 +31,7 @@ struct qstr {
 struct dentry {
 	struct dentry *d_parent;
 	struct qstr d_name;
+	struct inode *d_inode;
 } OWO_CORE;
 
 struct vfsmount {

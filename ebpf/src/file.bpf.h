@@ -12,6 +12,7 @@
 
 #define OWO_O_CREAT 0100
 #define OWO_CREAT_FLAGS 01101 /* O_CREAT | O_WRONLY | O_TRUNC */
+#define OWO_AT_REMOVEDIR 0x200
 
 /* Put the scratch path (`len`) into the record at `off` (0 for path, path_len for path2). */
 static __always_inline __u32 owo_file_take(struct owo_file *ev, __u64 off, __u32 len)
@@ -65,7 +66,7 @@ static __always_inline int owo_file_open(struct owo_pending *p, __s64 ret)
 	}
 	bool unclean = false;
 
-	__s32 kept = ret >= 0 ? owo_fd_watched_path(task, ret, &truncated) : 0;
+	__s32 kept = ret >= 0 ? owo_fd_watched_path(task, ret, &truncated, true) : 0;
 
 	if (kept < 0)
 		return 0; /* under no watched prefix: turned away before its path was built */
@@ -93,6 +94,8 @@ static __always_inline int owo_file_unlink(struct owo_pending *p, __s64 ret)
 	bool truncated;
 	__u32 len;
 
+	if (p->syscall == OWO_SYS_RMDIR || (p->syscall == OWO_SYS_UNLINKAT && (p->args[2] & OWO_AT_REMOVEDIR)))
+		owo_path_moved();
 	if (!ev)
 		return 0;
 	if (p->syscall == OWO_SYS_UNLINKAT) {
@@ -124,6 +127,7 @@ static __always_inline int owo_file_rename(struct owo_pending *p, __s64 ret)
 	bool truncated, watched, unclean;
 	__u32 len;
 
+	owo_path_moved(); /* a directory may have moved */
 	if (!ev)
 		return 0;
 	if (p->syscall == OWO_SYS_RENAME) {
@@ -150,6 +154,22 @@ static __always_inline int owo_file_rename(struct owo_pending *p, __s64 ret)
 	owo_file_send(ev, p, ret);
 	return 0;
 }
+
+/* Calls that move a mount, and with it every path under it: the cache of unwatched
+ * directories forgets what it knew. Only at exit, when the move is done: a walk that starts
+ * later sees the new tree, and one that started before stored a stale epoch. */
+#define OWO_MOVED(sys)                                                \
+	SEC("tracepoint/syscalls/sys_exit_" #sys)                     \
+	int owo_moved_##sys(struct owo_sys_exit *ctx)                 \
+	{                                                             \
+		owo_path_moved();                                     \
+		return 0;                                             \
+	}
+
+OWO_MOVED(mount)
+OWO_MOVED(umount)
+OWO_MOVED(move_mount)
+OWO_MOVED(pivot_root)
 
 OWO_ENTER(open, OWO_SYS_OPEN, OWO_MON_FILE, 3)
 OWO_EXIT(open, OWO_SYS_OPEN, owo_file_open)

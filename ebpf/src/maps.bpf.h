@@ -84,20 +84,36 @@ static __always_inline void owo_count_drop(__u32 monitor)
 /*
  * Below this much unread data a record does not wake owod: it reads both rings every few
  * milliseconds anyway, and a wake-up per record costs more than the record. Past it, owod is
- * woken at once, so a burst cannot fill a ring while it sleeps.
+ * woken at once, so a burst cannot fill a ring while it sleeps. Each CPU counts what it sent
+ * since it last woke owod, against its share of the bound (OWO_CFG_WAKEUP_BYTES, set by owod):
+ * asking the ring how full it is reads the line owod's reader writes, a cache miss that cost
+ * more than the rest of a watched open.
  */
-#define OWO_WAKEUP_BYTES (256 << 10)
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2); /* 0: the process lane, 1: the activity lane */
+	__type(key, __u32);
+	__type(value, __u64);
+} owo_unwoken_bytes SEC(".maps");
 
-static __always_inline __u64 owo_wakeup(void *ring)
+static __always_inline __u64 owo_wakeup(__u32 lane, __u64 size)
 {
-	return bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= OWO_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
-									       : BPF_RB_NO_WAKEUP;
+	__u64 *unwoken = bpf_map_lookup_elem(&owo_unwoken_bytes, &lane);
+	__u32 share = owo_config_get(OWO_CFG_WAKEUP_BYTES);
+
+	if (!unwoken)
+		return BPF_RB_FORCE_WAKEUP;
+	*unwoken += size;
+	if (*unwoken < (share ? share : OWO_WAKEUP_BYTES))
+		return BPF_RB_NO_WAKEUP;
+	*unwoken = 0;
+	return BPF_RB_FORCE_WAKEUP;
 }
 
 /* Send `size` bytes of `record` on the process lane, counting a failure against `monitor`. */
 static __always_inline void owo_proc_output(void *record, __u64 size, __u32 monitor)
 {
-	if (bpf_ringbuf_output(&owo_proc_events, record, size, owo_wakeup(&owo_proc_events)))
+	if (bpf_ringbuf_output(&owo_proc_events, record, size, owo_wakeup(0, size)))
 		owo_count_drop(monitor);
 }
 

@@ -63,6 +63,8 @@ struct owo_path_buf {
 	__u64 node;                  /* the name filter: the node reached so far ... */
 	__u32 verdict;               /* ... and what it found (OWO_NAMES_*) */
 	__u32 rejected;              /* the name filter turned the file away: no path was built */
+	__u32 verdict_at;            /* the index (root first) of the name that decided */
+	__u32 leaf_crossed;          /* the first step up crossed a mount: the file is a mount's root */
 	__u64 names[OWO_PATH_DEPTH]; /* name pointers, a ring: the last OWO_PATH_DEPTH walked (root side) */
 	__u32 _align;                /* puts `path` on 8 bytes, for the scan's word reads */
 	__u32 lpm_prefixlen;         /* with the first bytes of `path`, a key of `owo_watch_paths` */
@@ -142,6 +144,9 @@ OWO_STEP owo_path_collect(__u32 index, void *arg)
 
 	if (w->dentry == w->mnt_root || w->dentry == parent) {
 		void *mnt_parent = owo_read_ptr(w->mnt, w->off.mnt_parent);
+
+		if (index == 0)
+			buf->leaf_crossed = 1;
 
 		if (w->dentry != w->mnt_root) {
 			/* Its own parent, yet not a mount's root: a pseudo file (memfd, pipe, ...).
@@ -224,6 +229,7 @@ OWO_STEP owo_path_check(__u32 index, void *arg)
 	node = bpf_map_lookup_elem(&owo_watch_names, &key);
 	if (!node) {
 		buf->verdict = OWO_NAMES_MISS;
+		buf->verdict_at = index;
 		return 1;
 	}
 	if (node->watched) {
@@ -252,6 +258,7 @@ __attribute__((noinline)) int owo_path_walk(__u64 dentry, __u64 vfsmnt, __u64 fi
 	buf->truncated = 0;
 	buf->done = 0;
 	buf->rejected = 0;
+	buf->leaf_crossed = 0;
 	__builtin_memcpy(&w.off, &buf->off, sizeof(w.off));
 	w.dentry = (void *)dentry;
 	w.vfsmnt = (void *)vfsmnt;
@@ -276,6 +283,18 @@ __attribute__((noinline)) int owo_path_walk(__u64 dentry, __u64 vfsmnt, __u64 fi
 	if (!buf->done || buf->depth > OWO_PATH_DEPTH)
 		buf->truncated = 1;
 	return 0;
+}
+
+/*
+ * After a walk that the name filter turned away: was it for a name above the file's own, in
+ * the directory that holds it on the same mount? Then every file of that directory would be.
+ */
+static __always_inline bool owo_path_parent_missed(void)
+{
+	struct owo_path_buf *buf = owo_path_buf();
+
+	return buf && buf->rejected && buf->verdict == OWO_NAMES_MISS && !buf->leaf_crossed &&
+	       buf->depth <= OWO_PATH_DEPTH && buf->verdict_at + 1 < buf->depth;
 }
 
 /*

@@ -110,7 +110,7 @@ static __always_inline void *owo_activity_buf(void)
 /* Send a record on the activity lane; false (and counted) if the ring had no room. */
 static __always_inline bool owo_activity_output(void *record, __u64 size, __u32 monitor)
 {
-	if (bpf_ringbuf_output(&owo_activity_events, record, size, owo_wakeup(&owo_activity_events))) {
+	if (bpf_ringbuf_output(&owo_activity_events, record, size, owo_wakeup(1, size))) {
 		owo_count_drop(monitor);
 		return false;
 	}
@@ -178,22 +178,95 @@ static __always_inline __u32 owo_fd_path(struct task_struct *task, __s64 fd, boo
 }
 
 /*
+ * Directories under no watched prefix, by (mount, dentry), so that the next open in one is
+ * turned away without a walk to the root. An entry holds only while
+ * - no directory was renamed or removed and no mount moved since (the kernel side bumps
+ *   OWO_CFG_PATH_EPOCH at the exit of those calls, and a walk reads it before it starts);
+ * - the watched prefixes did not change (owod bumps OWO_CFG_WATCH_GEN);
+ * - the dentry still holds the same inode (a freed dentry reused for another directory);
+ * - for OWO_DIR_TTL_NS: what no local syscall shows (a rename on an NFS server, or one
+ *   submitted through io_uring) is forgotten within it.
+ */
+#define OWO_DIR_TTL_NS 1000000000ull
+
+struct owo_dir_key {
+	__u64 mnt;
+	__u64 dentry;
+};
+
+struct owo_dir_seen {
+	__u64 stamp; /* OWO_CFG_WATCH_GEN << 32 | OWO_CFG_PATH_EPOCH when it was walked */
+	__u64 inode;
+	__u64 ino;
+	__u64 expires_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct owo_dir_key);
+	__type(value, struct owo_dir_seen);
+} owo_unwatched_dirs SEC(".maps");
+
+static __always_inline __u64 owo_path_stamp(void)
+{
+	return (__u64)owo_config_get(OWO_CFG_WATCH_GEN) << 32 | owo_config_get(OWO_CFG_PATH_EPOCH);
+}
+
+/* A directory may have moved, or gone: what the cache knows is stale. */
+static __always_inline void owo_path_moved(void)
+{
+	__u32 key = OWO_CFG_PATH_EPOCH;
+	__u32 *epoch = bpf_map_lookup_elem(&owo_config, &key);
+
+	if (epoch)
+		__sync_fetch_and_add(epoch, 1);
+}
+
+/*
  * For the file monitors: like owo_fd_path, but a file under no watched prefix is turned away
  * by the names of its directories before its path is built (unless every path is wanted):
  * then -1. 0 if there is no file. The file is the one the kernel opened, however it was named
- * (relative, with "..", from any kind of directory fd), so its names are its real ones.
+ * (relative, with "..", from any kind of directory fd), so its names are its real ones. With
+ * `cached` (only for callers whose monitor bumps the epoch), owo_unwatched_dirs spares the walk.
  */
-static __always_inline __s32 owo_fd_watched_path(struct task_struct *task, __s64 fd, bool *truncated)
+static __always_inline __s32 owo_fd_watched_path(struct task_struct *task, __s64 fd, bool *truncated,
+						 bool cached)
 {
 	struct file *file = owo_fd_file(task, fd);
+	bool filter = !owo_config_get(OWO_CFG_FILE_ALL_PATHS);
+	struct owo_dir_key dir = {};
+	struct owo_dir_seen now = {};
 	struct path path;
 	__u32 len;
 
 	if (!file)
 		return 0;
 	BPF_CORE_READ_INTO(&path, file, f_path);
-	len = owo_path_resolve(&path, !owo_config_get(OWO_CFG_FILE_ALL_PATHS), truncated);
-	return len ? len : -1;
+	cached = cached && filter;
+	if (cached) {
+		struct owo_dir_seen *seen;
+		struct dentry *parent = BPF_CORE_READ(path.dentry, d_parent);
+		struct inode *inode = BPF_CORE_READ(parent, d_inode);
+
+		dir.mnt = (__u64)path.mnt;
+		dir.dentry = (__u64)parent;
+		now.stamp = owo_path_stamp();
+		now.inode = (__u64)inode;
+		now.ino = BPF_CORE_READ(inode, i_ino);
+		now.expires_ns = bpf_ktime_get_ns();
+		seen = bpf_map_lookup_elem(&owo_unwatched_dirs, &dir);
+		if (seen && seen->stamp == now.stamp && seen->inode == now.inode &&
+		    seen->ino == now.ino && seen->expires_ns > now.expires_ns)
+			return -1;
+		now.expires_ns += OWO_DIR_TTL_NS;
+	}
+	len = owo_path_resolve(&path, filter, truncated);
+	if (len)
+		return len;
+	if (cached && owo_path_parent_missed())
+		bpf_map_update_elem(&owo_unwatched_dirs, &dir, &now, BPF_ANY);
+	return -1;
 }
 
 /* A path given to a syscall (relative to `dfd`, or to the cwd) made absolute in the scratch. */

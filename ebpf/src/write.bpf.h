@@ -56,7 +56,7 @@ int owo_enter_write(struct owo_sys_enter *ctx)
 	ev->flags = 0;
 	ev->path_len = 0;
 	if (!same) {
-		__s32 kept = owo_fd_watched_path(task, fd, &truncated);
+		__s32 kept = owo_fd_watched_path(task, fd, &truncated, false);
 
 		len = kept > 0 ? kept : 0;
 		now.watched = kept > 0 && owo_path_watched(len);

@@ -591,3 +591,71 @@ fn a_reload_moves_the_watched_prefixes_in_the_kernel() {
         "before the reload only the first directory is watched, after it only the second"
     );
 }
+
+#[test]
+fn a_directory_or_mount_moved_under_a_watched_prefix_is_watched_at_once() {
+    if !bpf_available("a_directory_or_mount_moved_under_a_watched_prefix_is_watched_at_once") {
+        return;
+    }
+    // The kernel remembers directories it found unwatched; a rename or a mount move must make
+    // it forget them before the next open.
+    let root = unwatched_dir();
+    let r = s(root.path());
+    for dir in ["keep", "keep/mnt", "dir", "mnt"] {
+        fs::create_dir(root.path().join(dir)).unwrap();
+    }
+    let mnt = root.path().join("mnt");
+    assert!(Command::new("mount")
+        .args(["-t", "tmpfs", "owo-test", s(&mnt)])
+        .status()
+        .unwrap()
+        .success());
+    /// Unmounts the tmpfs wherever it went, whatever happens to the test.
+    struct Unmount(Vec<PathBuf>);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            for at in &self.0 {
+                let _ = Command::new("umount").arg("-l").arg(at).status();
+            }
+        }
+    }
+    let _unmount = Unmount(vec![mnt.clone(), root.path().join("keep/mnt")]);
+    let name = marker("moved");
+    fs::write(root.path().join("dir").join(&name), b"x").unwrap();
+    fs::write(mnt.join(&name), b"x").unwrap();
+    let mut daemon = Daemon::start(&format!("monitor:\n  file_watch_paths: [{r}/keep]\n"));
+    python(&format!(
+        r#"import ctypes, os
+root = {r:?}
+name = {name:?}
+def touch(path):
+    os.close(os.open(path, os.O_RDONLY))
+for _ in range(3):
+    touch(f"{{root}}/dir/{{name}}")
+    touch(f"{{root}}/mnt/{{name}}")
+# mount(2) itself: mount(8) may rename a file of its own (utab), which would hide a miss here.
+MS_MOVE = 8192
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.mount(f"{{root}}/mnt".encode(), f"{{root}}/keep/mnt".encode(), None, MS_MOVE, None):
+    raise OSError(ctypes.get_errno(), "mount --move")
+touch(f"{{root}}/keep/mnt/{{name}}")
+os.rename(f"{{root}}/dir", f"{{root}}/keep/dir")
+touch(f"{{root}}/keep/dir/{{name}}")
+"#
+    ));
+    daemon.file_barrier(&root.path().join("keep"));
+    let records = daemon.records();
+    for moved in ["mnt", "dir"] {
+        let path = format!("{r}/keep/{moved}/{name}");
+        assert_eq!(
+            files(&records, &path).len(),
+            1,
+            "the open of {path}, after it moved under the watched prefix"
+        );
+        let before = format!("{r}/{moved}/{name}");
+        assert!(
+            files(&records, &before).is_empty(),
+            "{before} was not watched"
+        );
+    }
+}

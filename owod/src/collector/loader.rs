@@ -1,8 +1,10 @@
 //! Loading: the eBPF object, the monitor flags and watched paths in the kernel's maps, and every
 //! program attached to its tracepoint. A monitor whose tracepoints this kernel does not have (or
 //! whose programs fail to attach) is reported unavailable, with the reason, and the others run.
-//! Programs of monitors that are switched off are attached too, so that switching one on at run
-//! time is a flag in the kernel, not a reload.
+//! The programs of an activity monitor that is switched off are loaded, attached once to show
+//! that they can be, and detached: a hooked syscall costs every process something even when the
+//! program returns at once. Switching the monitor on attaches them again. The process lane's
+//! programs stay attached, because the process table needs them whether or not they report.
 
 use std::{collections::BTreeMap, hash::Hasher, mem::size_of, path::Path};
 
@@ -11,7 +13,9 @@ use aya::{
         lpm_trie::{Key, LpmTrie},
         Array, HashMap, MapData,
     },
-    programs::{ProgramError, ProgramType, RawTracePoint, TracePoint},
+    programs::{
+        trace_point::TracePointLinkId, ProgramError, ProgramType, RawTracePoint, TracePoint,
+    },
     sys::{is_helper_supported, BpfHelper},
     Ebpf, EbpfLoader, VerifierLogLevel,
 };
@@ -43,6 +47,9 @@ const FILE_SYSCALLS: &[&str] = &[
     "renameat",
     "renameat2",
 ];
+/// Calls that move mounts: the file monitor's cache of unwatched directories forgets what it
+/// knew at their exit.
+const MOUNT_SYSCALLS: &[&str] = &["mount", "umount", "move_mount", "pivot_root"];
 const NETWORK_SYSCALLS: &[&str] = &[
     "connect", "accept", "accept4", "sendto", "sendmsg", "sendmmsg",
 ];
@@ -89,7 +96,16 @@ fn programs_of(monitor: Monitor) -> Vec<(String, Hook)> {
             Hook::Tracepoint("sched", "sched_process_exit".into()),
         )],
         Monitor::Fork => vec![("owo_fork".into(), Hook::Raw("sched_process_fork"))],
-        Monitor::File => syscalls(FILE_SYSCALLS),
+        Monitor::File => {
+            let mut programs = syscalls(FILE_SYSCALLS);
+            programs.extend(MOUNT_SYSCALLS.iter().map(|s| {
+                (
+                    format!("owo_moved_{s}"),
+                    Hook::Tracepoint("syscalls", format!("sys_exit_{s}")),
+                )
+            }));
+            programs
+        }
         Monitor::Network => syscalls(NETWORK_SYSCALLS),
         Monitor::Privilege => syscalls(PRIVILEGE_SYSCALLS),
         Monitor::Module => syscalls(MODULE_SYSCALLS),
@@ -109,6 +125,7 @@ fn programs_of(monitor: Monitor) -> Vec<(String, Hook)> {
 pub struct Loaded {
     pub ebpf: Ebpf,
     pub settings: KernelSettings,
+    pub hooks: Hooks,
     pub monitors: BTreeMap<&'static str, MonitorState>,
     pub program_ids: Vec<u32>,
     pub kernel: KernelChoice,
@@ -199,8 +216,9 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
 
     let mut monitors = BTreeMap::new();
     let mut program_ids = Vec::new();
+    let mut hooks = Hooks::default();
     for monitor in Monitor::ALL {
-        let state = match attach_monitor(&mut ebpf, monitor, &mut program_ids) {
+        let state = match attach_monitor(&mut ebpf, monitor, &mut program_ids, &mut hooks) {
             Err(err) if matches!(monitor, Monitor::Execve | Monitor::Exit | Monitor::Fork) => {
                 return Err(CollectorError::Essential {
                     kernel: kernel.kernel,
@@ -224,15 +242,25 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
         let on = monitor == Monitor::Fork
             || matches!(monitors.get(monitor.name()), Some(MonitorState::On));
         settings.set_monitor(monitor, on)?;
+        hooks.switch(&mut ebpf, monitor, on)?;
     }
     settings.set(abi::CFG_SELF_TGID, std::process::id())?;
+    settings.set(abi::CFG_WAKEUP_BYTES, wakeup_share())?;
     Ok(Loaded {
         ebpf,
         settings,
+        hooks,
         monitors,
         program_ids,
         kernel,
     })
+}
+
+/// What one CPU sends before it wakes owod: a share of the bound on unread data, so that all of
+/// them together wake it by then. At least a page, so that a wake-up is never per record.
+fn wakeup_share() -> u32 {
+    let cpus = aya::util::nr_cpus().map_or(1, |n| n.max(1)) as u32;
+    (abi::WAKEUP_BYTES / cpus).max(4096)
 }
 
 /// Load and attach every program of a monitor whose tracepoint exists. A monitor none of whose
@@ -241,6 +269,7 @@ fn attach_monitor(
     ebpf: &mut Ebpf,
     monitor: Monitor,
     ids: &mut Vec<u32>,
+    hooks: &mut Hooks,
 ) -> Result<(), CollectorError> {
     let programs = programs_of(monitor);
     let mut attached = 0;
@@ -260,11 +289,13 @@ fn attach_monitor(
             Hook::Tracepoint(category, event) => {
                 let tp: &mut TracePoint = program.try_into().map_err(load_err)?;
                 tp.load().map_err(load_err)?;
-                tp.attach(category, event)
+                let link = tp
+                    .attach(category, event)
                     .map_err(|source| CollectorError::Attach {
                         tracepoint: format!("{category}:{event}"),
                         source,
                     })?;
+                hooks.attached(monitor, name, category, event, link);
                 tp.info().map_err(load_err)?.id()
             }
             Hook::Raw(event) => {
@@ -293,6 +324,91 @@ fn attach_monitor(
         );
     }
     Ok(())
+}
+
+/// The links of the activity monitors, which are detached while their monitor is off.
+#[derive(Default)]
+pub struct Hooks {
+    /// Every tracepoint a monitor's programs attach to: (program, category, event).
+    hooks: BTreeMap<Monitor, Vec<(String, &'static str, String)>>,
+    /// The links of the monitors whose programs are attached now.
+    links: BTreeMap<Monitor, Vec<(String, TracePointLinkId)>>,
+}
+
+impl Hooks {
+    /// The process lane's monitors (exec, exit, fork) are never detached.
+    fn switchable(monitor: Monitor) -> bool {
+        !matches!(monitor, Monitor::Execve | Monitor::Exit | Monitor::Fork)
+    }
+
+    fn attached(
+        &mut self,
+        monitor: Monitor,
+        program: &str,
+        category: &'static str,
+        event: &str,
+        link: TracePointLinkId,
+    ) {
+        if Self::switchable(monitor) {
+            self.hooks.entry(monitor).or_default().push((
+                program.to_owned(),
+                category,
+                event.to_owned(),
+            ));
+            self.links
+                .entry(monitor)
+                .or_default()
+                .push((program.to_owned(), link));
+        }
+    }
+
+    /// Attach a monitor's programs, or detach them; nothing if they already are.
+    pub fn switch(
+        &mut self,
+        ebpf: &mut Ebpf,
+        monitor: Monitor,
+        on: bool,
+    ) -> Result<(), CollectorError> {
+        if !on {
+            for (name, link) in self.links.remove(&monitor).unwrap_or_default() {
+                tracepoint(ebpf, &name)?
+                    .detach(link)
+                    .map_err(|source| refused(&name, source))?;
+            }
+            return Ok(());
+        }
+        if self.links.contains_key(&monitor) {
+            return Ok(());
+        }
+        let mut links = Vec::new();
+        for (name, category, event) in self.hooks.get(&monitor).into_iter().flatten() {
+            let link = tracepoint(ebpf, name)?
+                .attach(category, event)
+                .map_err(|source| CollectorError::Attach {
+                    tracepoint: format!("{category}:{event}"),
+                    source,
+                });
+            match link {
+                Ok(link) => links.push((name.clone(), link)),
+                Err(err) => {
+                    // All or nothing: what did attach comes off again.
+                    for (name, link) in links {
+                        let _ = tracepoint(ebpf, &name).map(|tp| tp.detach(link));
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        self.links.insert(monitor, links);
+        Ok(())
+    }
+}
+
+fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint, CollectorError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| CollectorError::NoProgram(name.to_owned()))?;
+    program.try_into().map_err(|source| refused(name, source))
 }
 
 /// A program that failed to load. The verifier's log can run to thousands of lines: its last
@@ -418,6 +534,8 @@ pub struct KernelSettings {
     /// aya's maps take its own `Pod` types, which byte arrays are.
     names: HashMap<MapData, [u8; size_of::<abi::WatchName>()], [u8; size_of::<abi::WatchNode>()]>,
     watched: Vec<String>,
+    /// OWO_CFG_WATCH_GEN: a change makes the kernel forget which directories it found unwatched.
+    generation: u32,
 }
 
 impl KernelSettings {
@@ -437,6 +555,7 @@ impl KernelSettings {
             watch: map(ebpf, WATCH_MAP, LpmTrie::try_from)?,
             names: map(ebpf, NAMES_MAP, HashMap::try_from)?,
             watched: Vec::new(),
+            generation: 0,
         })
     }
 
@@ -450,7 +569,16 @@ impl KernelSettings {
     }
 
     pub fn set_monitor(&mut self, monitor: Monitor, on: bool) -> Result<(), CollectorError> {
+        // While the file monitor was off, nothing told its cache of directories that one moved.
+        if monitor == Monitor::File && on {
+            self.forget_unwatched_dirs()?;
+        }
         self.set(monitor as u32, on.into())
+    }
+
+    fn forget_unwatched_dirs(&mut self) -> Result<(), CollectorError> {
+        self.generation = self.generation.wrapping_add(1);
+        self.set(abi::CFG_WATCH_GEN, self.generation)
     }
 
     /// Replace the watched prefixes, and whether every path is wanted: the new entries go in
@@ -478,6 +606,7 @@ impl KernelSettings {
             abi::CFG_FILE_ALL_PATHS,
             every_path(prefixes, all_paths).into(),
         )?;
+        self.forget_unwatched_dirs()?;
         let old = std::mem::replace(&mut self.watched, prefixes.to_vec());
         for key in old.iter().filter_map(|p| watch_key(p)) {
             if !new_keys.contains(&key) {

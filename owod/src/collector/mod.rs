@@ -113,6 +113,7 @@ pub enum CollectorError {
 pub struct Collector {
     ebpf: Ebpf,
     settings: loader::KernelSettings,
+    hooks: loader::Hooks,
     proc_ring: RingBuf<MapData>,
     activity_ring: RingBuf<MapData>,
     drops: PerCpuArray<MapData, u64>,
@@ -169,6 +170,7 @@ impl Collector {
         let loader::Loaded {
             mut ebpf,
             settings,
+            hooks,
             monitors,
             program_ids,
             kernel,
@@ -185,6 +187,7 @@ impl Collector {
         Ok(Collector {
             ebpf,
             settings,
+            hooks,
             proc_ring,
             activity_ring,
             drops,
@@ -206,8 +209,9 @@ impl Collector {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), CollectorError> {
         let Collector {
-            ebpf,
+            mut ebpf,
             mut settings,
+            mut hooks,
             proc_ring,
             activity_ring,
             drops,
@@ -244,12 +248,14 @@ impl Collector {
                 _ = tick.tick() => reader.losses.report(&drops, &mut reader.out),
                 Some(command) = commands.recv() => match command {
                     CollectorCommand::SetMonitor { monitor, on, reply } => {
-                        let _ = reply.send(settings.set_monitor(monitor, on));
+                        let _ = reply.send(switch(&mut ebpf, &mut settings, &mut hooks, monitor, on));
                     }
                     CollectorCommand::Reconfigure { monitors, watch_paths, all_paths, reply } => {
                         let result = (|| {
                             settings.set_watch(&watch_paths, all_paths)?;
-                            monitors.iter().try_for_each(|&(m, on)| settings.set_monitor(m, on))
+                            monitors.iter().try_for_each(|&(m, on)| {
+                                switch(&mut ebpf, &mut settings, &mut hooks, m, on)
+                            })
                         })();
                         let _ = reply.send(result);
                     }
@@ -271,6 +277,24 @@ impl Collector {
         reader.read(activity_ring.get_mut(), Lane::Activity, usize::MAX);
         reader.losses.report(&drops, &mut reader.out);
         reader.send(&tx, true).await
+    }
+}
+
+/// Switch a monitor: its programs are attached before its flag goes on, and its flag goes off
+/// before they are detached.
+fn switch(
+    ebpf: &mut Ebpf,
+    settings: &mut loader::KernelSettings,
+    hooks: &mut loader::Hooks,
+    monitor: Monitor,
+    on: bool,
+) -> Result<(), CollectorError> {
+    if on {
+        hooks.switch(ebpf, monitor, true)?;
+        settings.set_monitor(monitor, true)
+    } else {
+        settings.set_monitor(monitor, false)?;
+        hooks.switch(ebpf, monitor, false)
     }
 }
 
