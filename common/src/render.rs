@@ -49,6 +49,21 @@ pub fn escape(bytes: &[u8], budget: usize) -> Escaped {
 
 /// As [`escape`], with the scheme chosen by the caller (all of an array uses one scheme).
 pub fn escape_as(bytes: &[u8], budget: usize, scheme: bool) -> Escaped {
+    // Most strings need nothing: valid UTF-8 with no byte that JSON escapes costs its length.
+    if !scheme && bytes.len() <= budget && !bytes.iter().any(|&b| ESCAPED[usize::from(b)]) {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return Escaped {
+                text: text.to_owned(),
+                escaped: false,
+                truncated: false,
+            };
+        }
+    }
+    escape_each(bytes, budget, scheme)
+}
+
+/// [`escape_as`], a character at a time.
+fn escape_each(bytes: &[u8], budget: usize, scheme: bool) -> Escaped {
     let mut text = String::with_capacity(bytes.len().min(budget));
     let mut cost = 0;
     let mut push = |piece: &str, text: &mut String| -> bool {
@@ -93,11 +108,29 @@ pub fn escape_as(bytes: &[u8], budget: usize, scheme: bool) -> Escaped {
     }
 }
 
+/// The bytes that JSON strings escape: the controls, `"` and `\\`.
+static ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 /// Append `s` as a JSON string: quoted, and escaped as serde_json escapes.
 pub fn push_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
+    while let Some(skip) = bytes[start..].iter().position(|&b| ESCAPED[usize::from(b)]) {
+        let i = start + skip;
+        out.push_str(&s[start..i]);
+        let b = bytes[i];
         let escape = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -106,10 +139,8 @@ pub fn push_str(out: &mut String, s: &str) {
             b'\t' => "\\t",
             0x08 => "\\b",
             0x0c => "\\f",
-            0..0x20 => "",
-            _ => continue,
+            _ => "",
         };
-        out.push_str(&s[start..i]);
         if escape.is_empty() {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.push_str("\\u00");
@@ -190,6 +221,31 @@ pub fn push_args<'a>(out: &mut String, args: impl Iterator<Item = &'a [u8]> + Cl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_strings_take_the_short_way_to_the_same_result() {
+        let samples: &[&[u8]] = &[
+            b"",
+            b"/usr/bin/ls",
+            "caf\u{e9} \u{1f600}".as_bytes(),
+            b"tab\there",
+            b"quote\"",
+            b"back\\slash",
+            b"\xff\xfe",
+            b"0123456789",
+        ];
+        for bytes in samples {
+            for budget in [0, 1, 5, 9, 10, 11, 64] {
+                for scheme in [false, true] {
+                    assert_eq!(
+                        escape_as(bytes, budget, scheme),
+                        escape_each(bytes, budget, scheme),
+                        "{bytes:?} in {budget} ({scheme})"
+                    );
+                }
+            }
+        }
+    }
 
     /// Undo the scheme, as a consumer would.
     fn unescape(text: &str) -> Vec<u8> {

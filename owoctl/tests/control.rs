@@ -324,6 +324,25 @@ fn logrotate_with_the_contrib_config_loses_and_repeats_nothing() {
     let bus = PrivateBus::start();
     let mut daemon = on_bus(&bus, "");
     wait_for_name(&bus);
+    rotate_and_account(&mut daemon, &bus.address, true);
+}
+
+#[test]
+fn logrotate_with_no_bus_to_reopen_on_loses_and_repeats_nothing() {
+    if !bpf_available("logrotate_with_no_bus_to_reopen_on_loses_and_repeats_nothing") {
+        return;
+    }
+    // owod runs without a bus, so the config's `owoctl reopen` fails: owod must notice by
+    // itself that its file was renamed.
+    let mut daemon = Daemon::start("");
+    let nowhere = format!("unix:path={}", daemon.dir.path().join("no-bus").display());
+    rotate_and_account(&mut daemon, &nowhere, false);
+}
+
+/// Rotate the daemon's output with the contrib logrotate config (its `owoctl reopen` sent to
+/// `bus`), with execs before and after; then every `seq` is in the rotated file or the new one,
+/// once, in order.
+fn rotate_and_account(daemon: &mut Daemon, bus: &str, reopen_works: bool) {
     let contrib =
         fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/owo.logrotate"))
             .unwrap();
@@ -333,9 +352,8 @@ fn logrotate_with_the_contrib_config_loses_and_repeats_nothing() {
         .replace(
             "/usr/bin/owoctl reopen",
             &format!(
-                "{} --dbus-address {} reopen",
+                "{} --dbus-address {bus} reopen",
                 env!("CARGO_BIN_EXE_owoctl"),
-                bus.address
             ),
         );
     assert!(
@@ -360,19 +378,29 @@ fn logrotate_with_the_contrib_config_loses_and_repeats_nothing() {
         .arg(&conf)
         .output()
         .expect("logrotate (apt-get install logrotate)");
-    assert!(out.status.success(), "logrotate: {}", text(&out.stderr));
+    assert_eq!(
+        out.status.success(),
+        reopen_works,
+        "logrotate: {}",
+        text(&out.stderr)
+    );
     for _ in 0..50 {
         Command::new("true")
             .arg(marker("after-rotation"))
             .status()
             .unwrap();
     }
+    // Without a reopen, owod finds the new file's place empty within a second.
+    wait_until("a record in the new file", || {
+        Command::new("true").arg(marker("follow")).status().unwrap();
+        fs::metadata(&daemon.output).is_ok_and(|m| m.len() > 0)
+    });
     daemon.barrier();
     assert!(daemon.stop().success());
     let rotated = daemon.output.with_extension("jsonl.1");
     let old = fs::read_to_string(&rotated).unwrap_or_else(|e| panic!("{}: {e}", rotated.display()));
     let new = fs::read_to_string(&daemon.output).unwrap();
-    assert!(!new.is_empty(), "owod writes to the new file after reopen");
+    assert!(!new.is_empty(), "owod writes to the new file");
     let seqs: Vec<u64> = old
         .lines()
         .chain(new.lines())

@@ -452,6 +452,14 @@ impl Daemon {
         })
         .await?
         .map_err(|e| OwoError::Failed(format!("{:#}", anyhow::Error::from(e))))?;
+        // The names the kernel cannot judge (given with "/." or "//") are judged in the stage.
+        ask(&self.stages.process, "the process stage is gone", |reply| {
+            StageCommand::Watch {
+                monitor: new.monitor.clone(),
+                reply,
+            }
+        })
+        .await?;
         for (monitor, on) in monitors {
             self.monitors.insert(
                 monitor.name(),

@@ -574,12 +574,29 @@ fn a_reload_moves_the_watched_prefixes_in_the_kernel() {
     let after = marker("after");
     fs::write(first.path().join(&after), b"x").unwrap();
     fs::write(second.path().join(&after), b"x").unwrap();
+    // A name given with "/./" is one the kernel leaves to owod to judge, after cleaning it.
+    let unclean = |dir: &tempfile::TempDir| dir.path().join(".").join(&after);
+    fs::remove_file(unclean(&first)).unwrap();
+    fs::remove_file(unclean(&second)).unwrap();
     daemon.file_barrier(second.path());
 
     let records = daemon.records();
     let seen = |dir: &tempfile::TempDir, name: &str| {
         !files(&records, s(&dir.path().join(name))).is_empty()
     };
+    let unlinked = |dir: &tempfile::TempDir| {
+        let path = s(&dir.path().join(&after)).to_owned();
+        records.iter().any(|r| {
+            event(r)["event_type"] == "file"
+                && event(r)["type"] == "unlink"
+                && event(r)["path"] == path.as_str()
+        })
+    };
+    assert_eq!(
+        [unlinked(&first), unlinked(&second)],
+        [false, true],
+        "a name the kernel leaves to owod is judged by the reloaded prefixes too"
+    );
     assert_eq!(
         [
             seen(&first, &before),

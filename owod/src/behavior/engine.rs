@@ -85,24 +85,30 @@ impl Chain {
     }
 }
 
-/// The record being looked at, its fields looked up once each for all the conditions and chains
-/// that name them.
+/// The record being looked at, with the fields that the rules of its type name, all looked up
+/// in one pass over the record.
 struct Current<'a> {
     record: &'a Record,
-    looked_up: RefCell<Vec<(String, Option<Field>)>>,
+    names: Arc<[String]>,
+    found: Vec<Option<Field>>,
 }
 
-impl Current<'_> {
+impl<'a> Current<'a> {
+    fn new(record: &'a Record, names: Option<&Arc<[String]>>) -> Current<'a> {
+        let names = names.cloned().unwrap_or_else(|| Arc::from([]));
+        Current {
+            record,
+            found: record.fields(&names),
+            names,
+        }
+    }
+
     fn with<R>(&self, name: &str, f: impl FnOnce(Option<&Field>) -> R) -> R {
-        let mut looked_up = self.looked_up.borrow_mut();
-        let at = match looked_up.iter().position(|(n, _)| n == name) {
-            Some(at) => at,
-            None => {
-                looked_up.push((name.to_owned(), self.record.field(name)));
-                looked_up.len() - 1
-            }
-        };
-        f(looked_up[at].1.as_ref())
+        match self.names.iter().position(|n| n == name) {
+            Some(at) => f(self.found[at].as_ref()),
+            // Every name a condition reads was gathered; this is for safety only.
+            None => f(self.record.field(name).as_ref()),
+        }
     }
 }
 
@@ -110,6 +116,8 @@ pub struct Engine {
     rules: Vec<Arc<Rule>>,
     /// Rule indexes by the event types their steps name.
     by_type: HashMap<String, Vec<usize>>,
+    /// The fields that the conditions of those steps read, by event type.
+    fields_by_type: HashMap<String, Arc<[String]>>,
     /// (rule, key pid) -> chains, oldest first.
     chains: HashMap<(usize, u64), VecDeque<Chain>>,
     count: usize,
@@ -121,17 +129,28 @@ impl Engine {
     pub fn new(rules: Vec<Rule>) -> Engine {
         let rules: Vec<Arc<Rule>> = rules.into_iter().map(Arc::new).collect();
         let mut by_type: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut fields: HashMap<String, Vec<String>> = HashMap::new();
         for (i, rule) in rules.iter().enumerate() {
             for step in &rule.steps {
                 let list = by_type.entry(step.event_type.clone()).or_default();
                 if !list.contains(&i) {
                     list.push(i);
                 }
+                let names = fields.entry(step.event_type.clone()).or_default();
+                for c in step.all.iter().chain(step.any.iter().flatten()) {
+                    if !names.contains(&c.field) {
+                        names.push(c.field.clone());
+                    }
+                }
             }
         }
         Engine {
             rules,
             by_type,
+            fields_by_type: fields
+                .into_iter()
+                .map(|(event_type, names)| (event_type, names.into()))
+                .collect(),
             chains: HashMap::new(),
             count: 0,
             parents: HashMap::new(),
@@ -160,16 +179,15 @@ impl Engine {
             self.reused(pid);
         }
         let mut alerts = Vec::new();
-        // One memo of the record's fields for every rule that looks at it.
-        let current = Current {
-            record: seen.record,
-            looked_up: RefCell::new(Vec::new()),
-        };
         let candidates = self.by_type.get(event_type).map_or(0, Vec::len);
-        for i in 0..candidates {
-            let index = self.by_type[event_type][i];
-            if let Some(alert) = self.observe_rule(index, event_type, pid, seen, &current) {
-                alerts.push(alert);
+        if candidates > 0 {
+            // The fields that these rules read, looked up once for all of them.
+            let current = Current::new(seen.record, self.fields_by_type.get(event_type));
+            for i in 0..candidates {
+                let index = self.by_type[event_type][i];
+                if let Some(alert) = self.observe_rule(index, event_type, pid, seen, &current) {
+                    alerts.push(alert);
+                }
             }
         }
         if event_type == "exit" {

@@ -149,6 +149,7 @@ pub const BUILTIN: &str = include_str!("../../rules/builtin.yaml");
 
 /// Parse and check a rules file. `window` is the default `within`.
 pub fn parse(text: &str, window: Duration) -> Result<Vec<Rule>, RuleError> {
+    crate::config::check_expansion(text).map_err(RuleError::Syntax)?;
     let file: RulesFile =
         serde_norway::from_str(text).map_err(|e| RuleError::Syntax(e.to_string()))?;
     file.rules
@@ -371,6 +372,12 @@ mod tests {
     use super::*;
 
     const W: Duration = Duration::from_secs(15);
+
+    #[test]
+    fn an_alias_bomb_is_refused_before_serde_expands_it() {
+        let err = parse(&crate::config::alias_bomb("rules"), W).unwrap_err();
+        assert!(err.to_string().contains("aliases"), "{err}");
+    }
 
     #[test]
     fn the_builtin_rules_load() {

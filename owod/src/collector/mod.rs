@@ -344,7 +344,7 @@ impl Reader {
             match decode(&item) {
                 Ok(event) => {
                     last = Some(event.task().ktime_ns);
-                    self.merge.push(event);
+                    self.merge.push(lane, event);
                 }
                 Err(err) => self.losses.decode_error(err),
             }

@@ -13,6 +13,63 @@ use yaml_rust2::{
 
 use super::Problem;
 
+/// Nodes a YAML document may expand to, every alias followed: far more than any config or
+/// rules file needs, far less than an alias bomb costs.
+pub const NODES_MAX: u64 = 100_000;
+
+/// Refuse a document whose aliases expand it past [`NODES_MAX`] nodes: serde copies the anchored
+/// node at every alias, so ten short lines of nested aliases can cost gigabytes. A syntax error
+/// is left for serde to report.
+pub fn check_expansion(text: &str) -> Result<(), String> {
+    let mut parser = Parser::new_from_str(text);
+    // Expanded nodes of each anchored node, by anchor id.
+    let mut sizes: HashMap<usize, u64> = HashMap::new();
+    // The collections open, outermost first: (anchor, nodes in it so far).
+    let mut open: Vec<(usize, u64)> = Vec::new();
+    let mut closed: u64 = 0;
+    loop {
+        let Ok((event, _)) = parser.next_token() else {
+            return Ok(());
+        };
+        let nodes = match event {
+            Event::StreamEnd => return Ok(()),
+            Event::Scalar(_, _, anchor, _) => {
+                if anchor > 0 {
+                    sizes.insert(anchor, 1);
+                }
+                1
+            }
+            Event::Alias(anchor) => sizes.get(&anchor).copied().unwrap_or(1),
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                open.push((anchor, 1));
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some((anchor, nodes)) = open.pop() else {
+                    continue;
+                };
+                if anchor > 0 {
+                    sizes.insert(anchor, nodes);
+                }
+                nodes
+            }
+            _ => continue,
+        };
+        match open.last_mut() {
+            Some((_, inside)) => *inside = inside.saturating_add(nodes),
+            None => closed = closed.saturating_add(nodes),
+        }
+        let total = open
+            .iter()
+            .fold(closed, |sum, (_, inside)| sum.saturating_add(*inside));
+        if total > NODES_MAX {
+            return Err(format!(
+                "its aliases expand it to more than {NODES_MAX} nodes"
+            ));
+        }
+    }
+}
+
 /// Dotted key path (`monitor.execve`, `output.file.path`, `monitor.file_watch_paths.2`) to line.
 #[derive(Debug, Default)]
 pub struct KeyLines(HashMap<String, usize>);
@@ -214,7 +271,7 @@ pub fn check_shape(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -226,5 +283,27 @@ mod tests {
         assert_eq!(lines.line("d.e"), Some(6));
         assert_eq!(lines.line("a.b.nope"), Some(2));
         assert_eq!(lines.line("zzz"), None);
+    }
+
+    /// Nine levels of ten aliases each: 10^9 nodes once expanded, from 300 bytes.
+    pub fn alias_bomb(top_key: &str) -> String {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..10 {
+            let prev = format!("*a{}", level - 1);
+            let list = [prev.as_str(); 10].join(", ");
+            text.push_str(&format!("a{level}: &a{level} [{list}]\n"));
+        }
+        text.push_str(&format!("{top_key}: *a9\n"));
+        text
+    }
+
+    #[test]
+    fn aliases_are_followed_only_so_far() {
+        let err = check_expansion(&alias_bomb("top")).unwrap_err();
+        assert!(err.contains("100000 nodes"), "{err}");
+        // Aliases that stay small are fine.
+        check_expansion("a: &a [1, 2]\nb: *a\nc: [*a, *a]\n").unwrap();
+        // A syntax error is for serde to report.
+        check_expansion("a: [").unwrap();
     }
 }

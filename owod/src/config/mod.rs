@@ -2,11 +2,14 @@
 //! problem in a file is reported at once with its key and line. Nothing here touches the kernel.
 
 mod lines;
+#[cfg(test)]
+pub(crate) use lines::tests::alias_bomb;
 
 use std::{collections::BTreeMap, fmt, path::Path, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use lines::check_expansion;
 use lines::KeyLines;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -430,6 +433,13 @@ impl Config {
 
     /// Parse and validate; on failure, every problem found.
     pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+        if let Err(why) = lines::check_expansion(text) {
+            return Err(vec![Problem {
+                key: String::new(),
+                line: None,
+                message: format!("not accepted: {why}"),
+            }]);
+        }
         let user: serde_norway::Value = match serde_norway::from_str(text) {
             Ok(v) => v,
             Err(e) => {
@@ -573,6 +583,15 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alias_bomb_is_a_clear_problem_not_gigabytes() {
+        let problems = Config::parse(&alias_bomb("agent_group")).unwrap_err();
+        assert!(
+            problems[0].message.contains("aliases expand it"),
+            "{problems:?}"
+        );
+    }
 
     #[test]
     fn the_shipped_config_parses_and_is_the_default() {

@@ -80,6 +80,12 @@ pub trait Sink: Send {
 /// Opens (again) what a [`LineSink`] writes to.
 type Opener<W> = Box<dyn Fn() -> io::Result<W> + Send>;
 
+/// Is what a [`LineSink`] writes to no longer at its path (renamed or removed)?
+pub type Moved<W> = Box<dyn Fn(&W) -> bool + Send>;
+
+/// How often a [`LineSink`] looks whether its file was moved away.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A sink that writes lines to anything `Write`, buffered. Write errors are logged on the first
 /// of a streak, then counted, and logged again when writes work again.
 pub struct LineSink<W: Write> {
@@ -87,6 +93,10 @@ pub struct LineSink<W: Write> {
     target: String,
     out: BufWriter<W>,
     opener: Option<Opener<W>>,
+    /// With it, a file renamed or removed under owod (rotated with no `owoctl reopen`, or with
+    /// no bus to send it on) is followed: a new one is opened at the path within a second.
+    moved: Option<Moved<W>>,
+    checked: std::time::Instant,
     errors: u64,
     failing: bool,
 }
@@ -104,9 +114,17 @@ impl<W: Write> LineSink<W> {
             target,
             out: BufWriter::with_capacity(buffer, inner),
             opener,
+            moved: None,
+            checked: std::time::Instant::now(),
             errors: 0,
             failing: false,
         }
+    }
+
+    /// Follow the file to its path when it is moved away (see [`LineSink::moved`]).
+    pub fn following(mut self, moved: Moved<W>) -> LineSink<W> {
+        self.moved = Some(moved);
+        self
     }
 
     fn record(&mut self, result: io::Result<()>) {
@@ -136,6 +154,27 @@ impl<W: Write> LineSink<W> {
     }
 }
 
+impl<W: Write + Send> LineSink<W> {
+    fn follow(&mut self) {
+        let Some(moved) = &self.moved else { return };
+        if self.checked.elapsed() < FOLLOW_EVERY {
+            return;
+        }
+        self.checked = std::time::Instant::now();
+        if !moved(self.out.get_ref()) {
+            return;
+        }
+        match self.reopen() {
+            Ok(()) => tracing::info!(
+                "sink `{}`: {} was moved or removed; writing to a new file there",
+                self.name,
+                self.target
+            ),
+            Err(err) => self.record(Err(err)),
+        }
+    }
+}
+
 impl<W: Write + Send> Sink for LineSink<W> {
     fn name(&self) -> &'static str {
         self.name
@@ -152,6 +191,7 @@ impl<W: Write + Send> Sink for LineSink<W> {
     fn flush(&mut self) {
         let result = self.out.flush();
         self.record(result);
+        self.follow();
     }
 
     fn errors(&self) -> u64 {
@@ -181,6 +221,8 @@ impl<W: Write + Send> Sink for LineSink<W> {
 
 pub struct Hub {
     identity: Identity,
+    /// The start of every line: `{` and the identity's fields, written once.
+    head: String,
     sinks: Vec<Box<dyn Sink>>,
     clock: BootClock,
     seq: u64,
@@ -226,9 +268,24 @@ pub enum HubCommand {
     },
 }
 
+/// `{"agent_name":…,"agent_hostname":…,"agent_group":…`: what every line starts with.
+fn head(id: &Identity) -> String {
+    use crate::pipeline::record::{Json, Visit};
+    let mut head = String::from("{");
+    let mut json = Json {
+        out: &mut head,
+        first: true,
+    };
+    json.str("agent_name", &id.agent_name);
+    json.str("agent_hostname", &id.agent_hostname);
+    json.str("agent_group", &id.agent_group);
+    head
+}
+
 impl Hub {
     pub fn new(identity: Identity, sinks: Vec<Box<dyn Sink>>) -> Hub {
         Hub {
+            head: head(&identity),
             identity,
             sinks,
             clock: BootClock::new(),
@@ -334,6 +391,7 @@ impl Hub {
 
     fn write(&mut self, mut out: Outgoing) {
         if let Some(identity) = out.identity.take() {
+            self.head = head(&identity);
             self.identity = identity;
         }
         // Numbered by the sequencer; the hub's own last record follows the last one.
@@ -373,14 +431,11 @@ impl Hub {
         };
         let id = &self.identity;
         line.clear();
-        line.push('{');
+        line.push_str(&self.head);
         let mut json = Json {
             out: line,
-            first: true,
+            first: false,
         };
-        json.str("agent_name", &id.agent_name);
-        json.str("agent_hostname", &id.agent_hostname);
-        json.str("agent_group", &id.agent_group);
         json.str("timestamp", &timestamp);
         json.uint("seq", self.seq);
         json.str("run_id", &id.run_id);

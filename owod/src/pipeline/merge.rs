@@ -11,7 +11,7 @@
 //! CPUs can reach it in the other order; [`SLACK`] covers that gap, so a watermark is always
 //! taken [`SLACK`] back from what was seen.
 
-use std::{cmp::Reverse, collections::BinaryHeap};
+use std::collections::VecDeque;
 
 use owo_common::Event;
 
@@ -31,31 +31,23 @@ pub enum Lane {
 
 struct Held {
     ktime_ns: u64,
-    /// Arrival order breaks ties, so events of one lane with one time keep their order.
+    /// Arrival order breaks ties, so events with one time keep the order they were read in.
     arrival: u64,
     event: Event,
 }
 
-impl PartialEq for Held {
-    fn eq(&self, other: &Held) -> bool {
-        (self.ktime_ns, self.arrival) == (other.ktime_ns, other.arrival)
-    }
-}
-impl Eq for Held {}
-impl PartialOrd for Held {
-    fn partial_cmp(&self, other: &Held) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Held {
-    fn cmp(&self, other: &Held) -> std::cmp::Ordering {
-        (self.ktime_ns, self.arrival).cmp(&(other.ktime_ns, other.arrival))
+impl Held {
+    fn order(&self) -> (u64, u64) {
+        (self.ktime_ns, self.arrival)
     }
 }
 
+/// Each lane's events in time order. A ring gives them almost in order (only records of two
+/// CPUs committed in the other order differ), so an event is put in place from the back, and
+/// usually stays there; the merge takes the earlier of the two fronts.
 #[derive(Default)]
 pub struct LaneMerge {
-    held: BinaryHeap<Reverse<Held>>,
+    lanes: [VecDeque<Held>; 2],
     arrivals: u64,
     /// Per lane: every event of the lane at or before this kernel time has been pushed.
     watermark: [u64; 2],
@@ -64,13 +56,19 @@ pub struct LaneMerge {
 }
 
 impl LaneMerge {
-    pub fn push(&mut self, event: Event) {
+    pub fn push(&mut self, lane: Lane, event: Event) {
         self.arrivals += 1;
-        self.held.push(Reverse(Held {
+        let held = Held {
             ktime_ns: event.task().ktime_ns,
             arrival: self.arrivals,
             event,
-        }));
+        };
+        let queue = &mut self.lanes[lane as usize];
+        let mut at = queue.len();
+        while at > 0 && queue[at - 1].ktime_ns > held.ktime_ns {
+            at -= 1;
+        }
+        queue.insert(at, held);
     }
 
     /// The lane's ring was read to its end; `now_ns` (boot-time clock) was read before the read
@@ -89,33 +87,50 @@ impl LaneMerge {
         *mark = (*mark).max(ns);
     }
 
+    /// The lane whose front event is the earliest held.
+    fn first(&self) -> Option<usize> {
+        match (self.lanes[0].front(), self.lanes[1].front()) {
+            (Some(a), Some(b)) => Some(if a.order() <= b.order() { 0 } else { 1 }),
+            (Some(_), None) => Some(0),
+            (None, Some(_)) => Some(1),
+            (None, None) => None,
+        }
+    }
+
+    fn held(&self) -> usize {
+        self.lanes[0].len() + self.lanes[1].len()
+    }
+
     /// The next event whose turn has come.
     pub fn pop_ready(&mut self) -> Option<Event> {
-        let Reverse(head) = self.held.peek()?;
+        let lane = self.first()?;
         let safe = self.watermark[0].min(self.watermark[1]);
-        if head.ktime_ns > safe {
-            if self.held.len() <= HOLD_MAX {
+        if self.lanes[lane].front()?.ktime_ns > safe {
+            if self.held() <= HOLD_MAX {
                 return None;
             }
             self.forced += 1;
         }
-        self.held.pop().map(|Reverse(h)| h.event)
+        self.lanes[lane].pop_front().map(|h| h.event)
     }
 
     /// Every event still held, in order (at shutdown, once both rings are read to the end).
     pub fn pop_any(&mut self) -> Option<Event> {
-        self.held.pop().map(|Reverse(h)| h.event)
+        let lane = self.first()?;
+        self.lanes[lane].pop_front().map(|h| h.event)
     }
 
     /// The kernel time of the earliest event held: it can leave once both lanes are known up to
     /// it, which an empty ring shows [`SLACK_NS`] after that time.
     pub fn earliest_ns(&self) -> Option<u64> {
-        self.held.peek().map(|Reverse(h)| h.ktime_ns)
+        self.first()
+            .and_then(|lane| self.lanes[lane].front())
+            .map(|h| h.ktime_ns)
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.held.len()
+        self.held()
     }
 }
 
@@ -147,14 +162,14 @@ mod tests {
         let mut merge = LaneMerge::default();
         // The activity lane was read first: a connect at 20 ms, whose exec (10 ms) is still in
         // the process ring.
-        merge.push(at(20_000_000, 2));
+        merge.push(Lane::Activity, at(20_000_000, 2));
         merge.drained(Lane::Activity, 30_000_000);
         assert_eq!(
             drain(&mut merge),
             Vec::<u32>::new(),
             "the process lane is not read yet"
         );
-        merge.push(at(10_000_000, 1));
+        merge.push(Lane::Process, at(10_000_000, 1));
         merge.drained(Lane::Process, 30_000_000);
         assert_eq!(drain(&mut merge), [1, 2], "exec, then connect");
     }
@@ -162,7 +177,7 @@ mod tests {
     #[test]
     fn an_event_within_the_slack_of_the_read_waits_for_the_next_read() {
         let mut merge = LaneMerge::default();
-        merge.push(at(100_000_000, 1));
+        merge.push(Lane::Process, at(100_000_000, 1));
         merge.drained(Lane::Process, 100_000_000 + SLACK_NS / 2);
         merge.drained(Lane::Activity, 100_000_000 + SLACK_NS / 2);
         assert!(
@@ -177,8 +192,8 @@ mod tests {
     #[test]
     fn a_lane_read_part_way_is_known_up_to_its_last_event() {
         let mut merge = LaneMerge::default();
-        merge.push(at(50_000_000, 1));
-        merge.push(at(60_000_000, 2));
+        merge.push(Lane::Process, at(50_000_000, 1));
+        merge.push(Lane::Activity, at(60_000_000, 2));
         merge.drained(Lane::Process, 200_000_000);
         merge.read_up_to(Lane::Activity, 60_000_000);
         assert_eq!(
@@ -191,10 +206,24 @@ mod tests {
     }
 
     #[test]
+    fn a_lane_read_out_of_order_leaves_in_order() {
+        let mut merge = LaneMerge::default();
+        // Two CPUs committed to the activity ring in the other order of their clocks.
+        for (ns, pid) in [(30, 3), (10, 1), (40, 4), (20, 2)] {
+            merge.push(Lane::Activity, at(ns * 1_000_000, pid));
+        }
+        merge.push(Lane::Process, at(25_000_000, 5));
+        merge.drained(Lane::Process, 1_000_000_000);
+        merge.drained(Lane::Activity, 1_000_000_000);
+        assert_eq!(drain(&mut merge), [1, 2, 5, 3, 4]);
+    }
+
+    #[test]
     fn equal_times_keep_their_arrival_order_and_too_many_held_go_in_order() {
         let mut merge = LaneMerge::default();
         for pid in 0..(HOLD_MAX as u32 + 2) {
-            merge.push(at(1_000_000_000, pid));
+            let lane = [Lane::Process, Lane::Activity][pid as usize % 2];
+            merge.push(lane, at(1_000_000_000, pid));
         }
         // Nothing is known of either lane, yet the two past the limit leave, first in first out.
         assert_eq!(drain(&mut merge), [0, 1]);

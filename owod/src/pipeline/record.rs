@@ -540,7 +540,15 @@ impl Record {
 
     /// The field called `name` (a flag such as `path_truncated` included), as written.
     pub fn field(&self, name: &str) -> Option<Field> {
-        let mut lookup = Lookup { name, found: None };
+        self.fields(&[name]).pop().flatten()
+    }
+
+    /// The values of several fields, in one pass over the record.
+    pub fn fields<S: AsRef<str>>(&self, names: &[S]) -> Vec<Option<Field>> {
+        let mut lookup = Lookup {
+            names,
+            found: vec![None; names.len()],
+        };
         self.visit(&mut lookup);
         lookup.found
     }
@@ -567,28 +575,30 @@ pub struct Json<'a> {
 }
 
 impl Json<'_> {
+    /// A key: the records' own field names, which JSON needs no escape for.
     fn key(&mut self, key: &str) {
+        debug_assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
         if !self.first {
             self.out.push(',');
         }
         self.first = false;
-        render::push_str(self.out, key);
-        self.out.push(':');
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
     }
 
-    /// A number, or a JSON value (whose `Display` is compact JSON).
-    fn display(&mut self, key: &str, value: impl std::fmt::Display) {
-        use std::fmt::Write as _;
+    fn number(&mut self, key: &str, value: impl itoa::Integer) {
         self.key(key);
-        let _ = write!(self.out, "{value}");
+        self.out.push_str(itoa::Buffer::new().format(value));
     }
 
     fn flags(&mut self, key: &str, flags: render::Flags) {
         for (set, suffix) in [(flags.escaped, "_escaped"), (flags.truncated, "_truncated")] {
             if set {
-                self.out.push(',');
-                render::push_str(self.out, &format!("{key}{suffix}"));
-                self.out.push_str(":true");
+                self.out.push_str(",\"");
+                self.out.push_str(key);
+                self.out.push_str(suffix);
+                self.out.push_str("\":true");
             }
         }
     }
@@ -596,11 +606,11 @@ impl Json<'_> {
 
 impl Visit for Json<'_> {
     fn uint(&mut self, key: &str, value: u64) {
-        self.display(key, value);
+        self.number(key, value);
     }
 
     fn int(&mut self, key: &str, value: i64) {
-        self.display(key, value);
+        self.number(key, value);
     }
 
     fn bool(&mut self, key: &str, value: bool) {
@@ -640,66 +650,69 @@ impl Visit for Json<'_> {
     }
 
     fn json(&mut self, key: &str, value: &Value) {
-        self.display(key, value);
+        use std::fmt::Write as _;
+        self.key(key);
+        // A Value's Display is compact JSON.
+        let _ = write!(self.out, "{value}");
     }
 }
 
-/// Finds one field by name.
-struct Lookup<'n> {
-    name: &'n str,
-    found: Option<Field>,
+/// Finds fields by name.
+struct Lookup<'n, S> {
+    names: &'n [S],
+    /// The value of each name, the first the record shows under it.
+    found: Vec<Option<Field>>,
 }
 
-impl Lookup<'_> {
-    fn want(&self, key: &str) -> bool {
-        self.found.is_none() && self.name == key
+impl<S: AsRef<str>> Lookup<'_, S> {
+    /// Set the slots named `key` that are still empty.
+    fn put(&mut self, key: &str, value: impl Fn() -> Field) {
+        for (name, slot) in self.names.iter().zip(&mut self.found) {
+            if slot.is_none() && name.as_ref() == key {
+                *slot = Some(value());
+            }
+        }
     }
 
-    /// `name` is `key` with `suffix` (a flag of `key`).
-    fn wants_flag(&self, key: &str, suffix: &str) -> bool {
-        self.found.is_none()
-            && self
-                .name
-                .strip_prefix(key)
-                .is_some_and(|rest| rest == suffix)
+    /// Is any name `key` or one of its flags (`key_escaped`, `key_truncated`)?
+    fn near(&self, key: &str) -> bool {
+        self.names.iter().any(|n| n.as_ref().starts_with(key))
     }
 
     fn flags(&mut self, key: &str, flags: render::Flags) {
-        if (flags.escaped && self.wants_flag(key, "_escaped"))
-            || (flags.truncated && self.wants_flag(key, "_truncated"))
-        {
-            self.found = Some(Field::Bool(true));
+        for (name, slot) in self.names.iter().zip(&mut self.found) {
+            let Some(suffix) = name.as_ref().strip_prefix(key) else {
+                continue;
+            };
+            if slot.is_none()
+                && ((flags.escaped && suffix == "_escaped")
+                    || (flags.truncated && suffix == "_truncated"))
+            {
+                *slot = Some(Field::Bool(true));
+            }
         }
     }
 }
 
-impl Visit for Lookup<'_> {
+impl<S: AsRef<str>> Visit for Lookup<'_, S> {
     fn uint(&mut self, key: &str, value: u64) {
-        if self.want(key) {
-            self.found = Some(Field::Uint(value));
-        }
+        self.put(key, || Field::Uint(value));
     }
 
     fn int(&mut self, key: &str, value: i64) {
-        if self.want(key) {
-            self.found = Some(Field::Int(value));
-        }
+        self.put(key, || Field::Int(value));
     }
 
     fn bool(&mut self, key: &str, value: bool) {
-        if self.want(key) {
-            self.found = Some(Field::Bool(value));
-        }
+        self.put(key, || Field::Bool(value));
     }
 
     fn str(&mut self, key: &str, value: &str) {
-        if self.want(key) {
-            self.found = Some(Field::Text(value.to_owned()));
-        }
+        self.put(key, || Field::Text(value.to_owned()));
     }
 
     fn text(&mut self, key: &str, value: &[u8], budget: usize, cut: bool) {
-        if !self.name.starts_with(key) || self.found.is_some() {
+        if !self.near(key) {
             return;
         }
         let e = render::escape(value, budget);
@@ -707,48 +720,42 @@ impl Visit for Lookup<'_> {
             escaped: e.escaped,
             truncated: e.truncated || cut,
         };
-        if self.want(key) {
-            self.found = Some(Field::Text(e.text));
-        }
+        self.put(key, || Field::Text(e.text.clone()));
         self.flags(key, flags);
     }
 
     fn args(&mut self, key: &str, args: &Argv, cut: bool) {
-        if !self.name.starts_with(key) || self.found.is_some() {
+        if !self.near(key) {
             return;
         }
         let mut json = String::new();
         let mut flags = render::push_args(&mut json, args.iter());
         flags.truncated |= cut;
-        if self.want(key) {
+        if self.names.iter().any(|n| n.as_ref() == key) {
             let list: Vec<String> = serde_json::from_str(&json).unwrap_or_default();
-            self.found = Some(Field::List(list.into_iter().map(Field::Text).collect()));
+            self.put(key, || {
+                Field::List(list.iter().cloned().map(Field::Text).collect())
+            });
         }
         self.flags(key, flags);
     }
 
     fn uints(&mut self, key: &str, values: &[u64]) {
-        if self.want(key) {
-            self.found = Some(Field::List(
-                values.iter().copied().map(Field::Uint).collect(),
-            ));
-        }
+        self.put(key, || {
+            Field::List(values.iter().copied().map(Field::Uint).collect())
+        });
     }
 
     fn ints(&mut self, key: &str, values: &[i64]) {
-        if self.want(key) {
-            self.found = Some(Field::List(
-                values.iter().copied().map(Field::Int).collect(),
-            ));
-        }
+        self.put(key, || {
+            Field::List(values.iter().copied().map(Field::Int).collect())
+        });
     }
 
     fn strs(&mut self, key: &str, values: &[String]) {
-        if self.want(key) {
-            self.found = Some(Field::List(
-                values.iter().cloned().map(Field::Text).collect(),
-            ));
-        }
+        self.put(key, || {
+            Field::List(values.iter().cloned().map(Field::Text).collect())
+        });
     }
 
     fn json(&mut self, _key: &str, _value: &Value) {

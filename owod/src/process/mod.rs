@@ -48,6 +48,11 @@ pub enum StageCommand {
         format: TreeFormat,
         reply: oneshot::Sender<Result<String, TreeError>>,
     },
+    /// A reloaded config's watched paths, for the names the kernel leaves to the stage.
+    Watch {
+        monitor: MonitorConfig,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Counters the stage keeps, for the `stop` record.
@@ -85,6 +90,17 @@ struct WatchPaths {
 }
 
 impl WatchPaths {
+    fn new(monitor: &MonitorConfig) -> WatchPaths {
+        WatchPaths {
+            all: monitor.file_watch_all_paths,
+            prefixes: monitor
+                .file_watch_paths
+                .iter()
+                .map(|p| p.as_bytes().to_vec())
+                .collect(),
+        }
+    }
+
     fn watched(&self, path: &[u8]) -> bool {
         self.all
             || self.prefixes.iter().any(|p| {
@@ -115,14 +131,7 @@ impl ProcessStage {
             hasher: enrich
                 .sha256
                 .then(|| Hasher::new(enrich.sha256_max_file_mb)),
-            watch: WatchPaths {
-                all: monitor.file_watch_all_paths,
-                prefixes: monitor
-                    .file_watch_paths
-                    .iter()
-                    .map(|p| p.as_bytes().to_vec())
-                    .collect(),
-            },
+            watch: WatchPaths::new(monitor),
             queue: VecDeque::new(),
             queued_bytes: 0,
         }
@@ -215,6 +224,10 @@ impl ProcessStage {
         match command {
             StageCommand::DumpTree { pid, format, reply } => {
                 let _ = reply.send(tree::render(&self.table, pid, format));
+            }
+            StageCommand::Watch { monitor, reply } => {
+                self.watch = WatchPaths::new(&monitor);
+                let _ = reply.send(());
             }
         }
     }

@@ -10,9 +10,10 @@
 use std::{
     fs::{self, File, OpenOptions},
     io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write},
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
 };
+
+use crate::export::file::open_owned;
 
 /// A segment is closed and a new one started past this size (less for a small spool).
 pub const SEGMENT_BYTES: u64 = 4 << 20;
@@ -77,11 +78,10 @@ impl SpoolWriter {
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<SpoolWriter> {
         fs::DirBuilder::new().recursive(true).create(dir)?;
         let current = segments(dir)?.last().map_or(0, |id| id + 1);
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .open(segment_path(dir, current))?;
+        let file = open_owned(
+            OpenOptions::new().append(true).create(true),
+            &segment_path(dir, current),
+        )?;
         let segment_bytes = (max_bytes / 4).clamp(64 << 10, SEGMENT_BYTES);
         Ok(SpoolWriter {
             dir: dir.to_owned(),
@@ -117,11 +117,10 @@ impl SpoolWriter {
 
     fn next_segment(&mut self) -> io::Result<()> {
         self.file.sync_data()?;
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .open(segment_path(&self.dir, self.current + 1))?;
+        let file = open_owned(
+            OpenOptions::new().append(true).create(true),
+            &segment_path(&self.dir, self.current + 1),
+        )?;
         self.current += 1;
         self.file = file;
         self.written = 0;
@@ -279,7 +278,13 @@ impl SpoolReader {
     pub fn commit(&mut self, to: Position) -> io::Result<()> {
         self.at = to;
         let tmp = self.dir.join("cursor.tmp");
-        fs::write(&tmp, format!("{} {}\n", to.segment, to.offset))?;
+        let mut file = open_owned(
+            OpenOptions::new().write(true).create(true).truncate(true),
+            &tmp,
+        )?;
+        file.write_all(format!("{} {}\n", to.segment, to.offset).as_bytes())?;
+        // On disk before it takes the old cursor's place: a crash then leaves one or the other.
+        file.sync_data()?;
         fs::rename(tmp, self.dir.join("cursor"))
     }
 }
@@ -293,6 +298,33 @@ mod tests {
             "{{\"seq\":{seq},\"run_id\":\"r\",\"event\":{{\"event_type\":\"x\",\"pad\":\"{}\"}}}}",
             "p".repeat(100)
         )
+    }
+
+    #[test]
+    fn a_segment_or_cursor_planted_as_a_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::write(&elsewhere, "").unwrap();
+        let spool = dir.path().join("spool");
+        let mut w = SpoolWriter::open(&spool, 0).unwrap();
+        // The next segment's name, taken before owod gets to it.
+        std::os::unix::fs::symlink(&elsewhere, segment_path(&spool, 1)).unwrap();
+        let line = "x".repeat(w.segment_bytes as usize);
+        w.append(&line).unwrap();
+        let err = w.append("{}").unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+
+        std::os::unix::fs::symlink(&elsewhere, spool.join("cursor.tmp")).unwrap();
+        let mut r = SpoolReader::open(&spool).unwrap();
+        let end = w.sync().unwrap();
+        let (_, to) = r.read_batch(end, 1, usize::MAX).unwrap();
+        let err = r.commit(to).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(
+            fs::read_to_string(&elsewhere).unwrap(),
+            "",
+            "nothing written through either"
+        );
     }
 
     #[test]
