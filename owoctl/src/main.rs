@@ -222,6 +222,10 @@ async fn status(proxy: &ManagerProxy<'_>, json: bool) -> Result<(), Failure> {
                 if spool_lost > 0 {
                     value += &format!(", {spool_lost} not written to the spool");
                 }
+                let refused = remote["refused"].as_u64().unwrap_or(0);
+                if refused > 0 {
+                    value += &format!(", {refused} refused by the collector");
+                }
                 if let Some(error) = remote["last_error"].as_str() {
                     value += &format!(", last error: {error}");
                 }

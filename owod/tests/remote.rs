@@ -145,6 +145,45 @@ fn http_records_arrive_complete_and_survive_an_outage() {
 }
 
 #[test]
+fn a_collector_that_refuses_a_batch_costs_that_batch_counted_not_the_stream() {
+    if !bpf_available("a_collector_that_refuses_a_batch_costs_that_batch_counted_not_the_stream") {
+        return;
+    }
+    // HTTP 400 for everything: sent again, a batch would be refused again, forever.
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(dir.path(), 0, &["--status", "400"]);
+    let spool = dir.path().join("spool");
+    let mut daemon = Daemon::start(&remote_config("http", receiver.port, &spool, ""));
+    let refused = |daemon: &mut Daemon, tag: &str| {
+        let seq = daemon.wait_for("the marked exec", |r| event(r)["args"][1] == tag)["seq"]
+            .as_u64()
+            .unwrap();
+        daemon.wait_for("a loss record for the refused batch", |r| {
+            event(r)["type"] == "loss"
+                && event(r)["stage"] == "remote_refused"
+                && event(r)["first_seq"].as_u64() <= Some(seq)
+                && event(r)["last_seq"].as_u64() >= Some(seq)
+        })
+    };
+    let first = marker("refused-first");
+    exec_marker(&first);
+    let loss = refused(&mut daemon, &first);
+    assert_eq!(
+        event(&loss)["remote"],
+        format!("http://127.0.0.1:{}", receiver.port)
+    );
+    // And the next batch is sent, not stuck behind the first.
+    let second = marker("refused-second");
+    exec_marker(&second);
+    refused(&mut daemon, &second);
+    assert!(
+        daemon.log().contains("answered HTTP 400"),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
 fn records_spooled_at_shutdown_go_out_after_the_next_start() {
     if !bpf_available("records_spooled_at_shutdown_go_out_after_the_next_start") {
         return;

@@ -35,7 +35,32 @@ pub enum TreeError {
     NoSuchProcess(u32),
 }
 
-/// The tree under `root` (0 = every process).
+/// What one answer holds at most: the bus refuses a message past its limit (32 MiB on a stock
+/// system bus), and drops the connection that sent it.
+pub const ANSWER_MAX: usize = 4 << 20;
+
+/// Room left in the answer, and the processes that did not fit.
+struct Budget {
+    left: usize,
+    not_shown: usize,
+}
+
+impl Budget {
+    /// Take `cost` bytes for one process; false (and counted) once the answer is full, and for
+    /// every process after.
+    fn take(&mut self, cost: usize) -> bool {
+        if cost > self.left {
+            self.left = 0;
+            self.not_shown += 1;
+            return false;
+        }
+        self.left -= cost;
+        true
+    }
+}
+
+/// The tree under `root` (0 = every process), within [`ANSWER_MAX`]: the processes past it are
+/// counted, not shown.
 pub fn render(table: &ProcessTable, root: u32, format: TreeFormat) -> Result<String, TreeError> {
     let live: BTreeMap<u32, &ProcessInfo> = table.live().collect();
     let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
@@ -57,20 +82,35 @@ pub fn render(table: &ProcessTable, root: u32, format: TreeFormat) -> Result<Str
         children: &children,
     };
     let mut seen = HashSet::new();
+    let mut budget = Budget {
+        left: ANSWER_MAX - 256,
+        not_shown: 0,
+    };
     Ok(match format {
         TreeFormat::Text => {
             let mut out = String::from("PID\tPPID\tUID\tCOMM\tCOMMAND\n");
             for pid in roots {
-                tree.text(pid, 0, &mut out, &mut seen);
+                tree.text(pid, 0, &mut out, &mut seen, &mut budget);
+            }
+            if budget.not_shown > 0 {
+                out.push_str(&format!(
+                    "# {} more processes not shown: an answer holds at most {} MiB; ask for one subtree with --pid\n",
+                    budget.not_shown,
+                    ANSWER_MAX >> 20
+                ));
             }
             out
         }
         TreeFormat::Json => {
             let nodes: Vec<Value> = roots
                 .into_iter()
-                .filter_map(|pid| tree.json(pid, 0, &mut seen))
+                .filter_map(|pid| tree.json(pid, 0, &mut seen, &mut budget))
                 .collect();
-            serde_json::to_string(&json!({ "processes": nodes })).expect("JSON values serialize")
+            let mut answer = json!({ "processes": nodes });
+            if budget.not_shown > 0 {
+                answer["not_shown"] = budget.not_shown.into();
+            }
+            serde_json::to_string(&answer).expect("JSON values serialize")
         }
     })
 }
@@ -93,7 +133,14 @@ fn cmdline(p: &ProcessInfo) -> String {
 }
 
 impl Tree<'_> {
-    fn text(&self, pid: u32, depth: usize, out: &mut String, seen: &mut HashSet<u32>) {
+    fn text(
+        &self,
+        pid: u32,
+        depth: usize,
+        out: &mut String,
+        seen: &mut HashSet<u32>,
+        budget: &mut Budget,
+    ) {
         let Some(p) = self.live.get(&pid) else { return };
         if depth > MAX_DEPTH {
             return;
@@ -102,21 +149,30 @@ impl Tree<'_> {
             return;
         }
         let comm: String = lossy(&p.comm).chars().filter(|c| !c.is_control()).collect();
-        out.push_str(&format!(
+        let line = format!(
             "{}{pid}\t{}\t{}\t{comm}\t{}\n",
             "  ".repeat(depth),
             p.ppid,
             p.uid,
             cmdline(p)
-        ));
+        );
+        if budget.take(line.len()) {
+            out.push_str(&line);
+        }
         for &child in self.children.get(&pid).into_iter().flatten() {
             if child != pid {
-                self.text(child, depth + 1, out, seen);
+                self.text(child, depth + 1, out, seen, budget);
             }
         }
     }
 
-    fn json(&self, pid: u32, depth: usize, seen: &mut HashSet<u32>) -> Option<Value> {
+    fn json(
+        &self,
+        pid: u32,
+        depth: usize,
+        seen: &mut HashSet<u32>,
+        budget: &mut Budget,
+    ) -> Option<Value> {
         let p = self.live.get(&pid)?;
         if depth > MAX_DEPTH {
             return None;
@@ -124,14 +180,21 @@ impl Tree<'_> {
         if !seen.insert(pid) {
             return None;
         }
+        // JSON escaping can at most sextuple a name; the keys and numbers take the rest.
+        let cost = 6 * (p.comm.len() + p.exe.as_ref().map_or(0, |e| e.len()) + p.args.len()) + 128;
+        let shown = budget.take(cost);
         let children: Vec<Value> = self
             .children
             .get(&pid)
             .into_iter()
             .flatten()
             .filter(|&&c| c != pid)
-            .filter_map(|&c| self.json(c, depth + 1, seen))
+            .filter_map(|&c| self.json(c, depth + 1, seen, budget))
             .collect();
+        if !shown {
+            // Once one does not fit, none after it does: its children were counted too.
+            return None;
+        }
         Some(json!({
             "pid": pid,
             "ppid": p.ppid,
@@ -190,5 +253,40 @@ mod tests {
             v["processes"][0]["children"][0]["children"][0]["comm"],
             "vim"
         );
+    }
+
+    #[test]
+    fn an_answer_past_its_limit_counts_what_it_leaves_out() {
+        // 600 shells with 16 KiB command lines: 9.6 MiB, more than an answer holds.
+        let mut t = ProcessTable::new(1000, 1 << 30);
+        let long = "x".repeat(16 << 10);
+        for pid in 2..602 {
+            t.exec(
+                pid,
+                ProcessInfo {
+                    ppid: 1,
+                    uid: 0,
+                    comm: b"sh".to_vec(),
+                    start_ticks: 1,
+                    exe: None,
+                    args: owo_common::event::Argv::from_args(["sh", "-c", long.as_str()]),
+                    exited_at: None,
+                },
+            );
+        }
+        let text = render(&t, 0, TreeFormat::Text).unwrap();
+        assert!(text.len() <= ANSWER_MAX, "{} bytes", text.len());
+        let shown = text.lines().filter(|l| l.contains("\tsh\t")).count();
+        let note = text.lines().last().unwrap();
+        assert!(
+            note.starts_with(&format!("# {} more processes not shown", 600 - shown)),
+            "{note}"
+        );
+        let json = render(&t, 0, TreeFormat::Json).unwrap();
+        assert!(json.len() <= ANSWER_MAX, "{} bytes", json.len());
+        let v: Value = serde_json::from_str(&json).unwrap();
+        let listed = v["processes"].as_array().unwrap().len();
+        assert!(listed > 0);
+        assert_eq!(v["not_shown"], 600 - listed);
     }
 }

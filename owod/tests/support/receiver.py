@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A real HTTP(S) collector for owod's tests: it appends the body of every POST to a file and
-answers 200. With --cert/--key it speaks TLS; with --client-ca it demands a client certificate
+answers 200 (or --status, and then it keeps nothing). With --cert/--key it speaks TLS; with --client-ca it demands a client certificate
 signed by that CA. It prints its port on the first line of stdout once it listens."""
 import argparse
 import http.server
@@ -17,6 +17,7 @@ def main():
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--client-ca")
+    p.add_argument("--status", type=int, default=200)
     args = p.parse_args()
     # One append at a time, each in one write: concurrent POSTs never interleave in the file.
     lock = threading.Lock()
@@ -26,6 +27,12 @@ def main():
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if args.status != 200:
+                self.send_response(args.status)
+                self.send_header("Content-Length", "7")
+                self.end_headers()
+                self.wfile.write(b"refused")
+                return
             with lock:
                 fd = os.open(args.out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 try:

@@ -49,6 +49,8 @@ pub struct RemoteStatus {
     pub state: &'static str,
     /// Records delivered in this run.
     pub delivered: u64,
+    /// Records the collector refused for what they are (dropped, each in a loss record).
+    pub refused: u64,
     pub last_error: Option<String>,
 }
 
@@ -118,8 +120,11 @@ pub fn start(
         tls,
         reader,
         end_rx,
-        done_tx,
-        status_tx,
+        Reports {
+            delivered: done_tx,
+            status: status_tx,
+            losses: losses.clone(),
+        },
         name.clone(),
     ));
     Ok((
@@ -269,6 +274,13 @@ fn jitter(seed: &mut u64, base: Duration) -> Duration {
     base.mul_f64(1.0 + spread)
 }
 
+/// Where the sender says what it did: how far it delivered, its state, and what it dropped.
+struct Reports {
+    delivered: watch::Sender<Position>,
+    status: watch::Sender<RemoteStatus>,
+    losses: mpsc::Sender<RemoteLoss>,
+}
+
 /// Deliver from the spool, in order, until the writer is done (shutdown): what is left stays
 /// in the spool for the next start.
 async fn send_spool(
@@ -276,10 +288,14 @@ async fn send_spool(
     tls: Option<Arc<rustls::ClientConfig>>,
     mut spool: SpoolReader,
     mut end: watch::Receiver<Position>,
-    delivered: watch::Sender<Position>,
-    status: watch::Sender<RemoteStatus>,
+    reports: Reports,
     name: String,
 ) {
+    let Reports {
+        delivered,
+        status,
+        losses,
+    } = reports;
     let mut connection: Option<protocol::Connection> = None;
     let mut retry = Retry::new(Duration::from_secs(remote.retry_interval_seconds.max(1)));
     let flush_every = Duration::from_millis(remote.flush_interval_ms);
@@ -339,7 +355,33 @@ async fn send_spool(
                     s.last_error = None;
                 });
             }
-            Err(err) => {
+            Err(protocol::SendError::Refused(why)) => {
+                // Sent again it would be refused again: it goes, and the loss says which.
+                retry.succeeded(&name);
+                let seqs = || lines.iter().filter_map(|l| spool::seq_of(l));
+                tracing::warn!(
+                    "remote {name}: {why}: a batch of {} records is dropped, as it would be refused again",
+                    lines.len()
+                );
+                let _ = losses
+                    .send(RemoteLoss {
+                        remote: name.clone(),
+                        stage: "remote_refused",
+                        count: lines.len() as u64,
+                        first_seq: seqs().min(),
+                        last_seq: seqs().max(),
+                    })
+                    .await;
+                if let Err(err) = spool.commit(to) {
+                    tracing::error!("remote {name}: cannot save its spool cursor: {err}");
+                }
+                delivered.send_replace(to);
+                status.send_modify(|s| {
+                    s.refused += lines.len() as u64;
+                    s.last_error = Some(why);
+                });
+            }
+            Err(protocol::SendError::Retry(err)) => {
                 connection = None;
                 if !retry.failed(&name, &err, &status, &mut end).await {
                     return;
@@ -351,16 +393,17 @@ async fn send_spool(
 
 /// `work`, given up after the remote's `timeout_seconds`: a peer that stops answering costs a
 /// reconnection, not the sender.
-async fn with_timeout<T>(
+async fn with_timeout<T, E: From<String>>(
     remote: &RemoteConfig,
-    work: impl std::future::Future<Output = Result<T, String>>,
-) -> Result<T, String> {
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     let limit = Duration::from_secs(remote.timeout_seconds);
     tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
         Err(format!(
             "{} did not answer within {} s",
             remote.address, remote.timeout_seconds
-        ))
+        )
+        .into())
     })
 }
 

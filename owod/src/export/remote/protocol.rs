@@ -319,9 +319,33 @@ pub fn http_body(format: &str, batch: &[String]) -> (Vec<u8>, &'static str) {
     }
 }
 
+/// Why a batch was not delivered.
+#[derive(Debug)]
+pub enum SendError {
+    /// The connection is no good: the batch goes again, on a new one.
+    Retry(String),
+    /// The collector refused the batch for what it is (an HTTP 4xx other than 408 and 429): it
+    /// would refuse it again, so it is dropped, and counted.
+    Refused(String),
+}
+
+impl From<String> for SendError {
+    fn from(why: String) -> SendError {
+        SendError::Retry(why)
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Retry(why) | SendError::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
 impl Connection {
-    /// Deliver one batch; an error means the connection is no good and the batch goes again.
-    pub async fn send(&mut self, remote: &RemoteConfig, batch: &[String]) -> Result<(), String> {
+    /// Deliver one batch.
+    pub async fn send(&mut self, remote: &RemoteConfig, batch: &[String]) -> Result<(), SendError> {
         match self {
             Connection::Lines(io) => {
                 let mut bytes = Vec::with_capacity(batch.iter().map(|l| l.len() + 1).sum());
@@ -330,7 +354,7 @@ impl Connection {
                     bytes.push(b'\n');
                 }
                 io.write_all(&bytes).await.map_err(|e| e.to_string())?;
-                io.flush().await.map_err(|e| e.to_string())
+                Ok(io.flush().await.map_err(|e| e.to_string())?)
             }
             Connection::Syslog { io, hostname } => {
                 let mut bytes = Vec::new();
@@ -339,7 +363,7 @@ impl Connection {
                     bytes.extend_from_slice(format!("{} {msg}", msg.len()).as_bytes());
                 }
                 io.write_all(&bytes).await.map_err(|e| e.to_string())?;
-                io.flush().await.map_err(|e| e.to_string())
+                Ok(io.flush().await.map_err(|e| e.to_string())?)
             }
             Connection::Relp { io, txnr, hostname } => {
                 // The whole batch in one write, then every answer: all must be 200.
@@ -359,13 +383,14 @@ impl Connection {
                 for _ in 0..batch.len() {
                     let (n, command, data) = relp_read(io).await?;
                     if command == "serverclose" {
-                        return Err(format!("RELP: {} closed the session", remote.address));
+                        return Err(format!("RELP: {} closed the session", remote.address).into());
                     }
                     if command != "rsp" || !data.starts_with(b"200") {
                         return Err(format!(
                             "RELP: message {n} refused: {}",
                             String::from_utf8_lossy(&data)
-                        ));
+                        )
+                        .into());
                     }
                 }
                 Ok(())
@@ -418,10 +443,12 @@ impl Connection {
                 http_body_util::BodyExt::collect(body)
                     .await
                     .map_err(|e| format!("{}'s answer: {e}", remote.address))?;
-                if status.is_success() {
-                    Ok(())
-                } else {
-                    Err(format!("{} answered HTTP {status}", remote.address))
+                let why = format!("{} answered HTTP {status}", remote.address);
+                match status.as_u16() {
+                    200..=299 => Ok(()),
+                    408 | 429 => Err(SendError::Retry(why)),
+                    400..=499 => Err(SendError::Refused(why)),
+                    _ => Err(SendError::Retry(why)),
                 }
             }
         }

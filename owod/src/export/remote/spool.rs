@@ -54,7 +54,7 @@ pub fn segments(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(ids)
 }
 
-fn seq_of(line: &str) -> Option<u64> {
+pub fn seq_of(line: &str) -> Option<u64> {
     let at = line.find("\"seq\":")? + 6;
     let digits: String = line[at..]
         .chars()
