@@ -47,9 +47,10 @@ struct Chain {
     started_ns: u64,
     seqs: Vec<u64>,
     matched: Vec<Record>,
-    /// Fields of `matched` that `same_as` compares with, each looked up once: a host chain is
-    /// compared with every record of its next step's type while it waits.
-    captured: RefCell<Vec<(usize, String, Option<Field>)>>,
+    /// Fields of `matched` that `same_as` compares with, each looked up once, by the slot of
+    /// the reference: a host chain is compared with every record of its next step's type while
+    /// it waits.
+    captured: RefCell<Vec<Option<Option<Field>>>>,
     /// The key process exited (process_tree: a new process under its pid is not it).
     root_exited: bool,
 }
@@ -66,21 +67,15 @@ impl Chain {
         }
     }
 
-    /// Step `step`'s `field` is there and equals `value`.
-    fn earlier_equals(&self, step: usize, field: &str, value: Option<&Field>) -> bool {
+    /// Step `step`'s `field` (the rule's reference `slot`) is there and equals `value`.
+    fn earlier_equals(&self, step: usize, field: &str, slot: usize, value: Option<&Field>) -> bool {
         let mut captured = self.captured.borrow_mut();
-        let at = match captured
-            .iter()
-            .position(|(s, f, _)| *s == step && f == field)
-        {
-            Some(at) => at,
-            None => {
-                let earlier = self.matched.get(step).and_then(|m| m.field(field));
-                captured.push((step, field.to_owned(), earlier));
-                captured.len() - 1
-            }
-        };
-        let earlier = captured[at].2.as_ref();
+        if captured.len() <= slot {
+            captured.resize(slot + 1, None);
+        }
+        let earlier = captured[slot]
+            .get_or_insert_with(|| self.matched.get(step).and_then(|m| m.field(field)))
+            .as_ref();
         earlier.is_some() && value == earlier
     }
 }
@@ -103,11 +98,13 @@ impl<'a> Current<'a> {
         }
     }
 
-    fn with<R>(&self, name: &str, f: impl FnOnce(Option<&Field>) -> R) -> R {
-        match self.names.iter().position(|n| n == name) {
-            Some(at) => f(self.found[at].as_ref()),
-            // Every name a condition reads was gathered; this is for safety only.
-            None => f(self.record.field(name).as_ref()),
+    /// The field a condition reads, by its slot.
+    fn with<R>(&self, c: &Condition, f: impl FnOnce(Option<&Field>) -> R) -> R {
+        debug_assert!(self.names.get(c.slot).is_none_or(|n| *n == c.field));
+        match self.found.get(c.slot) {
+            Some(value) => f(value.as_ref()),
+            // Every field a condition reads was gathered, in its slot; this is for safety only.
+            None => f(self.record.field(&c.field).as_ref()),
         }
     }
 }
@@ -126,24 +123,32 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(rules: Vec<Rule>) -> Engine {
-        let rules: Vec<Arc<Rule>> = rules.into_iter().map(Arc::new).collect();
+    pub fn new(mut rules: Vec<Rule>) -> Engine {
         let mut by_type: HashMap<String, Vec<usize>> = HashMap::new();
         let mut fields: HashMap<String, Vec<String>> = HashMap::new();
-        for (i, rule) in rules.iter().enumerate() {
-            for step in &rule.steps {
+        for (i, rule) in rules.iter_mut().enumerate() {
+            // Each condition's field gets its slot among the fields of its record type, and
+            // each same_as reference its slot among the rule's: looked up by place, not name.
+            let mut references: Vec<(usize, String)> = Vec::new();
+            for step in &mut rule.steps {
                 let list = by_type.entry(step.event_type.clone()).or_default();
                 if !list.contains(&i) {
                     list.push(i);
                 }
                 let names = fields.entry(step.event_type.clone()).or_default();
-                for c in step.all.iter().chain(step.any.iter().flatten()) {
-                    if !names.contains(&c.field) {
-                        names.push(c.field.clone());
+                for c in step.all.iter_mut().chain(step.any.iter_mut().flatten()) {
+                    c.slot = slot_of(names, |n| *n == c.field, || c.field.clone());
+                    if let Op::SameAs { step, field, slot } = &mut c.op {
+                        *slot = slot_of(
+                            &mut references,
+                            |(s, f)| s == step && f == field,
+                            || (*step, field.clone()),
+                        );
                     }
                 }
             }
         }
+        let rules: Vec<Arc<Rule>> = rules.into_iter().map(Arc::new).collect();
         Engine {
             rules,
             by_type,
@@ -396,8 +401,16 @@ fn number(field: &Field) -> Option<f64> {
     }
 }
 
+/// The place of the item that `is` in `list`, added with `new` if it was not there.
+fn slot_of<T>(list: &mut Vec<T>, is: impl Fn(&T) -> bool, new: impl FnOnce() -> T) -> usize {
+    list.iter().position(is).unwrap_or_else(|| {
+        list.push(new());
+        list.len() - 1
+    })
+}
+
 fn holds(c: &Condition, current: &Current<'_>, chain: Option<&Chain>) -> bool {
-    current.with(&c.field, |value| {
+    current.with(c, |value| {
         let text = match value {
             Some(Field::Text(t)) => Some(t.as_str()),
             _ => None,
@@ -421,8 +434,8 @@ fn holds(c: &Condition, current: &Current<'_>, chain: Option<&Chain>) -> bool {
             Op::Gt(n) => number.is_some_and(|x| x > *n),
             Op::Ge(n) => number.is_some_and(|x| x >= *n),
             Op::Exists(want) => value.is_some() == *want,
-            Op::SameAs { step, field } => {
-                chain.is_some_and(|chain| chain.earlier_equals(*step, field, value))
+            Op::SameAs { step, field, slot } => {
+                chain.is_some_and(|chain| chain.earlier_equals(*step, field, *slot, value))
             }
         }
     })

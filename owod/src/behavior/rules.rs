@@ -95,6 +95,8 @@ pub enum Op {
     SameAs {
         step: usize,
         field: String,
+        /// Its place among the rule's `same_as` references (numbered by the engine).
+        slot: usize,
     },
 }
 
@@ -102,6 +104,9 @@ pub enum Op {
 pub struct Condition {
     pub field: String,
     pub op: Op,
+    /// Its field's place among the fields that rules read in records of its step's type
+    /// (numbered by the engine).
+    pub slot: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -319,6 +324,7 @@ fn conditions(
                     Op::SameAs {
                         step: n,
                         field: other.to_owned(),
+                        slot: 0,
                     }
                 }
                 other => return Err(format!("`{field}`: unknown operator `{other}`")),
@@ -326,6 +332,7 @@ fn conditions(
             out.push(Condition {
                 field: field.clone(),
                 op,
+                slot: 0,
             });
         }
     }
