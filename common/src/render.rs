@@ -14,12 +14,16 @@
 
 /// No line is longer than this (newline excluded).
 pub const LINE_MAX: usize = 64 * 1024;
-/// Budget of one path field.
-pub const PATH_BUDGET: usize = 6 * 1024;
+/// Budget of one path field: a path the kernel gives is under 4 KiB, and some escaping fits.
+/// The budgets of the fullest record (an exec) add up to less than [`LINE_MAX`] with room for
+/// the wrapper, so that no record is ever too long to write.
+pub const PATH_BUDGET: usize = 4608;
 /// Budget of `args`, all elements together.
 pub const ARGS_BUDGET: usize = 16 * 1024;
 /// Budget of a command line.
 pub const CMDLINE_BUDGET: usize = 8 * 1024;
+/// Budget of the parent's command line, which an exec record carries for context.
+pub const PARENT_CMDLINE_BUDGET: usize = 4 * 1024;
 /// Budget of a short name (comm, user name, …).
 pub const NAME_BUDGET: usize = 256;
 

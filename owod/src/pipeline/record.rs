@@ -8,7 +8,7 @@ use std::{net::IpAddr, sync::Arc};
 use owo_common::{
     abi,
     event::{Argv, Creds},
-    render::{self, CMDLINE_BUDGET, NAME_BUDGET, PATH_BUDGET},
+    render::{self, CMDLINE_BUDGET, NAME_BUDGET, PARENT_CMDLINE_BUDGET, PATH_BUDGET},
 };
 use serde_json::{Map, Value};
 
@@ -202,7 +202,7 @@ impl ExecRecord {
             v.text(
                 "parent_cmdline",
                 &parent.args.cmdline(),
-                CMDLINE_BUDGET,
+                PARENT_CMDLINE_BUDGET,
                 false,
             );
         }
@@ -760,5 +760,64 @@ impl<S: AsRef<str>> Visit for Lookup<'_, S> {
 
     fn json(&mut self, _key: &str, _value: &Value) {
         // The agent's own records are not looked at by rules.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An exec record with every field there, each as long as the kernel gives and made of the
+    /// bytes that cost most in JSON.
+    fn worst_exec() -> Record {
+        let costly = |n: usize| vec![0x01u8; n];
+        let info = CgroupInfo {
+            container_id: Some("c".repeat(64)),
+            container_runtime: Some("containerd"),
+            pod_uid: Some("p".repeat(36)),
+            systemd_unit: Some("\u{1}".repeat(255)),
+        };
+        Record::Exec(Box::new(ExecRecord {
+            actor: Actor {
+                user: Some("\u{1}".repeat(255).into()),
+                comm: costly(16),
+                exe: Some(costly(abi::PATH_MAX).into()),
+                ..Actor::default()
+            },
+            inode: Some(u64::MAX),
+            sha256: Some(Sha256::Failed {
+                status: "error",
+                error: Some("e".repeat(200)),
+            }),
+            path: costly(abi::PATH_MAX),
+            args: Argv::from_args(std::iter::repeat_n(costly(1), abi::ARGS_MAX / 2)),
+            cwd: Some(costly(abi::PATH_MAX)),
+            stdin: Some("socket"),
+            stdout: Some("socket"),
+            tty: Some("/dev/pts/1000".into()),
+            auid: Some(u32::MAX),
+            session_id: Some(u32::MAX),
+            cgroup: Some(("\u{1}".repeat(abi::PATH_MAX), info)),
+            parent: Some(Parent {
+                exe: Some(costly(abi::PATH_MAX).into()),
+                args: Argv::from_args(std::iter::repeat_n(costly(1), abi::ARGS_MAX / 2)),
+            }),
+            ancestors: costly(abi::PATH_MAX),
+            ..ExecRecord::default()
+        }))
+    }
+
+    #[test]
+    fn the_costliest_exec_fits_in_a_line_with_room_for_its_wrapper() {
+        let line = worst_exec().to_json();
+        // The wrapper: three names of at most 255 bytes (each byte at most 2 in JSON), the
+        // timestamp, seq, run_id and their keys.
+        let wrapper = 3 * 2 * 255 + 256;
+        assert!(
+            line.len() + wrapper <= render::LINE_MAX,
+            "{} bytes + {wrapper} of wrapper > {}",
+            line.len(),
+            render::LINE_MAX
+        );
     }
 }

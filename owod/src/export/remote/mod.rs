@@ -313,6 +313,19 @@ async fn send_spool(
                 (Vec::new(), spool.at)
             }
         };
+        let corrupt = std::mem::take(&mut spool.corrupt);
+        if corrupt > 0 {
+            tracing::warn!("remote {name}: {corrupt} corrupt lines in its spool were skipped");
+            let _ = losses
+                .send(RemoteLoss {
+                    remote: name.clone(),
+                    stage: "spool_corrupt",
+                    count: corrupt,
+                    first_seq: None,
+                    last_seq: None,
+                })
+                .await;
+        }
         if lines.is_empty() {
             status.send_modify(|s| {
                 if s.state == "connected" {

@@ -15,6 +15,9 @@ use std::{
 
 use crate::export::file::open_owned;
 
+/// The longest line a segment can hold: a record and its newline.
+const LINE_READ_MAX: u64 = owo_common::render::LINE_MAX as u64 + 1;
+
 /// A segment is closed and a new one started past this size (less for a small spool).
 pub const SEGMENT_BYTES: u64 = 4 << 20;
 
@@ -188,6 +191,9 @@ impl SpoolWriter {
 pub struct SpoolReader {
     dir: PathBuf,
     pub at: Position,
+    /// Lines skipped as corrupt (not valid UTF-8, longer than any record, or the rest of a line
+    /// a corrupt cursor pointed into) since the sender last took the count.
+    pub corrupt: u64,
 }
 
 impl SpoolReader {
@@ -206,6 +212,7 @@ impl SpoolReader {
         Ok(SpoolReader {
             dir: dir.to_owned(),
             at,
+            corrupt: 0,
         })
     }
 
@@ -238,19 +245,51 @@ impl SpoolReader {
             };
             let path = segment_path(&self.dir, self.at.segment);
             let mut file = File::open(&path)?;
-            file.seek(SeekFrom::Start(self.at.offset))?;
-            let mut reader = BufReader::new(file.take(limit.saturating_sub(self.at.offset)));
-            let (mut lines, mut bytes, mut offset) = (Vec::new(), 0usize, self.at.offset);
-            let mut line = String::new();
+            let mut offset = self.at.offset;
+            // A cursor that points into a line (a corrupt cursor file) starts at the next one.
+            if offset > 0 {
+                let mut before = [0u8];
+                file.seek(SeekFrom::Start(offset - 1))?;
+                if file.read(&mut before)? == 1 && before[0] != b'\n' {
+                    let mut rest = BufReader::new((&mut file).take(limit.saturating_sub(offset)));
+                    let skipped = rest.skip_until(b'\n')?;
+                    offset += skipped as u64;
+                    self.corrupt += 1;
+                }
+            }
+            file.seek(SeekFrom::Start(offset))?;
+            let mut reader = BufReader::new(file.take(limit.saturating_sub(offset)));
+            let (mut lines, mut bytes) = (Vec::new(), 0usize);
+            let mut line = Vec::new();
             while lines.len() < max_events && bytes < max_bytes {
                 line.clear();
-                let n = reader.read_line(&mut line)?;
-                if n == 0 || !line.ends_with('\n') {
+                let n = (&mut reader)
+                    .take(LINE_READ_MAX)
+                    .read_until(b'\n', &mut line)?;
+                if line.last() != Some(&b'\n') {
+                    if n as u64 == LINE_READ_MAX {
+                        // Longer than any record: not one owod wrote. Skip to its end.
+                        offset += (n + reader.skip_until(b'\n')?) as u64;
+                        self.corrupt += 1;
+                        continue;
+                    }
                     break; // the end, or a line still being written
                 }
                 offset += n as u64;
-                bytes += n;
-                lines.push(line.trim_end_matches('\n').to_owned());
+                line.pop();
+                match std::str::from_utf8(&line) {
+                    Ok(text) => {
+                        bytes += n;
+                        lines.push(text.to_owned());
+                    }
+                    // Not valid UTF-8: not a line owod wrote either.
+                    Err(_) => self.corrupt += 1,
+                }
+            }
+            if lines.is_empty() && offset > self.at.offset {
+                // Only corrupt lines so far: past them, and on.
+                self.at.offset = offset;
+                continue;
             }
             if !lines.is_empty() {
                 return Ok((
@@ -298,6 +337,43 @@ mod tests {
             "{{\"seq\":{seq},\"run_id\":\"r\",\"event\":{{\"event_type\":\"x\",\"pad\":\"{}\"}}}}",
             "p".repeat(100)
         )
+    }
+
+    #[test]
+    fn corrupt_lines_and_a_cursor_into_a_line_are_skipped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        for seq in 1..=3 {
+            bytes.extend(record(seq).as_bytes());
+            bytes.push(b'\n');
+        }
+        bytes.extend(b"\xff\xfe not UTF-8\n");
+        bytes.extend(vec![b'x'; 70 << 10]);
+        bytes.push(b'\n');
+        bytes.extend(record(4).as_bytes());
+        bytes.push(b'\n');
+        fs::write(segment_path(dir.path(), 0), &bytes).unwrap();
+        // A cursor into the middle of the first record.
+        fs::write(dir.path().join("cursor"), "0 10\n").unwrap();
+        let mut r = SpoolReader::open(dir.path()).unwrap();
+        let end = Position {
+            segment: 0,
+            offset: bytes.len() as u64,
+        };
+        let mut seqs = Vec::new();
+        loop {
+            let (batch, to) = r.read_batch(end, 10, usize::MAX).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            seqs.extend(batch.iter().map(|l| seq_of(l).unwrap()));
+            r.commit(to).unwrap();
+        }
+        assert_eq!(seqs, [2, 3, 4]);
+        assert_eq!(
+            r.corrupt, 3,
+            "the rest of the first, the invalid line, the long one"
+        );
     }
 
     #[test]
