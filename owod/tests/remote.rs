@@ -184,6 +184,55 @@ fn a_collector_that_refuses_a_batch_costs_that_batch_counted_not_the_stream() {
 }
 
 #[test]
+fn elasticsearch_item_errors_are_losses_not_deliveries() {
+    if !bpf_available("elasticsearch_item_errors_are_losses_not_deliveries") {
+        return;
+    }
+    // A 200 whose items refuse every other record (a mapping error).
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(dir.path(), 0, &["--refuse-odd"]);
+    let spool = dir.path().join("spool");
+    let mut daemon = Daemon::start(&remote_config(
+        "http",
+        receiver.port,
+        &spool,
+        "    http_format: elasticsearch_bulk\n",
+    ));
+    let tag = marker("bulk");
+    for _ in 0..20 {
+        exec_marker(&tag);
+    }
+    daemon.wait_for_n("the marked execs", 20, |r| {
+        event(r)["args"][1] == tag.as_str()
+    });
+    let last = daemon.records().last().unwrap()["seq"].as_u64().unwrap();
+    // Every seq up to the last one written is either at the collector or in a loss record.
+    wait_until("every seq to be delivered or named as lost", || {
+        let mut accounted: Vec<u64> = receiver
+            .records()
+            .iter()
+            .filter_map(|r| r["seq"].as_u64())
+            .collect();
+        for r in daemon.records() {
+            if event(&r)["type"] == "loss" && event(&r)["stage"] == "remote_refused" {
+                let first = event(&r)["first_seq"].as_u64().unwrap();
+                let last = event(&r)["last_seq"].as_u64().unwrap();
+                assert_eq!(event(&r)["count"].as_u64(), Some(last - first + 1));
+                accounted.extend(first..=last);
+            }
+        }
+        accounted.sort_unstable();
+        accounted.dedup();
+        (1..=last).all(|seq| accounted.binary_search(&seq).is_ok())
+    });
+    let delivered = receiver.records().len();
+    assert!(
+        delivered > 0 && (delivered as u64) < last,
+        "{delivered} of {last}"
+    );
+}
+
+#[test]
 fn records_spooled_at_shutdown_go_out_after_the_next_start() {
     if !bpf_available("records_spooled_at_shutdown_go_out_after_the_next_start") {
         return;

@@ -18,6 +18,11 @@ def main():
     p.add_argument("--key")
     p.add_argument("--client-ca")
     p.add_argument("--status", type=int, default=200)
+    p.add_argument(
+        "--refuse-odd",
+        action="store_true",
+        help="answer an Elasticsearch bulk body with item errors: every other record refused",
+    )
     args = p.parse_args()
     # One append at a time, each in one write: concurrent POSTs never interleave in the file.
     lock = threading.Lock()
@@ -33,6 +38,22 @@ def main():
                 self.end_headers()
                 self.wfile.write(b"refused")
                 return
+            answer = b"ok"
+            if args.refuse_odd:
+                # Bulk: an action line, then the record. Keep the even ones.
+                lines = body.splitlines()
+                docs = lines[1::2]
+                items, kept = [], b""
+                for i, doc in enumerate(docs):
+                    if i % 2:
+                        items.append(
+                            '{"create":{"status":400,"error":{"type":"mapper_parsing_exception"}}}'
+                        )
+                    else:
+                        items.append('{"create":{"status":201}}')
+                        kept += doc + b"\n"
+                answer = ('{"errors":true,"items":[' + ",".join(items) + "]}").encode()
+                body = kept
             with lock:
                 fd = os.open(args.out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
@@ -42,9 +63,9 @@ def main():
                 finally:
                     os.close(fd)
             self.send_response(200)
-            self.send_header("Content-Length", "2")
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
-            self.wfile.write(b"ok")
+            self.wfile.write(answer)
 
         def log_message(self, *a):
             pass

@@ -371,28 +371,31 @@ async fn send_spool(
             Err(protocol::SendError::Refused(why)) => {
                 // Sent again it would be refused again: it goes, and the loss says which.
                 retry.succeeded(&name);
-                let seqs = || lines.iter().filter_map(|l| spool::seq_of(l));
                 tracing::warn!(
                     "remote {name}: {why}: a batch of {} records is dropped, as it would be refused again",
                     lines.len()
                 );
-                let _ = losses
-                    .send(RemoteLoss {
-                        remote: name.clone(),
-                        stage: "remote_refused",
-                        count: lines.len() as u64,
-                        first_seq: seqs().min(),
-                        last_seq: seqs().max(),
-                    })
-                    .await;
+                refused(&name, &lines, &losses, &status, why).await;
                 if let Err(err) = spool.commit(to) {
                     tracing::error!("remote {name}: cannot save its spool cursor: {err}");
                 }
                 delivered.send_replace(to);
-                status.send_modify(|s| {
-                    s.refused += lines.len() as u64;
-                    s.last_error = Some(why);
-                });
+            }
+            Err(protocol::SendError::Partly(at, why)) => {
+                retry.succeeded(&name);
+                tracing::warn!(
+                    "remote {name}: {why}: {} of a batch of {} records are dropped",
+                    at.len(),
+                    lines.len()
+                );
+                let dropped: Vec<String> =
+                    at.iter().filter_map(|&i| lines.get(i).cloned()).collect();
+                refused(&name, &dropped, &losses, &status, why).await;
+                if let Err(err) = spool.commit(to) {
+                    tracing::error!("remote {name}: cannot save its spool cursor: {err}");
+                }
+                delivered.send_replace(to);
+                status.send_modify(|s| s.delivered += (lines.len() - dropped.len()) as u64);
             }
             Err(protocol::SendError::Retry(err)) => {
                 connection = None;
@@ -402,6 +405,41 @@ async fn send_spool(
             }
         }
     }
+}
+
+/// Records a collector refused for what they are: in status, and in loss records, one for each
+/// run of consecutive seqs, so that each names exactly the records it counts.
+async fn refused(
+    name: &str,
+    lines: &[String],
+    losses: &mpsc::Sender<RemoteLoss>,
+    status: &watch::Sender<RemoteStatus>,
+    why: String,
+) {
+    let mut seqs: Vec<u64> = lines.iter().filter_map(|l| spool::seq_of(l)).collect();
+    seqs.sort_unstable();
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for seq in seqs {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == seq => *last = seq,
+            _ => runs.push((seq, seq)),
+        }
+    }
+    for (first, last) in runs {
+        let _ = losses
+            .send(RemoteLoss {
+                remote: name.to_owned(),
+                stage: "remote_refused",
+                count: last - first + 1,
+                first_seq: Some(first),
+                last_seq: Some(last),
+            })
+            .await;
+    }
+    status.send_modify(|s| {
+        s.refused += lines.len() as u64;
+        s.last_error = Some(why);
+    });
 }
 
 /// `work`, given up after the remote's `timeout_seconds`: a peer that stops answering costs a

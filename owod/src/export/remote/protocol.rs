@@ -327,6 +327,9 @@ pub enum SendError {
     /// The collector refused the batch for what it is (an HTTP 4xx other than 408 and 429): it
     /// would refuse it again, so it is dropped, and counted.
     Refused(String),
+    /// The collector took the batch but refused these records of it (by their place in the
+    /// batch) for what they are: an Elasticsearch bulk answer with item errors.
+    Partly(Vec<usize>, String),
 }
 
 impl From<String> for SendError {
@@ -338,8 +341,67 @@ impl From<String> for SendError {
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SendError::Retry(why) | SendError::Refused(why) => f.write_str(why),
+            SendError::Retry(why) | SendError::Refused(why) | SendError::Partly(_, why) => {
+                f.write_str(why)
+            }
         }
+    }
+}
+
+/// What an Elasticsearch bulk answer says of each record: with `"errors": true`, the items
+/// that failed. One that failed for a reason that may pass (429, or 5xx) fails the batch, to be
+/// sent again (what was taken comes twice, as at-least-once allows); the others are refused.
+fn bulk_items(answer: &[u8], sent: usize) -> Result<(), SendError> {
+    #[derive(serde::Deserialize)]
+    struct Bulk {
+        #[serde(default)]
+        errors: bool,
+        #[serde(default)]
+        items: Vec<std::collections::HashMap<String, Item>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        status: u16,
+        #[serde(default)]
+        error: Option<serde_json::Value>,
+    }
+    let bulk: Bulk =
+        serde_json::from_slice(answer).map_err(|e| format!("not a bulk answer: {e}"))?;
+    if !bulk.errors {
+        return Ok(());
+    }
+    if bulk.items.len() != sent {
+        return Err(format!("{} items for {sent} records", bulk.items.len()).into());
+    }
+    let mut refused = Vec::new();
+    let mut first = None;
+    for (at, item) in bulk.items.iter().enumerate() {
+        let Some(item) = item.values().next() else {
+            continue;
+        };
+        match item.status {
+            200..=299 => {}
+            429 | 500..=599 => {
+                return Err(SendError::Retry(format!(
+                    "a record failed with {}",
+                    item.status
+                )))
+            }
+            status => {
+                refused.push(at);
+                first.get_or_insert_with(|| {
+                    let reason = item
+                        .error
+                        .as_ref()
+                        .map_or(String::new(), |e| format!(": {e}"));
+                    format!("Elasticsearch refused records with {status}{reason}")
+                });
+            }
+        }
+    }
+    match first {
+        Some(why) => Err(SendError::Partly(refused, why)),
+        None => Ok(()),
     }
 }
 
@@ -440,11 +502,15 @@ impl Connection {
                 // Read the body to the end so the connection can be used again, but no more of
                 // it than an answer needs: a longer one ends the connection.
                 let body = http_body_util::Limited::new(response.into_body(), HTTP_ANSWER_MAX);
-                http_body_util::BodyExt::collect(body)
+                let answer = http_body_util::BodyExt::collect(body)
                     .await
-                    .map_err(|e| format!("{}'s answer: {e}", remote.address))?;
+                    .map_err(|e| format!("{}'s answer: {e}", remote.address))?
+                    .to_bytes();
                 let why = format!("{} answered HTTP {status}", remote.address);
                 match status.as_u16() {
+                    200..=299 if remote.http_format == "elasticsearch_bulk" => {
+                        bulk_items(&answer, batch.len())
+                    }
                     200..=299 => Ok(()),
                     408 | 429 => Err(SendError::Retry(why)),
                     400..=499 => Err(SendError::Refused(why)),
