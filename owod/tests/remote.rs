@@ -469,7 +469,19 @@ impl NatsServer {
         NatsServer { child, port }
     }
 
+    /// A restart as an operator does it (SIGTERM): JetStream acknowledges a message before its
+    /// store has written it, so a SIGKILL can lose acknowledged records, which no client can
+    /// prevent and this test is not about.
     fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + harness::DEADLINE;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

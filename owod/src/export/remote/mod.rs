@@ -61,6 +61,9 @@ pub struct RemoteSink {
     losses: mpsc::Sender<RemoteLoss>,
     /// Records the hub could not hand to the spool writer.
     dropped: u64,
+    /// Those that no loss record names yet, as runs of seqs (first, last). They are reported
+    /// once the queue has room again, so that the loss record does not meet a full queue too.
+    unreported: Vec<(u64, u64)>,
     /// Records the spool writer could not write (a full disk).
     spool_lost: Arc<AtomicU64>,
 }
@@ -134,10 +137,34 @@ pub fn start(
             status: status_rx,
             losses,
             dropped: 0,
+            unreported: Vec::new(),
             spool_lost,
         },
         vec![writing, sending],
     ))
+}
+
+/// Runs of dropped records kept for their loss records at most.
+const UNREPORTED_RUNS: usize = 1024;
+
+impl RemoteSink {
+    /// Name the records the queue dropped in a loss record (kept for later if the daemon's
+    /// loss channel is full).
+    fn report_dropped(&mut self) {
+        while let Some(&(first, last)) = self.unreported.first() {
+            let loss = RemoteLoss {
+                remote: self.name.clone(),
+                stage: "remote_queue",
+                count: last - first + 1,
+                first_seq: Some(first),
+                last_seq: Some(last),
+            };
+            if self.losses.try_send(loss).is_err() {
+                return;
+            }
+            self.unreported.remove(0);
+        }
+    }
 }
 
 impl Sink for RemoteSink {
@@ -146,26 +173,35 @@ impl Sink for RemoteSink {
     }
 
     fn write_line(&mut self, seq: u64, line: &str) {
-        if self.lines.try_send((seq, line.to_owned())).is_err() {
-            self.dropped += 1;
-            if self.dropped == 1 || self.dropped.is_multiple_of(10_000) {
-                tracing::error!(
-                    "remote {}: its spool writer cannot keep up; {} records lost so far",
-                    self.name,
-                    self.dropped
-                );
-            }
-            let _ = self.losses.try_send(RemoteLoss {
-                remote: self.name.clone(),
-                stage: "remote_queue",
-                count: 1,
-                first_seq: Some(seq),
-                last_seq: Some(seq),
-            });
+        if self.lines.try_send((seq, line.to_owned())).is_ok() {
+            self.report_dropped();
+            return;
+        }
+        self.dropped += 1;
+        if self.dropped == 1 || self.dropped.is_multiple_of(10_000) {
+            tracing::error!(
+                "remote {}: its spool writer cannot keep up; {} records lost so far",
+                self.name,
+                self.dropped
+            );
+        }
+        match self.unreported.last_mut() {
+            Some((_, last)) if *last + 1 == seq => *last = seq,
+            _ => self.unreported.push((seq, seq)),
+        }
+        if self.unreported.len() > UNREPORTED_RUNS {
+            // The daemon has taken no loss for long: the two oldest runs become one, which
+            // names the records between them as lost too rather than let this grow.
+            let (_, last) = self.unreported.remove(1);
+            self.unreported[0].1 = last;
         }
     }
 
-    fn flush(&mut self) {}
+    fn flush(&mut self) {
+        if self.lines.capacity() > 0 {
+            self.report_dropped();
+        }
+    }
 
     fn errors(&self) -> u64 {
         self.dropped
@@ -510,5 +546,44 @@ impl Retry {
                 changed = end.changed() => if changed.is_err() { return false },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_a_full_queue_drops_are_named_once_it_has_room() {
+        let (lines, mut queue) = mpsc::channel(2);
+        let (losses, mut reported) = mpsc::channel(16);
+        let (_status, status_rx) = watch::channel(RemoteStatus::default());
+        let mut sink = RemoteSink {
+            name: "http://collector".into(),
+            lines,
+            status: status_rx,
+            losses,
+            dropped: 0,
+            unreported: Vec::new(),
+            spool_lost: Arc::new(AtomicU64::new(0)),
+        };
+        for seq in 1..=5 {
+            sink.write_line(seq, "{}");
+        }
+        sink.flush();
+        assert!(
+            reported.try_recv().is_err(),
+            "no loss record while the queue is full: it would be dropped too"
+        );
+        // The writer catches up.
+        while queue.try_recv().is_ok() {}
+        sink.write_line(6, "{}");
+        let loss = reported.try_recv().expect("the loss, now");
+        assert_eq!(
+            (loss.stage, loss.count, loss.first_seq, loss.last_seq),
+            ("remote_queue", 3, Some(3), Some(5))
+        );
+        assert!(reported.try_recv().is_err(), "one loss record for the run");
+        assert_eq!(sink.errors(), 3);
     }
 }
