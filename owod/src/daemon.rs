@@ -19,7 +19,7 @@ use crate::{
     collector::{loader::KernelChoice, Collector, CollectorCommand, MonitorState},
     config::Config,
     control::{self, ControlCommand, ControlService, DaemonView, MonitorView},
-    export::{open_sinks, remote::RemoteLoss, HubCommand},
+    export::{open_local_sinks, open_sinks, remote::RemoteLoss, start_remotes, HubCommand},
     pipeline::{
         record::AgentRecord,
         sequencer::SequencerCommand,
@@ -424,11 +424,8 @@ impl Daemon {
     /// opened here); only then does anything change.
     async fn apply(&mut self, new: &Config, rules: Option<Vec<Rule>>) -> Result<(), OwoError> {
         // Outputs: if a new file cannot be opened, nothing changes.
-        let sinks = if new.output != self.config.output {
-            let (sinks, tasks) =
-                open_sinks(new, &self.losses).map_err(|e| OwoError::Failed(format!("{e:#}")))?;
-            self.remote_tasks.extend(tasks);
-            Some(sinks)
+        let locals = if new.output != self.config.output {
+            Some(open_local_sinks(new).map_err(|e| OwoError::Failed(format!("{e:#}")))?)
         } else {
             None
         };
@@ -474,13 +471,65 @@ impl Daemon {
             SequencerCommand::Rules { rules, reply }
         })
         .await?;
-        if let Some(sinks) = sinks {
-            ask(&self.stages.hub, "the exporter is gone", |reply| {
-                HubCommand::Sinks { sinks, reply }
-            })
-            .await?;
+        match locals {
+            Some(locals) => self.replace_outputs(new, locals).await,
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Give the hub the new outputs. A remote's spool has one writer and one reader at a time:
+    /// the hub holds records while the old remotes put what they queued into their spools and
+    /// close them, and only then do the new remotes open theirs.
+    async fn replace_outputs(
+        &mut self,
+        new: &Config,
+        locals: Vec<Box<dyn crate::export::Sink>>,
+    ) -> Result<(), OwoError> {
+        ask(&self.stages.hub, "the exporter is gone", |reply| {
+            HubCommand::Sinks {
+                sinks: locals,
+                hold: true,
+                reply,
+            }
+        })
+        .await?;
+        for task in std::mem::take(&mut self.remote_tasks) {
+            if tokio::time::timeout(std::time::Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a remote did not finish within 10 s");
+            }
+        }
+        // A remote of the new config that cannot start leaves the old ones running.
+        let (remotes, tasks, result) = match start_remotes(new, &self.losses) {
+            Ok((remotes, tasks)) => (remotes, tasks, Ok(())),
+            Err(err) => match start_remotes(&self.config, &self.losses) {
+                Ok((remotes, tasks)) => (
+                    remotes,
+                    tasks,
+                    Err(OwoError::Failed(format!(
+                        "{err:#}; the remotes of the running config go on"
+                    ))),
+                ),
+                Err(again) => (
+                    Vec::new(),
+                    Vec::new(),
+                    Err(OwoError::Failed(format!(
+                        "{err:#}; and the running config's remotes could not start again: {again:#}"
+                    ))),
+                ),
+            },
+        };
+        self.remote_tasks = tasks;
+        ask(&self.stages.hub, "the exporter is gone", |reply| {
+            HubCommand::Resume {
+                sinks: remotes,
+                reply,
+            }
+        })
+        .await?;
+        result
     }
 }
 

@@ -233,6 +233,71 @@ fn elasticsearch_item_errors_are_losses_not_deliveries() {
 }
 
 #[test]
+fn reloads_that_change_outputs_under_load_lose_nothing() {
+    if !bpf_available("reloads_that_change_outputs_under_load_lose_nothing") {
+        return;
+    }
+    // Each reload that changes an output starts the remote again on the same spool, while
+    // records keep coming; first with the collector down, then with it up.
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let port = free_port();
+    let mut daemon = Daemon::start(&remote_config("http", port, &spool, ""));
+    let tag = marker("reloaded");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (tag, stop) = (tag.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                exec_marker(&tag);
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut receiver = None;
+    for round in 0..6 {
+        if round == 3 {
+            receiver = Some(Receiver::start(dir.path(), port, &[]));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let config = fs::read_to_string(&daemon.config).unwrap();
+        let changed = match round % 2 {
+            0 => config.replace("flush_interval_ms: 50", "flush_interval_ms: 60"),
+            _ => config.replace("flush_interval_ms: 60", "flush_interval_ms: 50"),
+        };
+        assert_ne!(config, changed);
+        fs::write(&daemon.config, changed).unwrap();
+        let pid = nix::unistd::Pid::from_raw(daemon.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+        daemon.wait_for_n("the reload record", round + 1, |r| {
+            event(r)["type"] == "reload"
+        });
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let execs = load.join().unwrap();
+    daemon.wait_for_n("every marked exec, in the file", execs, |r| {
+        event(r)["args"][1] == tag.as_str()
+    });
+    let last = daemon.records().last().unwrap()["seq"].as_u64().unwrap();
+    let receiver = receiver.unwrap();
+    wait_until("every record written to reach the collector", || {
+        receiver
+            .records()
+            .iter()
+            .filter_map(|r| r["seq"].as_u64())
+            .max()
+            .is_some_and(|seq| seq >= last)
+    });
+    assert_complete(&receiver.records(), &daemon.start["run_id"]);
+    assert!(
+        !daemon.records().iter().any(|r| event(r)["type"] == "loss"),
+        "nothing lost"
+    );
+}
+
+#[test]
 fn records_spooled_at_shutdown_go_out_after_the_next_start() {
     if !bpf_available("records_spooled_at_shutdown_go_out_after_the_next_start") {
         return;

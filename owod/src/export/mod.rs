@@ -41,14 +41,31 @@ pub fn open_sinks(
     config: &Config,
     losses: &mpsc::Sender<remote::RemoteLoss>,
 ) -> anyhow::Result<Outputs> {
+    let mut sinks = open_local_sinks(config)?;
+    let (remotes, tasks) = start_remotes(config, losses)?;
+    sinks.extend(remotes);
+    Ok((sinks, tasks))
+}
+
+/// The file and stderr sinks.
+pub fn open_local_sinks(config: &Config) -> anyhow::Result<Vec<Box<dyn Sink>>> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    let mut tasks = Vec::new();
     if config.output.file.enabled {
         sinks.push(Box::new(file::file_sink(&config.output.file.path)?));
     }
     if config.output.stderr {
         sinks.push(Box::new(stderr::stderr_sink()));
     }
+    Ok(sinks)
+}
+
+/// The remotes, each with its spool writer and sender tasks.
+pub fn start_remotes(
+    config: &Config,
+    losses: &mpsc::Sender<remote::RemoteLoss>,
+) -> anyhow::Result<Outputs> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    let mut tasks = Vec::new();
     for remote in std::iter::once(&config.output.remote)
         .chain(&config.output.remotes)
         .filter(|r| r.enabled)
@@ -223,6 +240,8 @@ pub struct Hub {
     identity: Identity,
     /// The start of every line: `{` and the identity's fields, written once.
     head: String,
+    /// Records wait: outputs are being replaced (see [`HubCommand::Sinks`]).
+    held: bool,
     sinks: Vec<Box<dyn Sink>>,
     clock: BootClock,
     seq: u64,
@@ -261,8 +280,15 @@ pub enum HubCommand {
         reply: oneshot::Sender<io::Result<()>>,
     },
     /// A reloaded config's outputs (opened before the old ones are let go, so a failure leaves
-    /// the running ones).
+    /// the running ones). With `hold`, records wait in the queue until [`HubCommand::Resume`]:
+    /// the old remotes must have closed their spools before the new ones open them.
     Sinks {
+        sinks: Vec<Box<dyn Sink>>,
+        hold: bool,
+        reply: oneshot::Sender<()>,
+    },
+    /// Add these sinks and take records again.
+    Resume {
         sinks: Vec<Box<dyn Sink>>,
         reply: oneshot::Sender<()>,
     },
@@ -285,6 +311,7 @@ fn head(id: &Identity) -> String {
 impl Hub {
     pub fn new(identity: Identity, sinks: Vec<Box<dyn Sink>>) -> Hub {
         Hub {
+            held: false,
             head: head(&identity),
             identity,
             sinks,
@@ -308,7 +335,7 @@ impl Hub {
             tokio::select! {
                 biased;
                 Some(command) = commands.recv() => self.command(command),
-                first = rx.recv() => {
+                first = rx.recv(), if !self.held => {
                     let Some(first) = first else { break };
                     first.into_iter().for_each(|out| self.write(out));
                     while let Ok(next) = rx.try_recv() {
@@ -338,9 +365,15 @@ impl Hub {
                 let result = self.sinks.iter_mut().try_for_each(|s| s.reopen());
                 let _ = reply.send(result);
             }
-            HubCommand::Sinks { sinks, reply } => {
+            HubCommand::Sinks { sinks, hold, reply } => {
                 self.flush();
                 self.sinks = sinks;
+                self.held = hold;
+                let _ = reply.send(());
+            }
+            HubCommand::Resume { sinks, reply } => {
+                self.sinks.extend(sinks);
+                self.held = false;
                 let _ = reply.send(());
             }
         }
