@@ -19,7 +19,7 @@ use crate::{
     collector::{loader::KernelChoice, Collector, CollectorCommand, MonitorState},
     config::Config,
     control::{self, ControlCommand, ControlService, DaemonView, MonitorView},
-    export::{open_local_sinks, open_sinks, remote::RemoteLoss, start_remotes, HubCommand},
+    export::{open_local_sinks, open_sinks, start_remotes, HubCommand, SinkLoss},
     pipeline::{
         record::AgentRecord,
         sequencer::SequencerCommand,
@@ -39,9 +39,9 @@ pub enum Bus {
     None,
 }
 
-fn loss_record(loss: &RemoteLoss) -> AgentRecord {
+fn loss_record(loss: &SinkLoss) -> AgentRecord {
     let mut record = AgentRecord::loss(loss.stage, None, loss.count);
-    record.set("remote", loss.remote.as_str());
+    record.set(loss.sink, loss.target.as_str());
     if let (Some(first), Some(last)) = (loss.first_seq, loss.last_seq) {
         record.set("first_seq", first).set("last_seq", last);
     }
@@ -76,7 +76,7 @@ struct Daemon {
     view: watch::Sender<DaemonView>,
     stages: Handles,
     bus: Option<zbus::Connection>,
-    losses: mpsc::Sender<RemoteLoss>,
+    losses: mpsc::Sender<SinkLoss>,
     /// Tasks of remotes opened by a reload.
     remote_tasks: Vec<JoinHandle<()>>,
 }
@@ -89,7 +89,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut signals = Signals::install().context("cannot install signal handlers")?;
-    let (losses_tx, mut losses_rx) = mpsc::channel::<RemoteLoss>(1024);
+    let (losses_tx, mut losses_rx) = mpsc::channel::<SinkLoss>(1024);
     let (sinks, mut remote_tasks) = open_sinks(&config, &losses_tx)?;
     let run_id = uuid::Uuid::new_v4().to_string();
 
@@ -425,7 +425,10 @@ impl Daemon {
     async fn apply(&mut self, new: &Config, rules: Option<Vec<Rule>>) -> Result<(), OwoError> {
         // Outputs: if a new file cannot be opened, nothing changes.
         let locals = if new.output != self.config.output {
-            Some(open_local_sinks(new).map_err(|e| OwoError::Failed(format!("{e:#}")))?)
+            Some(
+                open_local_sinks(new, &self.losses)
+                    .map_err(|e| OwoError::Failed(format!("{e:#}")))?,
+            )
         } else {
             None
         };

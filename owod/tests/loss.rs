@@ -83,3 +83,67 @@ fn a_full_ring_buffer_is_counted_and_reported_as_loss() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_full_disk_under_the_output_file_loses_only_records_it_names() {
+    if !bpf_available("a_full_disk_under_the_output_file_loses_only_records_it_names") {
+        return;
+    }
+    let mut daemon = Daemon::start("");
+    let out = daemon.output.parent().unwrap().to_owned();
+    // A 256 KiB tmpfs over the file's directory: owod follows its file there within a second,
+    // and a filler leaves the records little room.
+    let _tmpfs = harness::Tmpfs::mount(&out, "256k");
+    let filler = out.join("filler");
+    std::fs::write(&filler, vec![0u8; 192 << 10]).unwrap();
+    let follow = marker("follow");
+    harness::wait_until("owod to write to the file on the tmpfs", || {
+        Command::new("true").arg(&follow).status().unwrap();
+        std::fs::metadata(&daemon.output).is_ok_and(|m| m.len() > 0)
+    });
+    let full = marker("disk-full");
+    for _ in 0..300 {
+        Command::new("true").arg(&full).status().unwrap();
+    }
+    daemon.wait_log("cannot write to");
+    // Room again: what was lost is named in the file (each run in a loss record of its own,
+    // which may take a few batches to come).
+    std::fs::remove_file(&filler).unwrap();
+    let again = marker("room-again");
+    let unaccounted = |records: &[Value]| -> (Vec<u64>, usize) {
+        let seqs: std::collections::HashSet<u64> =
+            records.iter().filter_map(|r| r["seq"].as_u64()).collect();
+        let named: Vec<(u64, u64)> = records
+            .iter()
+            .filter(|r| event(r)["type"] == "loss" && event(r)["stage"] == "file_write")
+            .map(|r| {
+                let e = event(r);
+                let (a, b) = (
+                    e["first_seq"].as_u64().unwrap(),
+                    e["last_seq"].as_u64().unwrap(),
+                );
+                assert_eq!(e["count"].as_u64(), Some(b - a + 1));
+                (a, b)
+            })
+            .collect();
+        let first = *seqs.iter().min().unwrap();
+        let last = *seqs.iter().max().unwrap();
+        let missing = (first..=last)
+            .filter(|s| !seqs.contains(s) && !named.iter().any(|(a, b)| (a..=b).contains(&s)))
+            .collect();
+        (missing, named.len())
+    };
+    // Every line is one whole record (records() checks that each line is JSON), and every seq
+    // from the first in this file on comes to be in it or named by a loss record.
+    harness::wait_until("every seq written or named", || {
+        Command::new("true").arg(&again).status().unwrap();
+        let (missing, named) = unaccounted(&daemon.records());
+        missing.is_empty() && named > 0
+    });
+    let loss = daemon
+        .records()
+        .into_iter()
+        .find(|r| event(r)["stage"] == "file_write")
+        .unwrap();
+    assert_eq!(event(&loss)["file"], daemon.output.to_str().unwrap());
+}

@@ -11,7 +11,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use harness::{bpf_available, event, json_lines, marker, wait_until, Daemon};
+use harness::{bpf_available, event, json_lines, marker, wait_until, Daemon, Tmpfs};
 use serde_json::Value;
 
 struct Receiver {
@@ -877,27 +877,6 @@ fn relp_over_tls_to_rsyslog() {
 }
 
 /// A tmpfs mounted for a test, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        fs::create_dir_all(at).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "owo-test"])
-            .arg(at)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount a tmpfs at {}", at.display());
-        Tmpfs(at.to_owned())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_under_the_spool_loses_only_records_it_names() {
     if !bpf_available("a_full_disk_under_the_spool_loses_only_records_it_names") {

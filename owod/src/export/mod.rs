@@ -11,7 +11,7 @@ pub mod stderr;
 
 use std::{
     collections::BTreeMap,
-    io::{self, BufWriter, Write},
+    io::{self, Write},
 };
 
 use anyhow::Context as _;
@@ -32,26 +32,40 @@ use crate::{
     },
 };
 
+/// Records a sink lost, as its tasks tell the daemon (which makes a `loss` record of it).
+#[derive(Debug)]
+pub struct SinkLoss {
+    /// The key that names the sink in the loss record: `remote` or `file`.
+    pub sink: &'static str,
+    /// Its name there: the remote (`http://host:port`) or the file's path.
+    pub target: String,
+    pub stage: &'static str,
+    pub count: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+}
+
 /// Sinks for the hub, and the remotes' tasks.
 pub type Outputs = (Vec<Box<dyn Sink>>, Vec<JoinHandle<()>>);
 
 /// The outputs of a config: the file, stderr, and a sink per enabled remote (whose tasks are
 /// returned, to be waited for at shutdown: they put what is still queued into their spools).
-pub fn open_sinks(
-    config: &Config,
-    losses: &mpsc::Sender<remote::RemoteLoss>,
-) -> anyhow::Result<Outputs> {
-    let mut sinks = open_local_sinks(config)?;
+pub fn open_sinks(config: &Config, losses: &mpsc::Sender<SinkLoss>) -> anyhow::Result<Outputs> {
+    let mut sinks = open_local_sinks(config, losses)?;
     let (remotes, tasks) = start_remotes(config, losses)?;
     sinks.extend(remotes);
     Ok((sinks, tasks))
 }
 
 /// The file and stderr sinks.
-pub fn open_local_sinks(config: &Config) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+pub fn open_local_sinks(
+    config: &Config,
+    losses: &mpsc::Sender<SinkLoss>,
+) -> anyhow::Result<Vec<Box<dyn Sink>>> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if config.output.file.enabled {
-        sinks.push(Box::new(file::file_sink(&config.output.file.path)?));
+        let file = file::file_sink(&config.output.file.path)?.telling(losses.clone());
+        sinks.push(Box::new(file));
     }
     if config.output.stderr {
         sinks.push(Box::new(stderr::stderr_sink()));
@@ -60,10 +74,7 @@ pub fn open_local_sinks(config: &Config) -> anyhow::Result<Vec<Box<dyn Sink>>> {
 }
 
 /// The remotes, each with its spool writer and sender tasks.
-pub fn start_remotes(
-    config: &Config,
-    losses: &mpsc::Sender<remote::RemoteLoss>,
-) -> anyhow::Result<Outputs> {
+pub fn start_remotes(config: &Config, losses: &mpsc::Sender<SinkLoss>) -> anyhow::Result<Outputs> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     let mut tasks = Vec::new();
     for remote in std::iter::once(&config.output.remote)
@@ -103,22 +114,83 @@ pub type Moved<W> = Box<dyn Fn(&W) -> bool + Send>;
 /// How often a [`LineSink`] looks whether its file was moved away.
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A sink that writes lines to anything `Write`, buffered. Write errors are logged on the first
-/// of a streak, then counted, and logged again when writes work again.
-pub struct LineSink<W: Write> {
+/// Runs of lost records a [`LineSink`] keeps for their loss records at most.
+const LOST_RUNS: usize = 1024;
+
+/// What a [`LineSink`] writes to: a stream, or a file, which can be cut back to its last whole
+/// line after a failed write (a full disk) so that the next line does not join a broken one.
+pub trait Output: Write + Send {
+    /// Its length, where it has one.
+    fn len(&self) -> Option<u64> {
+        None
+    }
+
+    /// Cut it back to `len` bytes.
+    fn cut(&self, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Output for std::fs::File {
+    fn len(&self) -> Option<u64> {
+        self.metadata().ok().map(|m| m.len())
+    }
+
+    fn cut(&self, len: u64) -> io::Result<()> {
+        self.set_len(len)
+    }
+}
+
+impl Output for io::Stderr {}
+
+/// A sink that writes whole lines to an [`Output`], buffered. A write that fails loses the
+/// lines it held, which are counted, and named in `loss` records (stage `file_write`) once
+/// writes work again (a loss record would meet a full disk too). Write errors are logged on the
+/// first of a streak, then counted, and logged again when writes work again.
+pub struct LineSink<W: Output> {
     name: &'static str,
     target: String,
-    out: BufWriter<W>,
+    out: W,
+    /// Whole lines not yet written, the runs of their seqs, and the runs that the loss records
+    /// among them name (told again if those are lost too).
+    pending: Vec<u8>,
+    pending_seqs: Vec<(u64, u64)>,
+    pending_tells: Vec<(u64, u64)>,
+    capacity: usize,
+    /// The length of the output up to its last whole line, where it has a length.
+    good: Option<u64>,
     opener: Option<Opener<W>>,
     /// With it, a file renamed or removed under owod (rotated with no `owoctl reopen`, or with
     /// no bus to send it on) is followed: a new one is opened at the path within a second.
     moved: Option<Moved<W>>,
     checked: std::time::Instant,
+    /// Where losses are told, and the runs of seqs lost and not told yet.
+    losses: Option<mpsc::Sender<SinkLoss>>,
+    lost: Vec<(u64, u64)>,
     errors: u64,
     failing: bool,
 }
 
-impl<W: Write> LineSink<W> {
+/// What a `file_write` loss record's line holds, and no other line (a record's strings are
+/// escaped: their quotes cannot make it).
+const FILE_WRITE_LOSS: &str = "\"stage\":\"file_write\"";
+
+/// The seqs a loss record's line names.
+fn named_run(line: &str) -> Option<(u64, u64)> {
+    let record: Value = serde_json::from_str(line).ok()?;
+    let event = &record["event"];
+    Some((event["first_seq"].as_u64()?, event["last_seq"].as_u64()?))
+}
+
+/// Add the seqs `first..=last` to runs of consecutive seqs.
+fn extend_runs(runs: &mut Vec<(u64, u64)>, first: u64, last: u64) {
+    match runs.last_mut() {
+        Some((_, end)) if *end + 1 == first => *end = last,
+        _ => runs.push((first, last)),
+    }
+}
+
+impl<W: Output> LineSink<W> {
     pub fn new(
         name: &'static str,
         target: String,
@@ -129,10 +201,17 @@ impl<W: Write> LineSink<W> {
         LineSink {
             name,
             target,
-            out: BufWriter::with_capacity(buffer, inner),
+            good: inner.len(),
+            out: inner,
+            pending: Vec::with_capacity(buffer),
+            pending_seqs: Vec::new(),
+            pending_tells: Vec::new(),
+            capacity: buffer,
             opener,
             moved: None,
             checked: std::time::Instant::now(),
+            losses: None,
+            lost: Vec::new(),
             errors: 0,
             failing: false,
         }
@@ -142,6 +221,76 @@ impl<W: Write> LineSink<W> {
     pub fn following(mut self, moved: Moved<W>) -> LineSink<W> {
         self.moved = Some(moved);
         self
+    }
+
+    /// Tell lost records to the daemon, for loss records.
+    pub fn telling(mut self, losses: mpsc::Sender<SinkLoss>) -> LineSink<W> {
+        self.losses = Some(losses);
+        self
+    }
+
+    /// Write what is pending, whole, or lose it whole: a partly written line is cut off again.
+    fn write_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let result = self.out.write_all(&self.pending);
+        match &result {
+            Ok(()) => {
+                self.good = self.good.map(|g| g + self.pending.len() as u64);
+                self.tell_lost();
+            }
+            Err(_) => {
+                if let Some(good) = self.good {
+                    if self.out.cut(good).is_err() {
+                        // Where the file ends is no longer known: ask it again next time.
+                        self.good = self.out.len();
+                    }
+                }
+                for (first, last) in std::mem::take(&mut self.pending_seqs) {
+                    extend_runs(&mut self.lost, first, last);
+                }
+                // A loss record of this sink lost with them: what it named is told again.
+                let mut retold = std::mem::take(&mut self.pending_tells);
+                retold.append(&mut self.lost);
+                retold.sort_unstable();
+                for (first, last) in retold {
+                    extend_runs(&mut self.lost, first, last);
+                }
+                if self.lost.len() > LOST_RUNS {
+                    // Nothing was told for long: the two oldest runs become one, which names
+                    // the records between them as lost too rather than let this grow.
+                    let (_, last) = self.lost.remove(1);
+                    self.lost[0].1 = last;
+                }
+            }
+        }
+        self.pending.clear();
+        self.pending_seqs.clear();
+        self.pending_tells.clear();
+        self.record(result);
+    }
+
+    /// Name what was lost in loss records (what the channel cannot take waits).
+    fn tell_lost(&mut self) {
+        let Some(losses) = &self.losses else {
+            self.lost.clear();
+            return;
+        };
+        while let Some(&(first, last)) = self.lost.first() {
+            let loss = SinkLoss {
+                sink: "file",
+                target: self.target.clone(),
+                stage: "file_write",
+                count: last - first + 1,
+                first_seq: Some(first),
+                last_seq: Some(last),
+            };
+            if losses.try_send(loss).is_err() {
+                return;
+            }
+            self.lost.remove(0);
+        }
     }
 
     fn record(&mut self, result: io::Result<()>) {
@@ -169,16 +318,14 @@ impl<W: Write> LineSink<W> {
             }
         }
     }
-}
 
-impl<W: Write + Send> LineSink<W> {
     fn follow(&mut self) {
         let Some(moved) = &self.moved else { return };
         if self.checked.elapsed() < FOLLOW_EVERY {
             return;
         }
         self.checked = std::time::Instant::now();
-        if !moved(self.out.get_ref()) {
+        if !moved(&self.out) {
             return;
         }
         match self.reopen() {
@@ -192,22 +339,30 @@ impl<W: Write + Send> LineSink<W> {
     }
 }
 
-impl<W: Write + Send> Sink for LineSink<W> {
+impl<W: Output> Sink for LineSink<W> {
     fn name(&self) -> &'static str {
         self.name
     }
 
-    fn write_line(&mut self, _seq: u64, line: &str) {
-        let result = self
-            .out
-            .write_all(line.as_bytes())
-            .and_then(|()| self.out.write_all(b"\n"));
-        self.record(result);
+    fn write_line(&mut self, seq: u64, line: &str) {
+        if self.losses.is_some() && line.contains(FILE_WRITE_LOSS) {
+            if let Some(run) = named_run(line) {
+                self.pending_tells.push(run);
+            }
+        }
+        self.pending.extend_from_slice(line.as_bytes());
+        self.pending.push(b'\n');
+        extend_runs(&mut self.pending_seqs, seq, seq);
+        if self.pending.len() >= self.capacity {
+            self.write_pending();
+        }
     }
 
     fn flush(&mut self) {
-        let result = self.out.flush();
-        self.record(result);
+        self.write_pending();
+        if let Err(err) = self.out.flush() {
+            self.record(Err(err));
+        }
         self.follow();
     }
 
@@ -220,18 +375,17 @@ impl<W: Write + Send> Sink for LineSink<W> {
     }
 
     fn reopen(&mut self) -> io::Result<()> {
-        let Some(opener) = &self.opener else {
+        let Some(opener) = self.opener.take() else {
             return Ok(());
         };
         // Everything written so far goes to the old file (renamed by logrotate): nothing is
         // lost, nothing written twice.
-        self.out.flush()?;
-        let fresh = opener()?;
-        let capacity = self.out.capacity();
-        drop(std::mem::replace(
-            &mut self.out,
-            BufWriter::with_capacity(capacity, fresh),
-        ));
+        self.write_pending();
+        let fresh = self.out.flush().and_then(|()| opener());
+        self.opener = Some(opener);
+        let fresh = fresh?;
+        self.good = fresh.len();
+        self.out = fresh;
         Ok(())
     }
 }

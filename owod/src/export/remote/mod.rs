@@ -23,7 +23,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::Sink;
+use super::{Sink, SinkLoss};
 use crate::config::RemoteConfig;
 use spool::{Dropped, Position, SpoolReader, SpoolWriter};
 
@@ -31,16 +31,6 @@ use spool::{Dropped, Position, SpoolReader, SpoolWriter};
 /// counted lost (the writer only appends to a file, so this is a disk that cannot keep up).
 const QUEUE: usize = 65_536;
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
-
-/// What the remote tasks tell the daemon (which turns it into a `loss` record).
-#[derive(Debug)]
-pub struct RemoteLoss {
-    pub remote: String,
-    pub stage: &'static str,
-    pub count: u64,
-    pub first_seq: Option<u64>,
-    pub last_seq: Option<u64>,
-}
 
 /// A remote's state, for `GetStatus`.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -58,7 +48,7 @@ pub struct RemoteSink {
     name: String,
     lines: mpsc::Sender<(u64, String)>,
     status: watch::Receiver<RemoteStatus>,
-    losses: mpsc::Sender<RemoteLoss>,
+    losses: mpsc::Sender<SinkLoss>,
     /// Records the hub could not hand to the spool writer.
     dropped: u64,
     /// Those that no loss record names yet, as runs of seqs (first, last). They are reported
@@ -87,7 +77,7 @@ fn spool_dir(remote: &RemoteConfig) -> PathBuf {
 /// Start a remote's tasks; the sink goes to the hub, the handles to whoever waits at shutdown.
 pub fn start(
     remote: &RemoteConfig,
-    losses: mpsc::Sender<RemoteLoss>,
+    losses: mpsc::Sender<SinkLoss>,
 ) -> io::Result<(RemoteSink, Vec<JoinHandle<()>>)> {
     let name = remote_name(remote);
     let dir = spool_dir(remote);
@@ -152,8 +142,9 @@ impl RemoteSink {
     /// loss channel is full).
     fn report_dropped(&mut self) {
         while let Some(&(first, last)) = self.unreported.first() {
-            let loss = RemoteLoss {
-                remote: self.name.clone(),
+            let loss = SinkLoss {
+                sink: "remote",
+                target: self.name.clone(),
                 stage: "remote_queue",
                 count: last - first + 1,
                 first_seq: Some(first),
@@ -230,7 +221,7 @@ async fn write_spool(
     mut rx: mpsc::Receiver<(u64, String)>,
     end: watch::Sender<Position>,
     delivered: watch::Receiver<Position>,
-    losses: mpsc::Sender<RemoteLoss>,
+    losses: mpsc::Sender<SinkLoss>,
     spool_lost: Arc<AtomicU64>,
     name: String,
 ) {
@@ -269,8 +260,9 @@ async fn write_spool(
         }
         if lost.count > 0 {
             spool_lost.fetch_add(lost.count, Ordering::Relaxed);
-            let _ = losses.try_send(RemoteLoss {
-                remote: name.clone(),
+            let _ = losses.try_send(SinkLoss {
+                sink: "remote",
+                target: name.clone(),
                 stage: "spool_write",
                 count: lost.count,
                 first_seq: lost.first_seq,
@@ -284,8 +276,9 @@ async fn write_spool(
                 last_seq,
             })) => {
                 tracing::warn!("remote {name}: spool full, dropped {count} undelivered records (seq {first_seq:?} to {last_seq:?})");
-                let _ = losses.try_send(RemoteLoss {
-                    remote: name.clone(),
+                let _ = losses.try_send(SinkLoss {
+                    sink: "remote",
+                    target: name.clone(),
                     stage: "spool_full",
                     count,
                     first_seq,
@@ -314,7 +307,7 @@ fn jitter(seed: &mut u64, base: Duration) -> Duration {
 struct Reports {
     delivered: watch::Sender<Position>,
     status: watch::Sender<RemoteStatus>,
-    losses: mpsc::Sender<RemoteLoss>,
+    losses: mpsc::Sender<SinkLoss>,
 }
 
 /// Deliver from the spool, in order, until the writer is done (shutdown): what is left stays
@@ -353,8 +346,9 @@ async fn send_spool(
         if corrupt > 0 {
             tracing::warn!("remote {name}: {corrupt} corrupt lines in its spool were skipped");
             let _ = losses
-                .send(RemoteLoss {
-                    remote: name.clone(),
+                .send(SinkLoss {
+                    sink: "remote",
+                    target: name.clone(),
                     stage: "spool_corrupt",
                     count: corrupt,
                     first_seq: None,
@@ -448,7 +442,7 @@ async fn send_spool(
 async fn refused(
     name: &str,
     lines: &[String],
-    losses: &mpsc::Sender<RemoteLoss>,
+    losses: &mpsc::Sender<SinkLoss>,
     status: &watch::Sender<RemoteStatus>,
     why: String,
 ) {
@@ -463,8 +457,9 @@ async fn refused(
     }
     for (first, last) in runs {
         let _ = losses
-            .send(RemoteLoss {
-                remote: name.to_owned(),
+            .send(SinkLoss {
+                sink: "remote",
+                target: name.to_owned(),
                 stage: "remote_refused",
                 count: last - first + 1,
                 first_seq: Some(first),
