@@ -114,8 +114,72 @@ pub type Moved<W> = Box<dyn Fn(&W) -> bool + Send>;
 /// How often a [`LineSink`] looks whether its file was moved away.
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Runs of lost records a [`LineSink`] keeps for their loss records at most.
-const LOST_RUNS: usize = 1024;
+/// Runs a [`Runs`] keeps at most.
+const RUNS_MAX: usize = 1024;
+
+/// Runs of consecutive seqs, (first, last), in order: records a sink lost and has not yet named
+/// in loss records. Bounded: past [`RUNS_MAX`] the two oldest runs become one, which names the
+/// records between them as lost too rather than let the list grow.
+#[derive(Debug, Default)]
+pub struct Runs(Vec<(u64, u64)>);
+
+impl Runs {
+    pub fn add(&mut self, first: u64, last: u64) {
+        match self.0.last_mut() {
+            None => self.0.push((first, last)),
+            // In order (the usual case): join the last run, or follow it.
+            Some((start, end)) if first >= *start => {
+                if first <= *end + 1 {
+                    *end = (*end).max(last);
+                } else {
+                    self.0.push((first, last));
+                }
+            }
+            // Out of order (runs told again): put it in place, and join what touches.
+            Some(_) => {
+                self.0.push((first, last));
+                self.0.sort_unstable();
+                let mut joined: Vec<(u64, u64)> = Vec::with_capacity(self.0.len());
+                for (a, b) in self.0.drain(..) {
+                    match joined.last_mut() {
+                        Some((_, end)) if *end + 1 >= a => *end = (*end).max(b),
+                        _ => joined.push((a, b)),
+                    }
+                }
+                self.0 = joined;
+            }
+        }
+        if self.0.len() > RUNS_MAX {
+            let (_, last) = self.0.remove(1);
+            self.0[0].1 = last;
+        }
+    }
+
+    /// Send a loss record for each run, oldest first, as far as `losses` takes them; the rest
+    /// wait for the next time.
+    pub fn tell(
+        &mut self,
+        losses: &mpsc::Sender<SinkLoss>,
+        sink: &'static str,
+        target: &str,
+        stage: &'static str,
+    ) {
+        while let Some(&(first, last)) = self.0.first() {
+            let loss = SinkLoss {
+                sink,
+                target: target.to_owned(),
+                stage,
+                count: last - first + 1,
+                first_seq: Some(first),
+                last_seq: Some(last),
+            };
+            if losses.try_send(loss).is_err() {
+                return;
+            }
+            self.0.remove(0);
+        }
+    }
+}
 
 /// What a [`LineSink`] writes to: a stream, or a file, which can be cut back to its last whole
 /// line after a failed write (a full disk) so that the next line does not join a broken one.
@@ -154,7 +218,7 @@ pub struct LineSink<W: Output> {
     /// Whole lines not yet written, the runs of their seqs, and the runs that the loss records
     /// among them name (told again if those are lost too).
     pending: Vec<u8>,
-    pending_seqs: Vec<(u64, u64)>,
+    pending_seqs: Runs,
     pending_tells: Vec<(u64, u64)>,
     capacity: usize,
     /// The length of the output up to its last whole line, where it has a length.
@@ -166,7 +230,7 @@ pub struct LineSink<W: Output> {
     checked: std::time::Instant,
     /// Where losses are told, and the runs of seqs lost and not told yet.
     losses: Option<mpsc::Sender<SinkLoss>>,
-    lost: Vec<(u64, u64)>,
+    lost: Runs,
     errors: u64,
     failing: bool,
 }
@@ -180,14 +244,6 @@ fn named_run(line: &str) -> Option<(u64, u64)> {
     let record: Value = serde_json::from_str(line).ok()?;
     let event = &record["event"];
     Some((event["first_seq"].as_u64()?, event["last_seq"].as_u64()?))
-}
-
-/// Add the seqs `first..=last` to runs of consecutive seqs.
-fn extend_runs(runs: &mut Vec<(u64, u64)>, first: u64, last: u64) {
-    match runs.last_mut() {
-        Some((_, end)) if *end + 1 == first => *end = last,
-        _ => runs.push((first, last)),
-    }
 }
 
 impl<W: Output> LineSink<W> {
@@ -204,14 +260,14 @@ impl<W: Output> LineSink<W> {
             good: inner.len(),
             out: inner,
             pending: Vec::with_capacity(buffer),
-            pending_seqs: Vec::new(),
+            pending_seqs: Runs::default(),
             pending_tells: Vec::new(),
             capacity: buffer,
             opener,
             moved: None,
             checked: std::time::Instant::now(),
             losses: None,
-            lost: Vec::new(),
+            lost: Runs::default(),
             errors: 0,
             failing: false,
         }
@@ -247,49 +303,24 @@ impl<W: Output> LineSink<W> {
                         self.good = self.out.len();
                     }
                 }
-                for (first, last) in std::mem::take(&mut self.pending_seqs) {
-                    extend_runs(&mut self.lost, first, last);
-                }
-                // A loss record of this sink lost with them: what it named is told again.
-                let mut retold = std::mem::take(&mut self.pending_tells);
-                retold.append(&mut self.lost);
-                retold.sort_unstable();
-                for (first, last) in retold {
-                    extend_runs(&mut self.lost, first, last);
-                }
-                if self.lost.len() > LOST_RUNS {
-                    // Nothing was told for long: the two oldest runs become one, which names
-                    // the records between them as lost too rather than let this grow.
-                    let (_, last) = self.lost.remove(1);
-                    self.lost[0].1 = last;
+                // And a loss record of this sink lost with them: what it named is told again.
+                let runs = std::mem::take(&mut self.pending_seqs).0;
+                for (first, last) in runs.into_iter().chain(self.pending_tells.drain(..)) {
+                    self.lost.add(first, last);
                 }
             }
         }
         self.pending.clear();
-        self.pending_seqs.clear();
+        self.pending_seqs = Runs::default();
         self.pending_tells.clear();
         self.record(result);
     }
 
-    /// Name what was lost in loss records (what the channel cannot take waits).
+    /// Name what was lost in loss records.
     fn tell_lost(&mut self) {
-        let Some(losses) = &self.losses else {
-            self.lost.clear();
-            return;
-        };
-        while let Some(&(first, last)) = self.lost.first() {
-            let loss = SinkLoss {
-                sink: "file",
-                target: self.target.clone(),
-                stage: "file_write",
-                count: last - first + 1,
-                first_seq: Some(first),
-                last_seq: Some(last),
-            };
-            if losses.try_send(loss).is_err() {
-                return;
-            }
-            self.lost.remove(0);
+        match &self.losses {
+            Some(losses) => self.lost.tell(losses, "file", &self.target, "file_write"),
+            None => self.lost = Runs::default(),
         }
     }
 
@@ -352,7 +383,7 @@ impl<W: Output> Sink for LineSink<W> {
         }
         self.pending.extend_from_slice(line.as_bytes());
         self.pending.push(b'\n');
-        extend_runs(&mut self.pending_seqs, seq, seq);
+        self.pending_seqs.add(seq, seq);
         if self.pending.len() >= self.capacity {
             self.write_pending();
         }
@@ -635,5 +666,35 @@ impl Hub {
         for sink in &mut self.sinks {
             sink.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_join_what_touches_in_any_order_and_stay_bounded() {
+        let mut runs = Runs::default();
+        for seq in [3, 4, 5, 8, 9] {
+            runs.add(seq, seq);
+        }
+        assert_eq!(runs.0, [(3, 5), (8, 9)]);
+        runs.add(1, 2); // told again, out of order
+        runs.add(6, 7);
+        assert_eq!(runs.0, [(1, 9)]);
+        runs.add(20, 30);
+        runs.add(25, 26); // already in
+        assert_eq!(runs.0, [(1, 9), (20, 30)]);
+        let mut many = Runs::default();
+        for i in 0..(RUNS_MAX as u64 + 10) {
+            many.add(3 * i, 3 * i);
+        }
+        assert_eq!(many.0.len(), RUNS_MAX);
+        assert_eq!(
+            many.0[0],
+            (0, 30),
+            "the oldest joined, the records between named too"
+        );
     }
 }

@@ -23,7 +23,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{Sink, SinkLoss};
+use super::{Runs, Sink, SinkLoss};
 use crate::config::RemoteConfig;
 use spool::{Dropped, Position, SpoolReader, SpoolWriter};
 
@@ -53,7 +53,7 @@ pub struct RemoteSink {
     dropped: u64,
     /// Those that no loss record names yet, as runs of seqs (first, last). They are reported
     /// once the queue has room again, so that the loss record does not meet a full queue too.
-    unreported: Vec<(u64, u64)>,
+    unreported: Runs,
     /// Records the spool writer could not write (a full disk).
     spool_lost: Arc<AtomicU64>,
 }
@@ -127,34 +127,18 @@ pub fn start(
             status: status_rx,
             losses,
             dropped: 0,
-            unreported: Vec::new(),
+            unreported: Runs::default(),
             spool_lost,
         },
         vec![writing, sending],
     ))
 }
 
-/// Runs of dropped records kept for their loss records at most.
-const UNREPORTED_RUNS: usize = 1024;
-
 impl RemoteSink {
-    /// Name the records the queue dropped in a loss record (kept for later if the daemon's
-    /// loss channel is full).
+    /// Name the records the queue dropped in loss records.
     fn report_dropped(&mut self) {
-        while let Some(&(first, last)) = self.unreported.first() {
-            let loss = SinkLoss {
-                sink: "remote",
-                target: self.name.clone(),
-                stage: "remote_queue",
-                count: last - first + 1,
-                first_seq: Some(first),
-                last_seq: Some(last),
-            };
-            if self.losses.try_send(loss).is_err() {
-                return;
-            }
-            self.unreported.remove(0);
-        }
+        self.unreported
+            .tell(&self.losses, "remote", &self.name, "remote_queue");
     }
 }
 
@@ -176,16 +160,7 @@ impl Sink for RemoteSink {
                 self.dropped
             );
         }
-        match self.unreported.last_mut() {
-            Some((_, last)) if *last + 1 == seq => *last = seq,
-            _ => self.unreported.push((seq, seq)),
-        }
-        if self.unreported.len() > UNREPORTED_RUNS {
-            // The daemon has taken no loss for long: the two oldest runs become one, which
-            // names the records between them as lost too rather than let this grow.
-            let (_, last) = self.unreported.remove(1);
-            self.unreported[0].1 = last;
-        }
+        self.unreported.add(seq, seq);
     }
 
     fn flush(&mut self) {
@@ -559,7 +534,7 @@ mod tests {
             status: status_rx,
             losses,
             dropped: 0,
-            unreported: Vec::new(),
+            unreported: Runs::default(),
             spool_lost: Arc::new(AtomicU64::new(0)),
         };
         for seq in 1..=5 {
