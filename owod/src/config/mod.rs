@@ -386,6 +386,21 @@ impl RemoteConfig {
         if !(1..=3600).contains(&self.timeout_seconds) {
             out.push("timeout_seconds is from 1 to 3600".to_owned());
         }
+        // Checked as the HTTP client checks them: one it refuses would fail every send.
+        for (name, value) in &self.headers {
+            if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                out.push(format!(
+                    "headers: `{}` is not an HTTP header name",
+                    name.escape_debug()
+                ));
+            }
+            if hyper::header::HeaderValue::from_str(value).is_err() {
+                out.push(format!(
+                    "headers: the value of `{}` is not an HTTP header value",
+                    name.escape_debug()
+                ));
+            }
+        }
         if self.spool.max_mb == 0 {
             out.push("spool.max_mb must be at least 1".to_owned());
         }
@@ -528,8 +543,12 @@ impl Config {
                 "must be from 1 to 4096".to_owned(),
             );
         }
-        if self.behavior.window_seconds == 0 {
-            problem("behavior.window_seconds", "must be at least 1".to_owned());
+        // A chain waits at most a day: past it, a window is a mistake (and its memory is held).
+        if !(1..=86_400).contains(&self.behavior.window_seconds) {
+            problem(
+                "behavior.window_seconds",
+                "must be from 1 to 86400".to_owned(),
+            );
         }
         let file = &self.output.file;
         if file.enabled && (!file.path.is_absolute() || file.path.file_name().is_none()) {
@@ -583,6 +602,29 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_that_would_fail_at_run_time_fail_the_check() {
+        let text = "behavior:\n  window_seconds: 1000000000000\noutput:\n  remote:\n    enabled: true\n    protocol: http\n    address: \"127.0.0.1:1\"\n    headers:\n      \"Bad Name\": x\n      X-Token: \"a\\nb\"\n";
+        let problems = Config::parse(text).unwrap_err();
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert!(
+            messages.contains(&"must be from 1 to 86400"),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("`Bad Name` is not an HTTP header name")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("the value of `X-Token` is not an HTTP header value")),
+            "{messages:?}"
+        );
+    }
 
     #[test]
     fn an_alias_bomb_is_a_clear_problem_not_gigabytes() {
