@@ -490,6 +490,11 @@ fn systemd_accepts_the_unit_and_rates_it_well() {
     let unit = unit
         .replace("/usr/sbin/owod", harness::owod_bin().to_str().unwrap())
         .replace("/usr/bin/owoctl", env!("CARGO_BIN_EXE_owoctl"));
+    // A bound on memory, should a bug defeat owod's own.
+    assert!(
+        unit.lines().any(|l| l.starts_with("MemoryMax=")),
+        "MemoryMax= in the unit"
+    );
     let path = dir.path().join("owod.service");
     fs::write(&path, unit).unwrap();
     // The man pages are in the repo, not installed here: do not look them up.
