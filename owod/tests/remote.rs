@@ -298,6 +298,40 @@ fn reloads_that_change_outputs_under_load_lose_nothing() {
 }
 
 #[test]
+fn a_remote_that_cannot_make_its_spool_costs_its_records_counted_not_the_start() {
+    if !bpf_available("a_remote_that_cannot_make_its_spool_costs_its_records_counted_not_the_start")
+    {
+        return;
+    }
+    // The spool's place is under a regular file: it cannot be made.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("file"), "").unwrap();
+    let spool = dir.path().join("file").join("spool");
+    let port = free_port();
+    let mut daemon = Daemon::start(&remote_config("http", port, &spool, ""));
+    assert!(daemon.log().contains("cannot start"), "{}", daemon.log());
+    let tag = marker("unavailable");
+    let seq = {
+        exec_marker(&tag);
+        daemon.wait_for("the marked exec, in the file", |r| {
+            event(r)["args"][1] == tag.as_str()
+        })["seq"]
+            .as_u64()
+            .unwrap()
+    };
+    wait_until("a loss record that names the marked exec", || {
+        exec_marker(&marker("more"));
+        daemon.records().iter().any(|r| {
+            let e = event(r);
+            e["stage"] == "remote_unavailable"
+                && e["remote"] == format!("http://127.0.0.1:{port}")
+                && e["first_seq"].as_u64() <= Some(seq)
+                && e["last_seq"].as_u64() >= Some(seq)
+        })
+    });
+}
+
+#[test]
 fn records_spooled_at_shutdown_go_out_after_the_next_start() {
     if !bpf_available("records_spooled_at_shutdown_go_out_after_the_next_start") {
         return;

@@ -14,7 +14,6 @@ use std::{
     io::{self, Write},
 };
 
-use anyhow::Context as _;
 use owo_common::render::LINE_MAX;
 use serde_json::Value;
 use tokio::{
@@ -81,10 +80,24 @@ pub fn start_remotes(config: &Config, losses: &mpsc::Sender<SinkLoss>) -> anyhow
         .chain(&config.output.remotes)
         .filter(|r| r.enabled)
     {
-        let (sink, handles) = remote::start(remote, losses.clone())
-            .with_context(|| format!("cannot start remote {}", remote::remote_name(remote)))?;
-        sinks.push(Box::new(sink));
-        tasks.extend(handles);
+        match remote::start(remote, losses.clone()) {
+            Ok((sink, handles)) => {
+                sinks.push(Box::new(sink));
+                tasks.extend(handles);
+            }
+            Err(err) => {
+                let name = remote::remote_name(remote);
+                let why = format!("{:#}", anyhow::Error::from(err));
+                tracing::error!(
+                    "remote {name} cannot start ({why}): every record for it is counted as lost"
+                );
+                sinks.push(Box::new(remote::Unavailable::new(
+                    name,
+                    why,
+                    losses.clone(),
+                )));
+            }
+        }
     }
     Ok((sinks, tasks))
 }

@@ -142,6 +142,75 @@ impl RemoteSink {
     }
 }
 
+/// A remote that could not start (its spool cannot be made, its TLS files cannot be read): owod
+/// runs without it, and every record it would have sent is lost, counted in status and named in
+/// `remote_unavailable` loss records, at most one a second. Its own loss records are not
+/// counted: it could not have them either, and counting them would make one more each time.
+pub struct Unavailable {
+    name: String,
+    why: String,
+    losses: mpsc::Sender<SinkLoss>,
+    lost: Runs,
+    count: u64,
+    told: Instant,
+}
+
+impl Unavailable {
+    pub fn new(name: String, why: String, losses: mpsc::Sender<SinkLoss>) -> Unavailable {
+        Unavailable {
+            name,
+            why,
+            losses,
+            lost: Runs::default(),
+            count: 0,
+            told: Instant::now(),
+        }
+    }
+}
+
+impl Sink for Unavailable {
+    fn name(&self) -> &'static str {
+        "remote"
+    }
+
+    fn write_line(&mut self, seq: u64, line: &str) {
+        if line.contains("\"stage\":\"remote_unavailable\"") {
+            return;
+        }
+        self.lost.add(seq, seq);
+        self.count += 1;
+    }
+
+    fn flush(&mut self) {
+        if self.told.elapsed() >= Duration::from_secs(1) {
+            self.told = Instant::now();
+            self.lost
+                .tell(&self.losses, "remote", &self.name, "remote_unavailable");
+        }
+    }
+
+    fn errors(&self) -> u64 {
+        self.count
+    }
+
+    fn target(&self) -> &str {
+        &self.name
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn status(&self) -> Option<Value> {
+        Some(json!({
+            "state": "unavailable",
+            "delivered": 0,
+            "last_error": self.why,
+            "queue_lost": self.count,
+        }))
+    }
+}
+
 impl Sink for RemoteSink {
     fn name(&self) -> &'static str {
         "remote"
