@@ -377,8 +377,30 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy as _;
 
     const W: Duration = Duration::from_secs(15);
+
+    proptest::proptest! {
+        /// A rules file with any operator and any value is rules or an error, never a panic.
+        #[test]
+        fn any_rule_is_compiled_or_refused(
+            op in "[a-z_]{1,12}",
+            field in "[a-z_.0-9]{1,16}",
+            value in proptest::prop_oneof![
+                "-?[0-9]{1,25}".boxed(),
+                "\\PC{0,30}".boxed(),
+                proptest::strategy::Just("[a, 1, true]".to_owned()).boxed(),
+                proptest::strategy::Just("\"0.path\"".to_owned()).boxed(),
+            ],
+            within in "[0-9]{0,25}[a-z]{0,2}",
+        ) {
+            let text = format!(
+                "rules:\n  - name: r\n    description: d\n    severity: low\n    within: {within}\n    steps:\n      - event_type: execve\n      - event_type: file\n        match:\n          {field}: {{ {op}: {value} }}\n"
+            );
+            let _ = parse(&text, W);
+        }
+    }
 
     #[test]
     fn an_alias_bomb_is_refused_before_serde_expands_it() {

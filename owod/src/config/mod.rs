@@ -602,6 +602,30 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        /// Any text is a config or a list of problems, never a panic.
+        #[test]
+        fn any_text_is_read_or_refused(text in "\\PC{0,400}") {
+            let _ = Config::parse(&text);
+        }
+
+        /// Text shaped like a config, with values of any kind where values go.
+        #[test]
+        fn any_values_in_a_config_are_read_or_refused(
+            section in proptest::sample::select(vec!["agent", "monitor", "output", "enrich", "behavior", "logging"]),
+            key in "[a-z_]{1,24}",
+            value in proptest::prop_oneof![
+                "-?[0-9]{1,25}".boxed(),
+                "\\PC{0,40}".boxed(),
+                proptest::strategy::Just("[1, 2, 3]".to_owned()).boxed(),
+                proptest::strategy::Just("{a: 1}".to_owned()).boxed(),
+            ],
+        ) {
+            let _ = Config::parse(&format!("{section}:\n  {key}: {value}\n"));
+        }
+    }
 
     #[test]
     fn values_that_would_fail_at_run_time_fail_the_check() {

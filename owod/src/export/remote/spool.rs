@@ -339,6 +339,37 @@ mod tests {
         )
     }
 
+    proptest::proptest! {
+        /// Whatever a segment and the cursor hold, the reader hands out only whole lines of
+        /// valid UTF-8 within a record's length, and gets to the end.
+        #[test]
+        fn any_segment_and_cursor_are_read_to_the_end(
+            bytes in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(b'\n'),
+                proptest::prelude::any::<u8>(),
+            ], 0..4096),
+            cursor in 0u64..5000,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(segment_path(dir.path(), 0), &bytes).unwrap();
+            fs::write(dir.path().join("cursor"), format!("0 {cursor}\n")).unwrap();
+            let mut r = SpoolReader::open(dir.path()).unwrap();
+            let end = Position { segment: 0, offset: bytes.len() as u64 };
+            for _ in 0..bytes.len() + 2 {
+                let (batch, to) = r.read_batch(end, 7, usize::MAX).unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                for line in &batch {
+                    proptest::prop_assert!(!line.contains('\n'));
+                }
+                r.commit(to).unwrap();
+            }
+            let (batch, _) = r.read_batch(end, 7, usize::MAX).unwrap();
+            proptest::prop_assert!(batch.is_empty(), "read to the end");
+        }
+    }
+
     #[test]
     fn corrupt_lines_and_a_cursor_into_a_line_are_skipped_and_counted() {
         let dir = tempfile::tempdir().unwrap();
