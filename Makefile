@@ -17,7 +17,7 @@ CARGO ?= cargo
 OWOD := target/release/owod
 CONFIG ?= config.yaml
 
-.PHONY: deps build run test lint bench vm-test clean
+.PHONY: deps build run test lint bench vm-test fuzz clean
 
 deps:
 	@scripts/install-deps.sh $(DEB_PACKAGES)
@@ -54,6 +54,17 @@ vm-test: deps
 	@scripts/install-deps.sh $(VM_PACKAGES)
 	$(CARGO) build --release -p owod -p owo-vmtest
 	scripts/vm-test.sh
+
+# The fuzz targets (libFuzzer, through cargo-fuzz, on a nightly toolchain), each for
+# FUZZ_SECONDS. What they find is left in fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := decode dns escape
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	for t in $(FUZZ_TARGETS); do \
+		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

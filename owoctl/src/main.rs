@@ -205,6 +205,13 @@ async fn status(proxy: &ManagerProxy<'_>, json: bool) -> Result<(), Failure> {
             rows.push((format!("lost {what}"), n.to_string()));
         }
     }
+    if let Some(counters) = v["counters"].as_object() {
+        for (what, n) in counters {
+            if n.as_u64().is_some_and(|n| n > 0) {
+                rows.push((what.replace('_', " "), n.to_string()));
+            }
+        }
+    }
     if let Some(sinks) = v["sinks"].as_array() {
         for s in sinks {
             let mut value = format!(

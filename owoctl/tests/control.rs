@@ -199,6 +199,44 @@ fn root_drives_every_command_and_switching_a_monitor_reloads_nothing() {
 }
 
 #[test]
+fn status_counts_what_the_bounds_cost() {
+    if !bpf_available("status_counts_what_the_bounds_cost") {
+        return;
+    }
+    // A process table of 64 entries, and more processes than that alive.
+    let bus = PrivateBus::start();
+    let mut daemon = on_bus(&bus, "enrich:\n  process_table_max: 64\n");
+    wait_for_name(&bus);
+    let mut sleepers: Vec<_> = (0..100)
+        .map(|_| Command::new("sleep").arg("30").spawn().unwrap())
+        .collect();
+    daemon.barrier();
+    let evictions = || -> u64 {
+        let status: Value =
+            serde_json::from_str(&ok(&owoctl(&bus, &["status", "--json"]), "status --json"))
+                .unwrap();
+        for key in [
+            "alert_signals_dropped",
+            "write_path_resets",
+            "process_table_evictions",
+            "rule_chains_evicted",
+        ] {
+            assert!(status["counters"][key].is_u64(), "{key} in {status}");
+        }
+        status["counters"]["process_table_evictions"]
+            .as_u64()
+            .unwrap()
+    };
+    wait_until("the evictions to show in status", || evictions() > 0);
+    let text = ok(&owoctl(&bus, &["status"]), "status");
+    assert!(text.contains("process table evictions"), "{text}");
+    for s in &mut sleepers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}
+
+#[test]
 fn an_unprivileged_user_may_look_but_not_touch() {
     if !bpf_available("an_unprivileged_user_may_look_but_not_touch") {
         return;

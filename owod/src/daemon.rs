@@ -146,7 +146,12 @@ pub async fn serve(
         remote_tasks: Vec::new(),
     };
     daemon.publish_view(started);
-    let service = ControlService::new(control_tx, view_rx, daemon.stages.hub_stats.clone());
+    let service = ControlService::new(
+        control_tx,
+        view_rx,
+        daemon.stages.hub_stats.clone(),
+        daemon.stages.counters.clone(),
+    );
     daemon.bus = match bus {
         Bus::None => None,
         Bus::System => match control::start(None, service).await {

@@ -4,14 +4,17 @@
 //! still cannot let a user switch monitoring off), and every control call is logged with the
 //! caller's uid.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use owo_dbus::OwoError;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 use zbus::{interface, message::Header, object_server::SignalEmitter, Connection};
 
-use crate::{collector::loader::KernelChoice, export::HubStats};
+use crate::{collector::loader::KernelChoice, export::HubStats, pipeline::Counters};
 
 /// What the event loop is asked to do; each carries the caller's uid and a reply.
 pub enum ControlCommand {
@@ -57,6 +60,7 @@ pub struct ControlService {
     commands: mpsc::Sender<ControlCommand>,
     daemon: watch::Receiver<DaemonView>,
     hub: watch::Receiver<HubStats>,
+    counters: Arc<Counters>,
 }
 
 impl ControlService {
@@ -64,11 +68,13 @@ impl ControlService {
         commands: mpsc::Sender<ControlCommand>,
         daemon: watch::Receiver<DaemonView>,
         hub: watch::Receiver<HubStats>,
+        counters: Arc<Counters>,
     ) -> ControlService {
         ControlService {
             commands,
             daemon,
             hub,
+            counters,
         }
     }
 
@@ -148,6 +154,7 @@ impl ControlService {
             "records": hub.records,
             "records_by_type": hub.by_type,
             "lost": hub.lost,
+            "counters": self.counters.snapshot(),
             "sinks": hub.sinks,
         });
         // What was chosen for the kernel, with the names the start record gives it.

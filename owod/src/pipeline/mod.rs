@@ -8,6 +8,8 @@ pub mod record;
 pub mod sequencer;
 pub mod stages;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use record::Record;
 
 /// A record on its way out, and the kernel time it happened (boot clock), or `None` for the
@@ -39,6 +41,34 @@ impl Outgoing {
             seq: 0,
             identity: None,
         }
+    }
+}
+
+/// What the bounds inside the stages cost, counted where it happens and read by `GetStatus`
+/// (before, only the log said so).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Fired rules the D-Bus `Alert` signal could not keep up with (the records are written).
+    pub alert_signals_dropped: AtomicU64,
+    /// Times the write monitor's path cache was full and started again.
+    pub write_path_resets: AtomicU64,
+    /// Entries the process table let go to stay within its bounds.
+    pub process_table_evictions: AtomicU64,
+    /// Rule chains let go to stay within the engine's bounds.
+    pub rule_chains_evicted: AtomicU64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        [
+            ("alert_signals_dropped", &self.alert_signals_dropped),
+            ("write_path_resets", &self.write_path_resets),
+            ("process_table_evictions", &self.process_table_evictions),
+            ("rule_chains_evicted", &self.rule_chains_evicted),
+        ]
+        .into_iter()
+        .map(|(name, n)| (name, n.load(Ordering::Relaxed)))
+        .collect()
     }
 }
 

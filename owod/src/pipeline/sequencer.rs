@@ -6,13 +6,16 @@
 //! Records come in the order the kernel saw them (the collector merges the two lanes), so a
 //! sequence rule sees "exec, then connect" as it happened.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
+};
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
     record::{BehaviorRecord, Record},
-    Batch, Outgoing,
+    Batch, Counters, Outgoing,
 };
 use crate::behavior::{
     engine::{Alert, Engine, Seen},
@@ -35,17 +38,20 @@ pub struct Sequencer {
     engine: Option<Engine>,
     seq: u64,
     newest_ns: u64,
-    signals_dropped: u64,
+    counters: Arc<Counters>,
+    /// Chains evicted by the engines before the current one (a reload replaces it).
+    evicted_before: u64,
     expired: Instant,
 }
 
 impl Sequencer {
-    pub fn new(rules: Option<Vec<Rule>>) -> Sequencer {
+    pub fn new(rules: Option<Vec<Rule>>, counters: Arc<Counters>) -> Sequencer {
         Sequencer {
             engine: rules.map(Engine::new),
             seq: 0,
             newest_ns: 0,
-            signals_dropped: 0,
+            counters,
+            evicted_before: 0,
             expired: Instant::now(),
         }
     }
@@ -63,6 +69,7 @@ impl Sequencer {
                 biased;
                 Some(command) = commands.recv() => match command {
                     SequencerCommand::Rules { rules, reply } => {
+                        self.evicted_before += self.engine.as_ref().map_or(0, |e| e.evictions);
                         self.engine = rules.map(Engine::new);
                         let _ = reply.send(());
                     }
@@ -97,6 +104,9 @@ impl Sequencer {
         if self.expired.elapsed() >= Duration::from_secs(1) {
             if let Some(engine) = &mut self.engine {
                 engine.expire(self.newest_ns);
+                self.counters
+                    .rule_chains_evicted
+                    .store(self.evicted_before + engine.evictions, Ordering::Relaxed);
             }
             self.expired = Instant::now();
         }
@@ -126,8 +136,11 @@ impl Sequencer {
             );
             let json = record.to_json();
             if signals.try_send((alert.rule.name.clone(), json)).is_err() {
-                self.signals_dropped += 1;
-                if self.signals_dropped == 1 {
+                let dropped = self
+                    .counters
+                    .alert_signals_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                if dropped == 0 {
                     tracing::warn!("the D-Bus Alert signal cannot keep up; alerts are still written as records");
                 }
             }

@@ -2,7 +2,7 @@
 //! task, with bounded queues of batches between them and a command channel into each. The
 //! daemon holds the [`Handles`] to ask them things, and the [`Stages`] to stop them.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use anyhow::Context as _;
 use tokio::{
@@ -13,7 +13,7 @@ use tokio::{
 use super::{
     record::AgentRecord,
     sequencer::{AlertSignal, Sequencer, SequencerCommand},
-    Batch, Identity, Outgoing,
+    Batch, Counters, Identity, Outgoing,
 };
 use crate::{
     behavior::rules::Rule,
@@ -38,6 +38,7 @@ pub struct Handles {
     /// Into the sequencer, which numbers every record: the agent's own (reload, losses).
     pub records: mpsc::Sender<Batch>,
     pub hub_stats: watch::Receiver<HubStats>,
+    pub counters: Arc<Counters>,
 }
 
 /// What the stages start from.
@@ -93,19 +94,21 @@ impl Stages {
             hub_stats_tx,
             move |seq| stop(seq, stats_rx.try_recv().ok()),
         ));
-        let sequencer = tokio::spawn(Sequencer::new(from.rules).run(
+        let counters = Arc::new(Counters::default());
+        let sequencer = tokio::spawn(Sequencer::new(from.rules, counters.clone()).run(
             sequencer_rx,
             hub_tx,
             sequencer_cmd_rx,
             alert_tx,
         ));
         let process = tokio::spawn(
-            ProcessStage::new(from.table, &config.enrich, &config.monitor).run(
-                proc_rx,
-                sequencer_tx.clone(),
-                stage_cmd_rx,
-                stats_tx,
-            ),
+            ProcessStage::new(
+                from.table,
+                &config.enrich,
+                &config.monitor,
+                counters.clone(),
+            )
+            .run(proc_rx, sequencer_tx.clone(), stage_cmd_rx, stats_tx),
         );
         let collector = tokio::spawn(from.collector.run(proc_tx, collector_cmd_rx, stop_rx));
         let stages = Stages {
@@ -123,6 +126,7 @@ impl Stages {
             hub: hub_cmd_tx,
             records: sequencer_tx,
             hub_stats: hub_stats_rx,
+            counters,
         };
         Ok((stages, handles, alert_rx))
     }

@@ -16,6 +16,7 @@ mod write_paths;
 
 use std::{
     collections::VecDeque,
+    sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
 
@@ -25,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     collector::Collected,
     config::{EnrichConfig, MonitorConfig},
-    pipeline::{record::Record, Batch, Outgoing},
+    pipeline::{record::Record, Batch, Counters, Outgoing},
 };
 use context::{CgroupPaths, UserNames};
 use hash::{HashOutcome, Hasher, Lookup, PendingHash};
@@ -78,6 +79,7 @@ pub struct ProcessStage {
     cgroups: CgroupPaths,
     hasher: Option<Hasher>,
     watch: WatchPaths,
+    counters: Arc<Counters>,
     /// With the size of each record's kernel record.
     queue: VecDeque<(Queued, usize)>,
     queued_bytes: usize,
@@ -122,8 +124,10 @@ impl ProcessStage {
         table: ProcessTable,
         enrich: &EnrichConfig,
         monitor: &MonitorConfig,
+        counters: Arc<Counters>,
     ) -> ProcessStage {
         ProcessStage {
+            counters,
             table,
             write_paths: WritePaths::default(),
             users: UserNames::default(),
@@ -205,6 +209,8 @@ impl ProcessStage {
                         tracing::warn!("process table full: evicted {} entries so far", self.table.evictions);
                         evictions_reported = self.table.evictions;
                     }
+                    self.counters.process_table_evictions.store(self.table.evictions, Ordering::Relaxed);
+                    self.counters.write_path_resets.store(self.write_paths.resets, Ordering::Relaxed);
                 }
             }
         }
