@@ -44,7 +44,7 @@ proptest! {
         payload in proptest::collection::vec(any::<u8>(), 0..600)
     ) {
         for name in [dns::query_name(&payload), dns::query_name_tcp(&payload)].into_iter().flatten() {
-            // At most 255 bytes on the wire, each at most four characters (`\\DDD`) as text.
+            // At most 255 bytes on the wire, each at most four characters (`\DDD`) as text.
             prop_assert!(name.len() <= 4 * 255, "{name}");
         }
     }
