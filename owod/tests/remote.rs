@@ -245,13 +245,16 @@ fn reloads_that_change_outputs_under_load_lose_nothing() {
     let mut daemon = Daemon::start(&remote_config("http", port, &spool, ""));
     let tag = marker("reloaded");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A steady load, not a flood: about 100 execs a second, at most 1,500 in all, so that the
+    // file stays small enough to read again and again (under a busy CI too).
     let load = {
         let (tag, stop) = (tag.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut n = 0usize;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 1500 {
                 exec_marker(&tag);
                 n += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
             }
             n
         })
