@@ -50,6 +50,11 @@ fn owoctl_as_nobody(bus: &PrivateBus, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `owoctl status --json`, which must succeed.
+fn status_json(bus: &PrivateBus) -> Value {
+    serde_json::from_str(&ok(&owoctl(bus, &["status", "--json"]), "status --json")).unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -114,8 +119,7 @@ fn root_drives_every_command_and_switching_a_monitor_reloads_nothing() {
         status.contains("monitor execve") && status.contains("records"),
         "{status}"
     );
-    let json: Value =
-        serde_json::from_str(&ok(&owoctl(&bus, &["status", "--json"]), "status --json")).unwrap();
+    let json: Value = status_json(&bus);
     assert_eq!(json["pid"], daemon.child.id());
     assert_eq!(json["monitors"]["execve"]["on"], true);
     // What was chosen for this kernel, as the start record has it.
@@ -212,9 +216,7 @@ fn status_counts_what_the_bounds_cost() {
         .collect();
     daemon.barrier();
     let evictions = || -> u64 {
-        let status: Value =
-            serde_json::from_str(&ok(&owoctl(&bus, &["status", "--json"]), "status --json"))
-                .unwrap();
+        let status: Value = status_json(&bus);
         for key in [
             "alert_signals_dropped",
             "write_path_resets",
@@ -265,8 +267,7 @@ fn an_unprivileged_user_may_look_but_not_touch() {
             text(&out.stderr)
         );
     }
-    let status: Value =
-        serde_json::from_str(&ok(&owoctl(&bus, &["status", "--json"]), "status")).unwrap();
+    let status: Value = status_json(&bus);
     assert_eq!(status["monitors"]["execve"]["on"], true, "still on");
 }
 
@@ -280,8 +281,7 @@ fn owod_checks_the_callers_uid_even_when_the_policy_allows_all() {
     wait_for_name(&bus);
     let out = owoctl_as_nobody(&bus, &["disable", "execve"]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
-    let status: Value =
-        serde_json::from_str(&ok(&owoctl(&bus, &["status", "--json"]), "status")).unwrap();
+    let status: Value = status_json(&bus);
     assert_eq!(status["monitors"]["execve"]["on"], true, "still on");
     assert!(
         daemon.log().contains("refused D-Bus call") && daemon.log().contains("uid 65534"),
@@ -661,8 +661,7 @@ fn status_shows_a_remote_backing_off_and_why() {
     wait_for_name(&bus);
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let status: Value =
-            serde_json::from_str(&ok(&owoctl(&bus, &["status", "--json"]), "status")).unwrap();
+        let status: Value = status_json(&bus);
         let remote = status["sinks"]
             .as_array()
             .unwrap()

@@ -568,9 +568,7 @@ fn a_reload_moves_the_watched_prefixes_in_the_kernel() {
         config.replace(s(first.path()), s(second.path())),
     )
     .unwrap();
-    let pid = nix::unistd::Pid::from_raw(daemon.child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
-    daemon.wait_for("the reload record", |r| r["event"]["type"] == "reload");
+    daemon.reload();
     let after = marker("after");
     fs::write(first.path().join(&after), b"x").unwrap();
     fs::write(second.path().join(&after), b"x").unwrap();

@@ -264,7 +264,10 @@ fn reloads_that_change_outputs_under_load_lose_nothing() {
         if round == 3 {
             receiver = Some(Receiver::start(dir.path(), port, &[]));
         }
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        // Some records of the load before each reload.
+        daemon.wait_for_n("marked execs before the reload", 20 * (round + 1), |r| {
+            event(r)["args"][1] == tag.as_str()
+        });
         let config = fs::read_to_string(&daemon.config).unwrap();
         let changed = match round % 2 {
             0 => config.replace("flush_interval_ms: 50", "flush_interval_ms: 60"),
@@ -272,11 +275,7 @@ fn reloads_that_change_outputs_under_load_lose_nothing() {
         };
         assert_ne!(config, changed);
         fs::write(&daemon.config, changed).unwrap();
-        let pid = nix::unistd::Pid::from_raw(daemon.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
-        daemon.wait_for_n("the reload record", round + 1, |r| {
-            event(r)["type"] == "reload"
-        });
+        daemon.reload();
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let execs = load.join().unwrap();
@@ -342,11 +341,7 @@ fn records_spooled_at_shutdown_go_out_after_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     // No collector yet: a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut first = Daemon::start(&remote_config("http", port, &spool, ""));
     let tag = marker("spooled");
     exec_marker(&tag);
@@ -942,7 +937,6 @@ fn a_full_disk_under_the_spool_loses_only_records_it_names() {
         "a record written after the disk has room to be delivered",
         || {
             exec_marker(&after);
-            std::thread::sleep(std::time::Duration::from_millis(500));
             marked(&receiver.records(), &after) > 0
         },
     );

@@ -29,7 +29,8 @@ fn ten_thousand_processes_with_16_kib_of_argv_stay_under_64_mib_and_it_goes_back
     }
     let mut daemon = Daemon::start("");
     let pid = daemon.child.id();
-    std::thread::sleep(Duration::from_secs(1));
+    // Idle: started, and a record through every stage.
+    daemon.barrier();
     let idle = anon_kib(pid);
     let peak = AtomicU64::new(idle);
     let done = AtomicBool::new(false);

@@ -377,7 +377,6 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::strategy::Strategy as _;
 
     const W: Duration = Duration::from_secs(15);
 
@@ -387,12 +386,7 @@ mod tests {
         fn any_rule_is_compiled_or_refused(
             op in "[a-z_]{1,12}",
             field in "[a-z_.0-9]{1,16}",
-            value in proptest::prop_oneof![
-                "-?[0-9]{1,25}".boxed(),
-                "\\PC{0,30}".boxed(),
-                proptest::strategy::Just("[a, 1, true]".to_owned()).boxed(),
-                proptest::strategy::Just("\"0.path\"".to_owned()).boxed(),
-            ],
+            value in crate::config::any_yaml_value(),
             within in "[0-9]{0,25}[a-z]{0,2}",
         ) {
             let text = format!(

@@ -285,6 +285,19 @@ pub(crate) mod tests {
         assert_eq!(lines.line("zzz"), None);
     }
 
+    /// A YAML value of any kind, as a config or rules file could hold where a value goes.
+    pub fn any_yaml_value() -> proptest::strategy::BoxedStrategy<String> {
+        use proptest::strategy::{Just, Strategy as _};
+        proptest::prop_oneof![
+            "-?[0-9]{1,25}",
+            "\\PC{0,40}",
+            Just("[a, 1, true]".to_owned()),
+            Just("{a: 1}".to_owned()),
+            Just("\"0.path\"".to_owned()),
+        ]
+        .boxed()
+    }
+
     /// Nine levels of ten aliases each: 10^9 nodes once expanded, from 300 bytes.
     pub fn alias_bomb(top_key: &str) -> String {
         let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");

@@ -44,6 +44,25 @@ pub struct SinkLoss {
     pub last_seq: Option<u64>,
 }
 
+impl SinkLoss {
+    /// The loss of the records `first..=last`.
+    pub fn run(
+        sink: &'static str,
+        target: &str,
+        stage: &'static str,
+        (first, last): (u64, u64),
+    ) -> SinkLoss {
+        SinkLoss {
+            sink,
+            target: target.to_owned(),
+            stage,
+            count: last - first + 1,
+            first_seq: Some(first),
+            last_seq: Some(last),
+        }
+    }
+}
+
 /// Sinks for the hub, and the remotes' tasks.
 pub type Outputs = (Vec<Box<dyn Sink>>, Vec<JoinHandle<()>>);
 
@@ -177,20 +196,17 @@ impl Runs {
         target: &str,
         stage: &'static str,
     ) {
-        while let Some(&(first, last)) = self.0.first() {
-            let loss = SinkLoss {
-                sink,
-                target: target.to_owned(),
-                stage,
-                count: last - first + 1,
-                first_seq: Some(first),
-                last_seq: Some(last),
-            };
-            if losses.try_send(loss).is_err() {
-                return;
+        let mut sent = 0;
+        for &run in &self.0 {
+            if losses
+                .try_send(SinkLoss::run(sink, target, stage, run))
+                .is_err()
+            {
+                break;
             }
-            self.0.remove(0);
+            sent += 1;
         }
+        self.0.drain(..sent);
     }
 }
 

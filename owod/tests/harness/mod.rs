@@ -199,6 +199,20 @@ impl Daemon {
         }
     }
 
+    /// SIGHUP, and wait for the reload record it brings (one more than there were).
+    pub fn reload(&mut self) {
+        let before = self
+            .records()
+            .iter()
+            .filter(|r| r["event"]["type"] == "reload")
+            .count();
+        let pid = Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, Signal::SIGHUP).expect("signal owod");
+        self.wait_for_n("the reload record", before + 1, |r| {
+            r["event"]["type"] == "reload"
+        });
+    }
+
     /// Run `true MARKER` and wait for its record: records are written in order, so every record
     /// of something that happened before is written by then.
     pub fn barrier(&mut self) {

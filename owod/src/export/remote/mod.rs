@@ -492,23 +492,14 @@ async fn refused(
 ) {
     let mut seqs: Vec<u64> = lines.iter().filter_map(|l| spool::seq_of(l)).collect();
     seqs.sort_unstable();
-    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let mut runs = Runs::default();
     for seq in seqs {
-        match runs.last_mut() {
-            Some((_, last)) if *last + 1 == seq => *last = seq,
-            _ => runs.push((seq, seq)),
-        }
+        runs.add(seq, seq);
     }
-    for (first, last) in runs {
+    // Waited for, not tried: the sender has time, and these must not be dropped.
+    for run in runs.0 {
         let _ = losses
-            .send(SinkLoss {
-                sink: "remote",
-                target: name.to_owned(),
-                stage: "remote_refused",
-                count: last - first + 1,
-                first_seq: Some(first),
-                last_seq: Some(last),
-            })
+            .send(SinkLoss::run("remote", name, "remote_refused", run))
             .await;
     }
     status.send_modify(|s| {
