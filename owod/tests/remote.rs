@@ -989,3 +989,130 @@ fn a_full_disk_under_the_spool_loses_only_records_it_names() {
     let log = daemon.log();
     assert!(log.contains("cannot write its spool"), "{log}");
 }
+
+/// A FUSE file system (`tests/support/holdfs.py`) whose writes hang once its trigger file
+/// exists, as a stalled network mount's do; killed and unmounted when dropped, which fails the
+/// writes that hang.
+struct HoldFs {
+    child: Child,
+    mount: PathBuf,
+    trigger: PathBuf,
+}
+
+impl HoldFs {
+    fn mount(at: &Path, trigger: &Path) -> HoldFs {
+        fs::create_dir_all(at).unwrap();
+        // Debian's python3-fusepy is a module of the system's Python.
+        let child = Command::new("/usr/bin/python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/holdfs.py"))
+            .arg(at)
+            .arg(trigger)
+            .spawn()
+            .expect("python3 (apt-get install python3-fusepy fuse3)");
+        let fs = HoldFs {
+            child,
+            mount: at.to_owned(),
+            trigger: trigger.to_owned(),
+        };
+        let at = at.to_str().unwrap().to_owned();
+        wait_until("the FUSE file system", || {
+            fs::read_to_string("/proc/self/mounts")
+                .unwrap()
+                .lines()
+                .any(|l| l.split(' ').nth(1) == Some(at.as_str()) && l.contains("fuse"))
+        });
+        fs
+    }
+
+    /// From now on, writes never return.
+    fn hold(&self) {
+        fs::write(&self.trigger, "").unwrap();
+    }
+}
+
+impl Drop for HoldFs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
+}
+
+#[test]
+fn an_output_file_whose_writes_never_return_holds_up_no_other_sink() {
+    if !bpf_available("an_output_file_whose_writes_never_return_holds_up_no_other_sink") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(dir.path(), 0, &[]);
+    let spool = dir.path().join("spool");
+    let daemon = Daemon::start(&remote_config("http", receiver.port, &spool, ""));
+    let run_id = daemon.start["run_id"].clone();
+    // The output file's directory becomes a FUSE mount: owod follows its file there.
+    let out = daemon.output.parent().unwrap().to_owned();
+    let holdfs = HoldFs::mount(&out, &dir.path().join("hold"));
+    let onto = marker("onto-fuse");
+    wait_until("owod to write to the file on the FUSE mount", || {
+        exec_marker(&onto);
+        fs::metadata(&daemon.output).is_ok_and(|m| m.len() > 0)
+    });
+    holdfs.hold();
+    let held = marker("held");
+    for _ in 0..20 {
+        exec_marker(&held);
+    }
+    // The file's writes hang; the remote gets every record all the same.
+    wait_until(
+        "the collector to get the 20 execs while the file hangs",
+        || marked(&receiver.records(), &held) >= 20,
+    );
+    // The mount dies: the writes that hung fail, and owod goes back to the file under it. From
+    // the first exec after the hang on, every record the collector got is in the file or named
+    // in a `file_write` loss record.
+    drop(holdfs);
+    let after = marker("after");
+    wait_until("every record in the file or named lost", || {
+        exec_marker(&after);
+        let remote: Vec<Value> = receiver
+            .records()
+            .into_iter()
+            .filter(|r| r["run_id"] == run_id)
+            .collect();
+        let file = daemon.records();
+        let named: Vec<(u64, u64)> = remote
+            .iter()
+            .chain(&file)
+            .filter(|r| event(r)["type"] == "loss" && event(r)["stage"] == "file_write")
+            .map(|r| {
+                let e = event(r);
+                (
+                    e["first_seq"].as_u64().unwrap(),
+                    e["last_seq"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let in_file: std::collections::HashSet<u64> =
+            file.iter().filter_map(|r| r["seq"].as_u64()).collect();
+        let seq = |r: &Value| r["seq"].as_u64().unwrap();
+        let Some(first) = remote
+            .iter()
+            .filter(|r| event(r)["args"][1] == held.as_str())
+            .map(seq)
+            .min()
+        else {
+            return false;
+        };
+        let Some(last) = remote
+            .iter()
+            .filter(|r| event(r)["args"][1] == after.as_str())
+            .map(seq)
+            .max()
+        else {
+            return false;
+        };
+        let missing: Vec<u64> = (first..=last)
+            .filter(|s| !in_file.contains(s) && !named.iter().any(|&(a, b)| (a..=b).contains(s)))
+            .collect();
+        !named.is_empty() && missing.is_empty()
+    });
+}

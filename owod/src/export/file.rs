@@ -8,7 +8,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::LineSink;
+use tokio::sync::mpsc;
+
+use super::{LineSink, SinkLoss, Writer};
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot open the output file `{}`", .path.display())]
@@ -18,7 +20,10 @@ pub struct OpenError {
     source: io::Error,
 }
 
-pub fn file_sink(path: &Path) -> Result<LineSink<File>, OpenError> {
+pub fn file_sink(
+    path: &Path,
+    losses: Option<mpsc::Sender<SinkLoss>>,
+) -> Result<LineSink, OpenError> {
     let fail = |source| OpenError {
         path: path.to_owned(),
         source,
@@ -36,23 +41,27 @@ pub fn file_sink(path: &Path) -> Result<LineSink<File>, OpenError> {
     };
     let file = open().map_err(fail)?;
     let at = path.to_owned();
-    Ok(LineSink::new(
+    let mut writer = Writer::new(
         "file",
         path.display().to_string(),
         file,
-        256 * 1024,
         Some(Box::new(open)),
     )
-    .following(Box::new(move |file: &File| moved(&at, file))))
+    .following(Box::new(move |file: &File| moved(&at, file)));
+    if let Some(losses) = losses {
+        writer = writer.telling(losses);
+    }
+    writer.start(256 * 1024).map_err(fail)
 }
 
-/// The path no longer names `file`: it was renamed or removed (a path that cannot be looked at
-/// for another reason is left alone).
+/// The path no longer names `file`: it was renamed or removed, or the file system it is on is
+/// gone from under the path (a dead network or FUSE mount). A path that cannot be looked at for
+/// another reason is left alone.
 fn moved(path: &Path, file: &File) -> bool {
     match (std::fs::symlink_metadata(path), file.metadata()) {
         (Ok(there), Ok(open)) => (there.dev(), there.ino()) != (open.dev(), open.ino()),
         (Err(e), _) => e.kind() == io::ErrorKind::NotFound,
-        (Ok(_), Err(_)) => false,
+        (Ok(_), Err(_)) => true,
     }
 }
 
@@ -98,7 +107,7 @@ mod tests {
     fn a_link_a_stranger_s_file_or_a_writable_one_is_not_written_to() {
         let dir = tempfile::tempdir().unwrap();
         let refused = |name: &str| {
-            let err = file_sink(&dir.path().join(name)).err().expect(name);
+            let err = file_sink(&dir.path().join(name), None).err().expect(name);
             format!("{:#}", anyhow::Error::from(err))
         };
         let target = dir.path().join("target");
@@ -130,8 +139,8 @@ mod tests {
         }
 
         // A file of its own, or a new one, is fine, and a new one is 0640.
-        file_sink(&target).unwrap();
-        file_sink(&dir.path().join("new")).unwrap();
+        file_sink(&target, None).unwrap();
+        file_sink(&dir.path().join("new"), None).unwrap();
         let mode = std::fs::metadata(dir.path().join("new")).unwrap().mode();
         assert_eq!(mode & 0o777, 0o640);
     }

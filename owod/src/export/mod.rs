@@ -6,13 +6,13 @@
 
 mod clock;
 pub mod file;
+mod lines;
 pub mod remote;
 pub mod stderr;
 
-use std::{
-    collections::BTreeMap,
-    io::{self, Write},
-};
+use std::{collections::BTreeMap, io};
+
+use anyhow::Context as _;
 
 use owo_common::render::LINE_MAX;
 use serde_json::Value;
@@ -22,6 +22,7 @@ use tokio::{
 };
 
 pub use clock::BootClock;
+pub use lines::{LineSink, Output, Writer};
 
 use crate::{
     config::Config,
@@ -82,11 +83,12 @@ pub fn open_local_sinks(
 ) -> anyhow::Result<Vec<Box<dyn Sink>>> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if config.output.file.enabled {
-        let file = file::file_sink(&config.output.file.path)?.telling(losses.clone());
+        let file = file::file_sink(&config.output.file.path, Some(losses.clone()))?;
         sinks.push(Box::new(file));
     }
     if config.output.stderr {
-        sinks.push(Box::new(stderr::stderr_sink()));
+        let stderr = stderr::stderr_sink().context("cannot start the stderr sink's writer")?;
+        sinks.push(Box::new(stderr));
     }
     Ok(sinks)
 }
@@ -125,26 +127,21 @@ pub fn start_remotes(config: &Config, losses: &mpsc::Sender<SinkLoss>) -> anyhow
 pub trait Sink: Send {
     fn name(&self) -> &'static str;
     fn write_line(&mut self, seq: u64, line: &str);
+    /// A batch ended: pass on what waits.
     fn flush(&mut self);
     fn errors(&self) -> u64;
     /// Where it writes, for status.
     fn target(&self) -> &str;
-    /// Close and open again (a file renamed by logrotate); a no-op for streams.
-    fn reopen(&mut self) -> io::Result<()>;
+    /// Close and open again (a file renamed by logrotate), with the answer to come; `None`
+    /// where there is nothing to reopen.
+    fn reopen(&mut self) -> Option<oneshot::Receiver<io::Result<()>>> {
+        None
+    }
     /// More to say in status (a remote's connection state).
     fn status(&self) -> Option<Value> {
         None
     }
 }
-
-/// Opens (again) what a [`LineSink`] writes to.
-type Opener<W> = Box<dyn Fn() -> io::Result<W> + Send>;
-
-/// Is what a [`LineSink`] writes to no longer at its path (renamed or removed)?
-pub type Moved<W> = Box<dyn Fn(&W) -> bool + Send>;
-
-/// How often a [`LineSink`] looks whether its file was moved away.
-const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs a [`Runs`] keeps at most.
 const RUNS_MAX: usize = 1024;
@@ -207,246 +204,6 @@ impl Runs {
             sent += 1;
         }
         self.0.drain(..sent);
-    }
-}
-
-/// What a [`LineSink`] writes to: a stream, or a file, which can be cut back to its last whole
-/// line after a failed write (a full disk) so that the next line does not join a broken one.
-pub trait Output: Write + Send {
-    /// Its length, where it has one.
-    fn len(&self) -> Option<u64> {
-        None
-    }
-
-    /// Cut it back to `len` bytes.
-    fn cut(&self, _len: u64) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Output for std::fs::File {
-    fn len(&self) -> Option<u64> {
-        self.metadata().ok().map(|m| m.len())
-    }
-
-    fn cut(&self, len: u64) -> io::Result<()> {
-        self.set_len(len)
-    }
-}
-
-impl Output for io::Stderr {}
-
-/// A sink that writes whole lines to an [`Output`], buffered. A write that fails loses the
-/// lines it held, which are counted, and named in `loss` records (stage `file_write`) once
-/// writes work again (a loss record would meet a full disk too). Write errors are logged on the
-/// first of a streak, then counted, and logged again when writes work again.
-pub struct LineSink<W: Output> {
-    name: &'static str,
-    target: String,
-    out: W,
-    /// Whole lines not yet written, the runs of their seqs, and the runs that the loss records
-    /// among them name (told again if those are lost too).
-    pending: Vec<u8>,
-    pending_seqs: Runs,
-    pending_tells: Vec<(u64, u64)>,
-    capacity: usize,
-    /// The length of the output up to its last whole line, where it has a length.
-    good: Option<u64>,
-    opener: Option<Opener<W>>,
-    /// With it, a file renamed or removed under owod (rotated with no `owoctl reopen`, or with
-    /// no bus to send it on) is followed: a new one is opened at the path within a second.
-    moved: Option<Moved<W>>,
-    checked: std::time::Instant,
-    /// Where losses are told, and the runs of seqs lost and not told yet.
-    losses: Option<mpsc::Sender<SinkLoss>>,
-    lost: Runs,
-    errors: u64,
-    failing: bool,
-}
-
-/// What a `file_write` loss record's line holds, and no other line (a record's strings are
-/// escaped: their quotes cannot make it).
-const FILE_WRITE_LOSS: &str = "\"stage\":\"file_write\"";
-
-/// The seqs a loss record's line names.
-fn named_run(line: &str) -> Option<(u64, u64)> {
-    let record: Value = serde_json::from_str(line).ok()?;
-    let event = &record["event"];
-    Some((event["first_seq"].as_u64()?, event["last_seq"].as_u64()?))
-}
-
-impl<W: Output> LineSink<W> {
-    pub fn new(
-        name: &'static str,
-        target: String,
-        inner: W,
-        buffer: usize,
-        opener: Option<Opener<W>>,
-    ) -> LineSink<W> {
-        LineSink {
-            name,
-            target,
-            good: inner.len(),
-            out: inner,
-            pending: Vec::with_capacity(buffer),
-            pending_seqs: Runs::default(),
-            pending_tells: Vec::new(),
-            capacity: buffer,
-            opener,
-            moved: None,
-            checked: std::time::Instant::now(),
-            losses: None,
-            lost: Runs::default(),
-            errors: 0,
-            failing: false,
-        }
-    }
-
-    /// Follow the file to its path when it is moved away (see [`LineSink::moved`]).
-    pub fn following(mut self, moved: Moved<W>) -> LineSink<W> {
-        self.moved = Some(moved);
-        self
-    }
-
-    /// Tell lost records to the daemon, for loss records.
-    pub fn telling(mut self, losses: mpsc::Sender<SinkLoss>) -> LineSink<W> {
-        self.losses = Some(losses);
-        self
-    }
-
-    /// Write what is pending, whole, or lose it whole: a partly written line is cut off again.
-    fn write_pending(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let result = self.out.write_all(&self.pending);
-        match &result {
-            Ok(()) => {
-                self.good = self.good.map(|g| g + self.pending.len() as u64);
-                self.tell_lost();
-            }
-            Err(_) => {
-                if let Some(good) = self.good {
-                    if self.out.cut(good).is_err() {
-                        // Where the file ends is no longer known: ask it again next time.
-                        self.good = self.out.len();
-                    }
-                }
-                // And a loss record of this sink lost with them: what it named is told again.
-                let runs = std::mem::take(&mut self.pending_seqs).0;
-                for (first, last) in runs.into_iter().chain(self.pending_tells.drain(..)) {
-                    self.lost.add(first, last);
-                }
-            }
-        }
-        self.pending.clear();
-        self.pending_seqs = Runs::default();
-        self.pending_tells.clear();
-        self.record(result);
-    }
-
-    /// Name what was lost in loss records.
-    fn tell_lost(&mut self) {
-        match &self.losses {
-            Some(losses) => self.lost.tell(losses, "file", &self.target, "file_write"),
-            None => self.lost = Runs::default(),
-        }
-    }
-
-    fn record(&mut self, result: io::Result<()>) {
-        match result {
-            Ok(()) if self.failing => {
-                tracing::info!(
-                    "sink `{}` writes to {} again ({} failed writes)",
-                    self.name,
-                    self.target,
-                    self.errors
-                );
-                self.failing = false;
-            }
-            Ok(()) => {}
-            Err(err) => {
-                if !self.failing {
-                    tracing::error!(
-                        "sink `{}` cannot write to {}: {err} (counting until it recovers)",
-                        self.name,
-                        self.target
-                    );
-                    self.failing = true;
-                }
-                self.errors += 1;
-            }
-        }
-    }
-
-    fn follow(&mut self) {
-        let Some(moved) = &self.moved else { return };
-        if self.checked.elapsed() < FOLLOW_EVERY {
-            return;
-        }
-        self.checked = std::time::Instant::now();
-        if !moved(&self.out) {
-            return;
-        }
-        match self.reopen() {
-            Ok(()) => tracing::info!(
-                "sink `{}`: {} was moved or removed; writing to a new file there",
-                self.name,
-                self.target
-            ),
-            Err(err) => self.record(Err(err)),
-        }
-    }
-}
-
-impl<W: Output> Sink for LineSink<W> {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn write_line(&mut self, seq: u64, line: &str) {
-        if self.losses.is_some() && line.contains(FILE_WRITE_LOSS) {
-            if let Some(run) = named_run(line) {
-                self.pending_tells.push(run);
-            }
-        }
-        self.pending.extend_from_slice(line.as_bytes());
-        self.pending.push(b'\n');
-        self.pending_seqs.add(seq, seq);
-        if self.pending.len() >= self.capacity {
-            self.write_pending();
-        }
-    }
-
-    fn flush(&mut self) {
-        self.write_pending();
-        if let Err(err) = self.out.flush() {
-            self.record(Err(err));
-        }
-        self.follow();
-    }
-
-    fn errors(&self) -> u64 {
-        self.errors
-    }
-
-    fn target(&self) -> &str {
-        &self.target
-    }
-
-    fn reopen(&mut self) -> io::Result<()> {
-        let Some(opener) = self.opener.take() else {
-            return Ok(());
-        };
-        // Everything written so far goes to the old file (renamed by logrotate): nothing is
-        // lost, nothing written twice.
-        self.write_pending();
-        let fresh = self.out.flush().and_then(|()| opener());
-        self.opener = Some(opener);
-        let fresh = fresh?;
-        self.good = fresh.len();
-        self.out = fresh;
-        Ok(())
     }
 }
 
@@ -575,9 +332,23 @@ impl Hub {
     fn command(&mut self, command: HubCommand) {
         match command {
             HubCommand::Reopen { reply } => {
-                self.flush();
-                let result = self.sinks.iter_mut().try_for_each(|s| s.reopen());
-                let _ = reply.send(result);
+                let answers: Vec<_> = self.sinks.iter_mut().filter_map(|s| s.reopen()).collect();
+                // Answered by the writers, not waited for here: a stalled one holds up no record.
+                tokio::spawn(async move {
+                    let mut result = Ok(());
+                    for answer in answers {
+                        let answer = match tokio::time::timeout(lines::CLOSE_WAIT, answer).await {
+                            Ok(Ok(answer)) => answer,
+                            Ok(Err(_)) => Err(io::Error::other("its writer has stopped")),
+                            Err(_) => Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "it has not answered for 5 s: its writes do not return",
+                            )),
+                        };
+                        result = result.and(answer);
+                    }
+                    let _ = reply.send(result);
+                });
             }
             HubCommand::Sinks { sinks, hold, reply } => {
                 self.flush();

@@ -2,14 +2,8 @@
 
 use std::io;
 
-use super::LineSink;
+use super::{LineSink, Writer};
 
-pub fn stderr_sink() -> LineSink<io::Stderr> {
-    LineSink::new(
-        "stderr",
-        "standard error".to_owned(),
-        io::stderr(),
-        64 * 1024,
-        None,
-    )
+pub fn stderr_sink() -> io::Result<LineSink> {
+    Writer::new("stderr", "standard error".to_owned(), io::stderr(), None).start(64 * 1024)
 }

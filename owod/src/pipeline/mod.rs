@@ -8,9 +8,38 @@ pub mod record;
 pub mod sequencer;
 pub mod stages;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::{
+    future::Future,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use record::Record;
+use tokio::task::JoinHandle;
+
+/// Run a stage on a thread of its own (from the runtime's blocking pool), woken there by the
+/// runtime's I/O and timer drivers like any task: for a stage that blocks on a disk (a remote's
+/// spool, written and fsync'd per batch), which then stalls only itself, never the two async
+/// worker threads that serve D-Bus, signals and the other stages. Each batch handed to such a
+/// stage wakes its thread: the busy stages stay tasks.
+pub fn on_own_thread<F>(stage: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || runtime.block_on(stage))
+}
+
+/// Run `work`, which may block (an NSS lookup, a walk of `/sys`), where it holds up no other
+/// task: on a multi-thread runtime the worker hands its other tasks on first. For rare work
+/// only: each call costs a thread hand-off.
+pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
 
 /// A record on its way out, and the kernel time it happened (boot clock), or `None` for the
 /// agent's own records (stamped with the time they are written).

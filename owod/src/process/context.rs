@@ -103,7 +103,8 @@ impl UserNames {
         self.0
             .entry(uid)
             .or_insert_with(|| {
-                nix::unistd::User::from_uid(uid.into())
+                // NSS may ask a directory server: a lookup blocks.
+                crate::pipeline::blocking(|| nix::unistd::User::from_uid(uid.into()))
                     .ok()
                     .flatten()
                     .map(|u| Arc::from(u.name))
@@ -139,7 +140,7 @@ impl CgroupPaths {
                 .get(&id)
                 .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
         {
-            self.scan();
+            crate::pipeline::blocking(|| self.scan());
             if !self.paths.contains_key(&id) {
                 if self.missed.len() > 4096 {
                     self.missed.clear();

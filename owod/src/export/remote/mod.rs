@@ -1,8 +1,9 @@
 //! Remote export: one long-lived connection per collector, fed from an on-disk [`spool`] so that
 //! nothing waits on the collector and nothing is lost while it is away. The [`RemoteSink`] in the
-//! hub only queues lines (it never blocks the file and stderr sinks); a writer task appends them
-//! to the spool, and a sender task delivers batches, in `seq` order, reconnecting with capped
-//! exponential backoff and jitter. Records still spooled at shutdown go out after the next start.
+//! hub only queues lines (it never blocks the file and stderr sinks); a writer appends them to
+//! the spool, and a sender delivers batches, in `seq` order, reconnecting with capped exponential
+//! backoff and jitter. Both run on threads of their own: a slow or stalled spool disk holds up
+//! only them. Records still spooled at shutdown go out after the next start.
 
 pub mod protocol;
 pub mod spool;
@@ -99,7 +100,7 @@ pub fn start(
         ..Default::default()
     });
     let spool_lost = Arc::new(AtomicU64::new(0));
-    let writing = tokio::spawn(write_spool(
+    let writing = crate::pipeline::on_own_thread(write_spool(
         writer,
         rx,
         end_tx,
@@ -108,7 +109,7 @@ pub fn start(
         spool_lost.clone(),
         name.clone(),
     ));
-    let sending = tokio::spawn(send_spool(
+    let sending = crate::pipeline::on_own_thread(send_spool(
         remote.clone(),
         tls,
         reader,
@@ -197,10 +198,6 @@ impl Sink for Unavailable {
         &self.name
     }
 
-    fn reopen(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
     fn status(&self) -> Option<Value> {
         Some(json!({
             "state": "unavailable",
@@ -244,10 +241,6 @@ impl Sink for RemoteSink {
 
     fn target(&self) -> &str {
         &self.name
-    }
-
-    fn reopen(&mut self) -> io::Result<()> {
-        Ok(())
     }
 
     fn status(&self) -> Option<Value> {
