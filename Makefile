@@ -56,12 +56,19 @@ vm-test: deps
 	scripts/vm-test.sh
 
 # The fuzz targets (libFuzzer, through cargo-fuzz, on a nightly toolchain), each for
-# FUZZ_SECONDS. What they find is left in fuzz/artifacts/.
+# FUZZ_SECONDS. What they find is left in fuzz/artifacts/. Seeds: the shipped config and rules,
+# RELP answers, and an Elasticsearch bulk answer (format 1, status 200, 3 records sent) with an
+# item delivered, one refused and one to send again.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := decode dns escape
+FUZZ_TARGETS := decode dns escape config rules relp http
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@mkdir -p fuzz/corpus/config fuzz/corpus/rules fuzz/corpus/relp fuzz/corpus/http
+	@cp config.yaml fuzz/corpus/config/seed
+	@cp owod/rules/builtin.yaml fuzz/corpus/rules/seed
+	@printf '1 rsp 6 200 OK\n2 rsp 0\n3 serverclose 0\n' >fuzz/corpus/relp/seed
+	@printf '\001\310\000\003{"errors":true,"items":[{"create":{"status":201}},{"create":{"status":400,"error":{"type":"x"}}},{"create":{"status":429}}]}' >fuzz/corpus/http/seed
 	for t in $(FUZZ_TARGETS); do \
 		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done

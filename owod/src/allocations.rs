@@ -40,6 +40,7 @@ pub fn trim(peak: &mut usize) {
     }
 }
 
+/// The system allocator, counted: the binary installs it as its `#[global_allocator]`.
 pub struct Counting;
 
 // SAFETY: every call is passed to `System` unchanged, which upholds GlobalAlloc's contract; the

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{client::conn::http1::SendRequest, Request};
+use hyper::{client::conn::http1::SendRequest, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::{pki_types::ServerName, ClientConfig};
 use tokio::{
-    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    io::{AsyncBufRead, AsyncRead, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
 
@@ -40,8 +40,9 @@ pub enum Connection {
     },
 }
 
-/// One space- or newline-ended word of a RELP frame, and the byte that ended it.
-async fn relp_word(io: &mut tokio::io::BufReader<Box<dyn Io>>) -> Result<(String, u8), String> {
+/// One space- or newline-ended word of a RELP frame, and the byte that ended it. Read a byte at a
+/// time, hence the buffered reader.
+async fn relp_word<R: AsyncBufRead + Unpin>(io: &mut R) -> Result<(String, u8), String> {
     use tokio::io::AsyncReadExt;
     let mut buf = Vec::new();
     loop {
@@ -62,8 +63,8 @@ const RELP_DATA_MAX: usize = 64 << 10;
 
 /// One RELP frame: `TXNR SP COMMAND SP DATALEN [SP DATA] LF`. A length past [`RELP_DATA_MAX`],
 /// or anything but the one LF after the data, is refused before anything is allocated for it.
-async fn relp_read(
-    io: &mut tokio::io::BufReader<Box<dyn Io>>,
+pub async fn relp_read<R: AsyncBufRead + Unpin>(
+    io: &mut R,
 ) -> Result<(u64, String, Vec<u8>), String> {
     use tokio::io::AsyncReadExt;
     let (txnr, _) = relp_word(io).await?;
@@ -370,6 +371,8 @@ fn bulk_items(answer: &[u8], sent: usize) -> Result<(), SendError> {
     if !bulk.errors {
         return Ok(());
     }
+    // Items answer records by their place: with another count, the places that `Partly` gives
+    // could name the wrong records, or none of the batch.
     if bulk.items.len() != sent {
         return Err(format!("{} items for {sent} records", bulk.items.len()).into());
     }
@@ -402,6 +405,26 @@ fn bulk_items(answer: &[u8], sent: usize) -> Result<(), SendError> {
     match first {
         Some(why) => Err(SendError::Partly(refused, why)),
         None => Ok(()),
+    }
+}
+
+/// What an HTTP answer from `address` says of the `sent` records of a batch in `format`: a 2xx
+/// delivers them (an Elasticsearch bulk answer names those it refused), a 4xx other than 408
+/// and 429 refuses them, anything else sends them again.
+pub fn judge(
+    address: &str,
+    format: &str,
+    status: StatusCode,
+    answer: &[u8],
+    sent: usize,
+) -> Result<(), SendError> {
+    let why = || format!("{address} answered HTTP {status}");
+    match status.as_u16() {
+        200..=299 if format == "elasticsearch_bulk" => bulk_items(answer, sent),
+        200..=299 => Ok(()),
+        408 | 429 => Err(SendError::Retry(why())),
+        400..=499 => Err(SendError::Refused(why())),
+        _ => Err(SendError::Retry(why())),
     }
 }
 
@@ -506,16 +529,13 @@ impl Connection {
                     .await
                     .map_err(|e| format!("{}'s answer: {e}", remote.address))?
                     .to_bytes();
-                let why = format!("{} answered HTTP {status}", remote.address);
-                match status.as_u16() {
-                    200..=299 if remote.http_format == "elasticsearch_bulk" => {
-                        bulk_items(&answer, batch.len())
-                    }
-                    200..=299 => Ok(()),
-                    408 | 429 => Err(SendError::Retry(why)),
-                    400..=499 => Err(SendError::Refused(why)),
-                    _ => Err(SendError::Retry(why)),
-                }
+                judge(
+                    &remote.address,
+                    &remote.http_format,
+                    status,
+                    &answer,
+                    batch.len(),
+                )
             }
         }
     }
@@ -524,6 +544,169 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::untrusted::{http_answer, relp_answers, RelpFrame};
+    use proptest::{
+        collection::vec,
+        prelude::any,
+        prop_assert, prop_assert_eq, prop_oneof,
+        strategy::{Just, Strategy as _},
+    };
+
+    /// An `http_format`: one owod knows, or any other word.
+    fn any_format() -> impl proptest::strategy::Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(crate::config::HTTP_FORMATS.to_vec()).prop_map(String::from),
+            "[a-z_]{0,20}",
+        ]
+    }
+
+    /// An item's status in a bulk answer: delivered, refused, to send again, or any number.
+    fn any_item_status() -> impl proptest::strategy::Strategy<Value = u16> {
+        prop_oneof![
+            200u16..300,
+            400u16..500,
+            Just(429u16),
+            500u16..600,
+            any::<u16>()
+        ]
+    }
+
+    /// An Elasticsearch bulk answer with an item of each status.
+    fn bulk_answer(errors: bool, statuses: &[u16]) -> Vec<u8> {
+        let items: Vec<String> = statuses
+            .iter()
+            .map(|s| format!("{{\"create\":{{\"status\":{s},\"error\":{{\"type\":\"x\"}}}}}}"))
+            .collect();
+        format!("{{\"errors\":{errors},\"items\":[{}]}}", items.join(",")).into_bytes()
+    }
+
+    /// A body: any bytes, or a bulk answer.
+    fn any_answer() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        let bulk = (any::<bool>(), vec(any_item_status(), 0..8))
+            .prop_map(|(errors, statuses)| bulk_answer(errors, &statuses));
+        prop_oneof![vec(any::<u8>(), 0..256), bulk]
+    }
+
+    proptest::proptest! {
+        /// Any bytes from a RELP server are frames and then an error, never a panic, and no
+        /// frame holds more than an answer may.
+        #[test]
+        fn any_relp_answer_is_read_or_refused(bytes in vec(prop_oneof![
+            Just(b' '), Just(b'\n'), any::<u8>(), proptest::char::range('0', '9').prop_map(|c| c as u8),
+        ], 0..512)) {
+            let (frames, why) = relp_answers(&bytes);
+            prop_assert!(why.starts_with("RELP: "), "{why}");
+            for frame in frames {
+                prop_assert!(frame.data.len() <= RELP_DATA_MAX);
+            }
+        }
+
+        /// Well-formed frames with any transaction number, command and data are read back as
+        /// they were written, up to the end of the stream.
+        #[test]
+        fn relp_frames_are_read_back_exactly(
+            sent in vec((any::<u64>(), "[!-~]{1,32}", vec(any::<u8>(), 0..300)), 0..6),
+        ) {
+            let bytes: Vec<u8> = sent
+                .iter()
+                .flat_map(|(txnr, command, data)| relp_frame(*txnr, command, data))
+                .collect();
+            let (frames, why) = relp_answers(&bytes);
+            let expected: Vec<RelpFrame> = sent
+                .into_iter()
+                .map(|(txnr, command, data)| RelpFrame { txnr, command, data })
+                .collect();
+            prop_assert_eq!(frames, expected);
+            let end = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+            prop_assert_eq!(why, format!("RELP: {end}"));
+        }
+
+        /// Any HTTP answer is judged, never a panic, and the records it refuses are records of
+        /// the batch, each named once, in order.
+        #[test]
+        fn any_http_answer_is_judged(
+            format in any_format(),
+            status in prop_oneof![200u16..300, any::<u16>()],
+            answer in any_answer(),
+            sent in prop_oneof![0usize..10, any::<usize>()],
+        ) {
+            if let Err(SendError::Partly(at, _)) = http_answer(&format, status, &answer, sent) {
+                prop_assert!(!at.is_empty());
+                prop_assert!(at.iter().all(|&i| i < sent), "{at:?} of {sent}");
+                prop_assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}");
+            }
+        }
+
+        /// A bulk answer with errors for the batch sent: one item that may pass sends the batch
+        /// again; otherwise the records whose items failed are refused, and only those.
+        #[test]
+        fn a_bulk_answer_refuses_the_records_that_failed(
+            statuses in vec(any_item_status(), 1..16),
+        ) {
+            let judged = http_answer(
+                "elasticsearch_bulk",
+                200,
+                &bulk_answer(true, &statuses),
+                statuses.len(),
+            );
+            let failed: Vec<usize> = (0..statuses.len())
+                .filter(|&i| !(200..300).contains(&statuses[i]))
+                .collect();
+            if statuses.iter().any(|&s| s == 429 || (500..600).contains(&s)) {
+                prop_assert!(matches!(judged, Err(SendError::Retry(_))), "{judged:?}");
+            } else if failed.is_empty() {
+                prop_assert!(judged.is_ok(), "{judged:?}");
+            } else {
+                prop_assert!(
+                    matches!(&judged, Err(SendError::Partly(at, _)) if *at == failed),
+                    "{judged:?}, expected {failed:?}"
+                );
+            }
+        }
+
+        /// A 2xx delivers a batch in any format but Elasticsearch's bulk, whatever its body.
+        #[test]
+        fn a_2xx_delivers(
+            format in any_format().prop_filter("bulk answers are read", |f| f != "elasticsearch_bulk"),
+            status in 200u16..300,
+            answer in any_answer(),
+            sent in any::<usize>(),
+        ) {
+            prop_assert!(http_answer(&format, status, &answer, sent).is_ok());
+        }
+
+        /// A 4xx other than 408 and 429 refuses a batch in any format, whatever its body.
+        #[test]
+        fn a_4xx_refuses(
+            format in any_format(),
+            status in (400u16..500).prop_filter("408 and 429 may pass", |s| *s != 408 && *s != 429),
+            answer in any_answer(),
+            sent in any::<usize>(),
+        ) {
+            let judged = http_answer(&format, status, &answer, sent);
+            prop_assert!(matches!(judged, Err(SendError::Refused(_))), "{judged:?}");
+        }
+    }
+
+    #[test]
+    fn a_bulk_answer_names_the_records_it_refused() {
+        let answer = br#"{"errors":true,"items":[{"create":{"status":201}},{"create":{"status":400,"error":{"type":"mapper_parsing_exception"}}},{"create":{"status":409}}]}"#;
+        match judge("es:9200", "elasticsearch_bulk", StatusCode::OK, answer, 3) {
+            Err(SendError::Partly(at, why)) => {
+                assert_eq!(at, [1, 2]);
+                assert_eq!(
+                    why,
+                    "Elasticsearch refused records with 400: {\"type\":\"mapper_parsing_exception\"}"
+                );
+            }
+            other => panic!("expected records 1 and 2 refused, got {other:?}"),
+        }
+        // Two records answered for three sent: which were refused is not known, so all go again.
+        assert!(matches!(
+            judge("es:9200", "elasticsearch_bulk", StatusCode::OK, answer, 2),
+            Err(SendError::Retry(_))
+        ));
+    }
 
     #[test]
     fn http_bodies_for_each_product() {
