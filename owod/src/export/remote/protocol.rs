@@ -82,6 +82,10 @@ pub async fn relp_read<R: AsyncBufRead + Unpin>(
         ));
     }
     if len == 0 {
+        // No data, and no space before it; a space there is taken, with the LF after it.
+        if end == b' ' && io.read_u8().await.map_err(|e| format!("RELP: {e}"))? != b'\n' {
+            return Err("RELP: a frame without data is not ended by its LF".to_owned());
+        }
         return Ok((txnr, command, Vec::new()));
     }
     if end == b'\n' {
@@ -379,8 +383,9 @@ fn bulk_items(answer: &[u8], sent: usize) -> Result<(), SendError> {
     let mut refused = Vec::new();
     let mut first = None;
     for (at, item) in bulk.items.iter().enumerate() {
-        let Some(item) = item.values().next() else {
-            continue;
+        // One action per item, as sent: anything else is no answer about that record.
+        let (Some(item), 1) = (item.values().next(), item.len()) else {
+            return Err(format!("a bulk item with {} actions", item.len()).into());
         };
         match item.status {
             200..=299 => {}
@@ -585,6 +590,19 @@ mod tests {
         let bulk = (any::<bool>(), vec(any_item_status(), 0..8))
             .prop_map(|(errors, statuses)| bulk_answer(errors, &statuses));
         prop_oneof![vec(any::<u8>(), 0..256), bulk]
+    }
+
+    #[test]
+    fn a_frame_without_data_is_read_whole_with_or_without_a_space() {
+        let (frames, why) = relp_answers(b"1 rsp 0\n2 rsp 0 \n3 rsp 6 200 OK\n");
+        let txnrs: Vec<u64> = frames.iter().map(|f| f.txnr).collect();
+        assert_eq!(txnrs, [1, 2, 3], "{why}");
+        assert_eq!(frames[2].data, b"200 OK");
+        let (frames, why) = relp_answers(b"1 rsp 0 x\n");
+        assert!(
+            frames.is_empty() && why.contains("not ended by its LF"),
+            "{why}"
+        );
     }
 
     proptest::proptest! {
