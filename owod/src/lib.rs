@@ -94,6 +94,7 @@ pub fn main() -> ExitCode {
 
 fn run(args: &Args, config: Config, rules: Option<Vec<Rule>>) -> anyhow::Result<()> {
     collector::preflight::check()?;
+    collector::preflight::drop_capabilities()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

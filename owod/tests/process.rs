@@ -407,3 +407,49 @@ fn an_exec_its_connect_and_its_exit_keep_their_order_across_lanes() {
         );
     }
 }
+
+#[test]
+fn every_thread_keeps_only_the_capabilities_owod_needs() {
+    if !bpf_available("every_thread_keeps_only_the_capabilities_owod_needs") {
+        return;
+    }
+    let daemon = Daemon::start("");
+    const CAP_DAC_OVERRIDE: u32 = 1;
+    const CAP_KILL: u32 = 5;
+    const CAP_SETUID: u32 = 7;
+    const CAP_NET_RAW: u32 = 13;
+    const CAP_SYS_MODULE: u32 = 16;
+    const CAP_BPF: u32 = 39;
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", daemon.child.id())).unwrap();
+    let mut threads = 0;
+    for task in tasks {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let set = |name: &str| {
+            let hex = status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in\n{status}"));
+            u64::from_str_radix(hex.trim(), 16).unwrap()
+        };
+        for name in ["CapEff:", "CapPrm:", "CapBnd:"] {
+            let caps = set(name);
+            for gone in [
+                CAP_DAC_OVERRIDE,
+                CAP_KILL,
+                CAP_SETUID,
+                CAP_NET_RAW,
+                CAP_SYS_MODULE,
+            ] {
+                assert_eq!(
+                    caps & (1 << gone),
+                    0,
+                    "capability {gone} in {name} {caps:x}"
+                );
+            }
+            assert_ne!(caps & (1 << CAP_BPF), 0, "no CAP_BPF in {name} {caps:x}");
+        }
+        assert_eq!((set("CapInh:"), set("CapAmb:")), (0, 0));
+        threads += 1;
+    }
+    assert!(threads > 2, "only {threads} threads looked at");
+}

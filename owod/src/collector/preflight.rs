@@ -16,6 +16,8 @@ pub enum PreflightError {
     NoBtf,
     #[error("tracefs is not mounted and could not be mounted at `{TRACEFS}`; mount it with `mount -t tracefs tracefs {TRACEFS}`")]
     NoTracefs(#[source] nix::Error),
+    #[error("cannot give up the capabilities owod does not need")]
+    Capabilities(#[source] caps::errors::CapsError),
 }
 
 /// Run every check, mounting tracefs if it is missing (aya looks it up once, at the first attach,
@@ -29,6 +31,41 @@ pub fn check() -> Result<(), PreflightError> {
     }
     ensure_tracefs()?;
     raise_memlock();
+    Ok(())
+}
+
+/// Keep only the capabilities owod needs for the rest of its run, before any thread starts (each
+/// thread has its own set, and inherits it): CAP_BPF and CAP_PERFMON to load and attach eBPF (a
+/// monitor switched on at run time attaches its programs then), CAP_SYS_PTRACE for every
+/// process's `/proc` entries and executable, and CAP_DAC_READ_SEARCH to read any binary for its
+/// hash; CAP_SYS_ADMIN only on a kernel older than CAP_BPF. Everything else goes from the
+/// effective, permitted, inheritable, ambient and bounding sets: root's power to load kernel
+/// modules, write any file, kill, or change its ids is gone. The unit's
+/// `CapabilityBoundingSet=` says the same.
+pub fn drop_capabilities() -> Result<(), PreflightError> {
+    use caps::{CapSet, Capability, CapsHashSet};
+    let supported = caps::runtime::thread_all_supported();
+    let mut kept: CapsHashSet = [
+        Capability::CAP_BPF,
+        Capability::CAP_PERFMON,
+        Capability::CAP_SYS_PTRACE,
+        Capability::CAP_DAC_READ_SEARCH,
+    ]
+    .into_iter()
+    .collect();
+    if !supported.contains(&Capability::CAP_BPF) {
+        kept.insert(Capability::CAP_SYS_ADMIN);
+    }
+    let held = caps::read(None, CapSet::Permitted).map_err(PreflightError::Capabilities)?;
+    let kept: CapsHashSet = kept.intersection(&held).copied().collect();
+    // The bounding set first: dropping from it takes CAP_SETPCAP, which goes next.
+    for cap in supported.difference(&kept) {
+        caps::drop(None, CapSet::Bounding, *cap).map_err(PreflightError::Capabilities)?;
+    }
+    caps::clear(None, CapSet::Ambient).map_err(PreflightError::Capabilities)?;
+    caps::clear(None, CapSet::Inheritable).map_err(PreflightError::Capabilities)?;
+    caps::set(None, CapSet::Effective, &kept).map_err(PreflightError::Capabilities)?;
+    caps::set(None, CapSet::Permitted, &kept).map_err(PreflightError::Capabilities)?;
     Ok(())
 }
 
