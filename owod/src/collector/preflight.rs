@@ -38,7 +38,8 @@ pub fn check() -> Result<(), PreflightError> {
 /// thread has its own set, and inherits it): CAP_BPF and CAP_PERFMON to load and attach eBPF (a
 /// monitor switched on at run time attaches its programs then), CAP_SYS_PTRACE for every
 /// process's `/proc` entries and executable, and CAP_DAC_READ_SEARCH to read any binary for its
-/// hash; CAP_SYS_ADMIN only on a kernel older than CAP_BPF. Everything else goes from the
+/// hash; CAP_SYS_ADMIN only on a kernel older than CAP_BPF, or one that keeps perf events to it.
+/// Everything else goes from the
 /// effective, permitted, inheritable, ambient and bounding sets: root's power to load kernel
 /// modules, write any file, kill, or change its ids is gone. The unit's
 /// `CapabilityBoundingSet=` says the same.
@@ -53,7 +54,13 @@ pub fn drop_capabilities() -> Result<(), PreflightError> {
     ]
     .into_iter()
     .collect();
-    if !supported.contains(&Capability::CAP_BPF) {
+    // Debian's and Ubuntu's kernels, at perf_event_paranoid 3 or more, open perf events (which
+    // attach tracepoints) to CAP_SYS_ADMIN only.
+    let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .unwrap_or(2);
+    if !supported.contains(&Capability::CAP_BPF) || paranoid > 2 {
         kept.insert(Capability::CAP_SYS_ADMIN);
     }
     let held = caps::read(None, CapSet::Permitted).map_err(PreflightError::Capabilities)?;
