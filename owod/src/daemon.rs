@@ -45,6 +45,9 @@ fn loss_record(loss: &SinkLoss) -> AgentRecord {
     if let (Some(first), Some(last)) = (loss.first_seq, loss.last_seq) {
         record.set("first_seq", first).set("last_seq", last);
     }
+    if let Some(run_id) = &loss.lost_run_id {
+        record.set("lost_run_id", run_id.as_str());
+    }
     record
 }
 

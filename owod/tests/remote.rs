@@ -1129,3 +1129,106 @@ fn an_output_file_whose_writes_never_return_holds_up_no_other_sink() {
         !named.is_empty() && missing.is_empty()
     });
 }
+
+#[test]
+fn a_corrupt_spool_segment_and_cursor_cost_their_lines_named_and_nothing_else() {
+    if !bpf_available("a_corrupt_spool_segment_and_cursor_cost_their_lines_named_and_nothing_else")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let port = free_port();
+    // A first run spools its records: the collector is away.
+    let mut first = Daemon::start(&remote_config("http", port, &spool, ""));
+    let first_run = first.start["run_id"].clone();
+    let tag = marker("spooled");
+    for _ in 0..20 {
+        exec_marker(&tag);
+    }
+    first.wait_for_n("the marked execs", 20, |r| {
+        event(r)["args"][1] == tag.as_str()
+    });
+    assert!(first.stop().success());
+    // The tenth marked exec's line stops being UTF-8, and the cursor points into the first line.
+    let mut segments: Vec<PathBuf> = fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".jsonl"))
+        .collect();
+    segments.sort();
+    let segment = &segments[0];
+    let mut bytes = fs::read(segment).unwrap();
+    let mut at = 0;
+    let mut marked_lines = 0;
+    let corrupted = loop {
+        let end = at + bytes[at..].iter().position(|&b| b == b'\n').unwrap();
+        let line: Value = serde_json::from_slice(&bytes[at..end]).unwrap();
+        if event(&line)["event_type"] == "execve" && event(&line)["args"][1] == tag.as_str() {
+            marked_lines += 1;
+            if marked_lines == 10 {
+                let text = &bytes[at..end];
+                let pos = at
+                    + text
+                        .windows(tag.len())
+                        .position(|w| w == tag.as_bytes())
+                        .unwrap();
+                bytes[pos] = 0xff;
+                break line["seq"].as_u64().unwrap();
+            }
+        }
+        at = end + 1;
+    };
+    fs::write(segment, &bytes).unwrap();
+    let id: u64 = segment.file_stem().unwrap().to_str().unwrap()["seg-".len()..]
+        .parse()
+        .unwrap();
+    fs::write(spool.join("cursor"), format!("{id} 5\n")).unwrap();
+    // The next run, with the collector back, sends the rest.
+    let receiver = Receiver::start(dir.path(), port, &[]);
+    let second = Daemon::start(&remote_config("http", port, &spool, ""));
+    let stop_seq = || {
+        receiver
+            .records()
+            .iter()
+            .find(|r| r["run_id"] == first_run && event(r)["type"] == "stop")
+            .and_then(|r| r["seq"].as_u64())
+    };
+    wait_until("the first run's stop record", || stop_seq().is_some());
+    let stop_seq = stop_seq().unwrap();
+    // Every record of the first run after its first line arrives, or is named lost: exactly
+    // the corrupted one. The rest of the first line is skipped and told, with no seq to name.
+    wait_until("every record of the first run accounted for", || {
+        let received = receiver.records();
+        let losses: Vec<Value> = received
+            .iter()
+            .chain(&second.records())
+            .filter(|r| event(r)["type"] == "loss" && event(r)["stage"] == "spool_corrupt")
+            .cloned()
+            .collect();
+        let named: Vec<(u64, u64)> = losses
+            .iter()
+            .filter(|r| event(r)["lost_run_id"] == first_run)
+            .map(|r| {
+                let e = event(r);
+                (
+                    e["first_seq"].as_u64().unwrap(),
+                    e["last_seq"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let delivered: std::collections::HashSet<u64> = received
+            .iter()
+            .filter(|r| r["run_id"] == first_run)
+            .filter_map(|r| r["seq"].as_u64())
+            .collect();
+        // Each loss record is in the file and at the collector.
+        !delivered.contains(&corrupted)
+            && !named.is_empty()
+            && named.iter().all(|&run| run == (corrupted, corrupted))
+            && losses
+                .iter()
+                .any(|r| event(r)["first_seq"].is_null() && event(r)["count"] == 1)
+            && (2..=stop_seq).all(|s| delivered.contains(&s) || s == corrupted)
+    });
+}

@@ -43,6 +43,8 @@ pub struct SinkLoss {
     pub count: u64,
     pub first_seq: Option<u64>,
     pub last_seq: Option<u64>,
+    /// The run those seqs are of, where it may be an earlier one (lines of a spool).
+    pub lost_run_id: Option<String>,
 }
 
 impl SinkLoss {
@@ -60,6 +62,7 @@ impl SinkLoss {
             count: last - first + 1,
             first_seq: Some(first),
             last_seq: Some(last),
+            lost_run_id: None,
         }
     }
 }

@@ -304,6 +304,7 @@ async fn write_spool(
                 count: lost.count,
                 first_seq: lost.first_seq,
                 last_seq: lost.last_seq,
+                lost_run_id: None,
             });
         }
         match spool.enforce_limit(*delivered.borrow()) {
@@ -320,6 +321,7 @@ async fn write_spool(
                     count,
                     first_seq,
                     last_seq,
+                    lost_run_id: None,
                 });
             }
             Ok(None) => {}
@@ -379,17 +381,22 @@ async fn send_spool(
                 (Vec::new(), spool.at)
             }
         };
-        let corrupt = std::mem::take(&mut spool.corrupt);
-        if corrupt > 0 {
-            tracing::warn!("remote {name}: {corrupt} corrupt lines in its spool were skipped");
+        for skipped in std::mem::take(&mut spool.skipped) {
+            tracing::warn!(
+                "remote {name}: {} corrupt lines in its spool were skipped (between seq {:?} and {:?})",
+                skipped.lines,
+                skipped.first_seq,
+                skipped.last_seq
+            );
             let _ = losses
                 .send(SinkLoss {
                     sink: "remote",
                     target: name.clone(),
                     stage: "spool_corrupt",
-                    count: corrupt,
-                    first_seq: None,
-                    last_seq: None,
+                    count: skipped.lines,
+                    first_seq: skipped.first_seq,
+                    last_seq: skipped.last_seq,
+                    lost_run_id: skipped.run_id,
                 })
                 .await;
         }

@@ -66,6 +66,24 @@ pub fn seq_of(line: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// The `run_id` of a record's line.
+fn run_of(line: &str) -> Option<&str> {
+    let at = line.find("\"run_id\":\"")? + 10;
+    line[at..].split('"').next()
+}
+
+/// Lines the reader skipped as corrupt, in one streak: how many, and the seqs they lie between
+/// (after the good line before them, before the good line after them), where those two are of
+/// one run: the records the lines were, if they were records.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Skipped {
+    pub lines: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// The run those seqs are of (a spool holds the records of earlier runs too).
+    pub run_id: Option<String>,
+}
+
 /// The append side (owned by the writer task).
 pub struct SpoolWriter {
     dir: PathBuf,
@@ -191,9 +209,14 @@ impl SpoolWriter {
 pub struct SpoolReader {
     dir: PathBuf,
     pub at: Position,
-    /// Lines skipped as corrupt (not valid UTF-8, longer than any record, or the rest of a line
-    /// a corrupt cursor pointed into) since the sender last took the count.
-    pub corrupt: u64,
+    /// Streaks of lines skipped as corrupt (not valid UTF-8, longer than any record, or the rest
+    /// of a line a corrupt cursor pointed into), for the sender to take and tell.
+    pub skipped: Vec<Skipped>,
+    /// The streak going on: its lines, and the good line before it (seq, run).
+    streak: u64,
+    streak_after: Option<(u64, String)>,
+    /// The last good line read (seq, run).
+    last: Option<(u64, String)>,
 }
 
 impl SpoolReader {
@@ -212,8 +235,48 @@ impl SpoolReader {
         Ok(SpoolReader {
             dir: dir.to_owned(),
             at,
-            corrupt: 0,
+            skipped: Vec::new(),
+            streak: 0,
+            streak_after: None,
+            last: None,
         })
+    }
+
+    /// A corrupt line was skipped.
+    fn skip(&mut self) {
+        if self.streak == 0 {
+            self.streak_after = self.last.clone();
+        }
+        self.streak += 1;
+    }
+
+    /// A good line was read: it ends a streak of corrupt ones.
+    fn read(&mut self, line: &str) {
+        let (Some(seq), Some(run)) = (seq_of(line), run_of(line)) else {
+            return;
+        };
+        if self.streak > 0 {
+            let around = match self.streak_after.take() {
+                Some((after, of)) if of == run && after + 1 < seq => Some((after + 1, seq - 1)),
+                // Next to each other, of two runs, or nothing read before them: no seq to name.
+                _ => None,
+            };
+            self.skipped.push(Skipped {
+                lines: std::mem::take(&mut self.streak),
+                first_seq: around.map(|(first, _)| first),
+                last_seq: around.map(|(_, last)| last),
+                run_id: around.map(|_| run.to_owned()),
+            });
+        }
+        match &mut self.last {
+            Some((last, of)) => {
+                *last = seq;
+                if of != run {
+                    *of = run.to_owned();
+                }
+            }
+            None => self.last = Some((seq, run.to_owned())),
+        }
     }
 
     /// Up to `max_events` records (and about `max_bytes`) from the cursor, not past `end` (what
@@ -252,9 +315,18 @@ impl SpoolReader {
                 file.seek(SeekFrom::Start(offset - 1))?;
                 if file.read(&mut before)? == 1 && before[0] != b'\n' {
                     let mut rest = BufReader::new((&mut file).take(limit.saturating_sub(offset)));
-                    let skipped = rest.skip_until(b'\n')?;
-                    offset += skipped as u64;
-                    self.corrupt += 1;
+                    let skipped = rest.skip_until(b'\n')? as u64;
+                    if skipped == 0 {
+                        // Nothing to read past the cursor yet.
+                        return Ok((Vec::new(), self.at));
+                    }
+                    offset += skipped;
+                    self.at.offset = offset;
+                    // Counted once, where the line ends (it may end in a later read).
+                    file.seek(SeekFrom::Start(offset - 1))?;
+                    if file.read(&mut before)? == 1 && before[0] == b'\n' {
+                        self.skip();
+                    }
                 }
             }
             file.seek(SeekFrom::Start(offset))?;
@@ -270,7 +342,7 @@ impl SpoolReader {
                     if n as u64 == LINE_READ_MAX {
                         // Longer than any record: not one owod wrote. Skip to its end.
                         offset += (n + reader.skip_until(b'\n')?) as u64;
-                        self.corrupt += 1;
+                        self.skip();
                         continue;
                     }
                     break; // the end, or a line still being written
@@ -280,10 +352,11 @@ impl SpoolReader {
                 match std::str::from_utf8(&line) {
                     Ok(text) => {
                         bytes += n;
+                        self.read(text);
                         lines.push(text.to_owned());
                     }
                     // Not valid UTF-8: not a line owod wrote either.
-                    Err(_) => self.corrupt += 1,
+                    Err(_) => self.skip(),
                 }
             }
             if lines.is_empty() && offset > self.at.offset {
@@ -401,9 +474,51 @@ mod tests {
             r.commit(to).unwrap();
         }
         assert_eq!(seqs, [2, 3, 4]);
+        let told = |lines| Skipped {
+            lines,
+            ..Skipped::default()
+        };
         assert_eq!(
-            r.corrupt, 3,
-            "the rest of the first, the invalid line, the long one"
+            r.skipped,
+            [
+                // The rest of the first line: nothing was read before it.
+                told(1),
+                // The invalid line and the long one, between 3 and 4: no record of the run.
+                told(2),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_corrupt_line_in_a_gap_of_seqs_names_the_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        for line in [
+            record(1).into_bytes(),
+            record(2).into_bytes(),
+            b"\xff not UTF-8".to_vec(),
+            record(5).into_bytes(),
+        ] {
+            bytes.extend(line);
+            bytes.push(b'\n');
+        }
+        fs::write(segment_path(dir.path(), 0), &bytes).unwrap();
+        let mut r = SpoolReader::open(dir.path()).unwrap();
+        let end = Position {
+            segment: 0,
+            offset: bytes.len() as u64,
+        };
+        let (batch, _) = r.read_batch(end, 10, usize::MAX).unwrap();
+        let seqs: Vec<u64> = batch.iter().map(|l| seq_of(l).unwrap()).collect();
+        assert_eq!(seqs, [1, 2, 5]);
+        assert_eq!(
+            r.skipped,
+            [Skipped {
+                lines: 1,
+                first_seq: Some(3),
+                last_seq: Some(4),
+                run_id: Some("r".to_owned()),
+            }]
         );
     }
 
