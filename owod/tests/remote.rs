@@ -1232,3 +1232,33 @@ fn a_corrupt_spool_segment_and_cursor_cost_their_lines_named_and_nothing_else() 
             && (2..=stop_seq).all(|s| delivered.contains(&s) || s == corrupted)
     });
 }
+
+#[test]
+fn an_http_collector_that_hangs_or_drops_the_connection_mid_batch_costs_retries_not_records() {
+    if !bpf_available(
+        "an_http_collector_that_hangs_or_drops_the_connection_mid_batch_costs_retries_not_records",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The first batch is read and never answered; the two after it are cut off halfway.
+    let receiver = Receiver::start(dir.path(), 0, &["--hang-first", "1", "--drop-first", "2"]);
+    let spool = dir.path().join("spool");
+    let daemon = Daemon::start(&remote_config(
+        "http",
+        receiver.port,
+        &spool,
+        "    timeout_seconds: 2\n",
+    ));
+    let tag = marker("hostile-http");
+    for _ in 0..30 {
+        exec_marker(&tag);
+    }
+    wait_until("the 30 marked execs at the collector", || {
+        marked(&receiver.records(), &tag) >= 30
+    });
+    // Every record of the run, in order (what was resent may come twice).
+    assert_complete(&receiver.records(), &daemon.start["run_id"]);
+    let log = daemon.log();
+    assert!(log.contains("within 2 s"), "the hang is a timeout:\n{log}");
+}

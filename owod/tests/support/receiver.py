@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """A real HTTP(S) collector for owod's tests: it appends the body of every POST to a file and
-answers 200 (or --status, and then it keeps nothing). With --cert/--key it speaks TLS; with --client-ca it demands a client certificate
+answers 200 (or --status, and then it keeps nothing). A hostile one with --hang-first N (reads
+the first N POSTs and never answers) or --drop-first N (closes the connection halfway through
+reading each of the first N POSTs, or of the N after the hung ones). With --cert/--key it speaks TLS; with --client-ca it demands a client certificate
 signed by that CA. It prints its port on the first line of stdout once it listens."""
 import argparse
 import http.server
@@ -23,7 +25,11 @@ def main():
         action="store_true",
         help="answer an Elasticsearch bulk body with item errors: every other record refused",
     )
+    p.add_argument("--hang-first", type=int, default=0)
+    p.add_argument("--drop-first", type=int, default=0)
     args = p.parse_args()
+    posts = [0]
+    forever = threading.Event()
     # One append at a time, each in one write: concurrent POSTs never interleave in the file.
     lock = threading.Lock()
 
@@ -31,7 +37,19 @@ def main():
         protocol_version = "HTTP/1.1"
 
         def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            length = int(self.headers.get("Content-Length", 0))
+            with lock:
+                posts[0] += 1
+                n = posts[0]
+            if n <= args.hang_first:
+                self.rfile.read(length)
+                forever.wait()
+            if n <= args.hang_first + args.drop_first:
+                self.rfile.read(length // 2)
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            body = self.rfile.read(length)
             if args.status != 200:
                 self.send_response(args.status)
                 self.send_header("Content-Length", "7")
