@@ -18,6 +18,9 @@ use crate::pipeline::record::{Field, Record};
 
 /// Chains held at most, over all rules.
 pub const MAX_CHAINS: usize = 8192;
+/// Bytes of records the chains hold at most, over all rules (records of long command lines are
+/// tens of KiB each).
+pub const MAX_CHAIN_BYTES: usize = 16 << 20;
 /// Parent links remembered at most (for `process_tree`).
 const MAX_PARENTS: usize = 65_536;
 /// How far up the tree a descendant is looked for.
@@ -45,6 +48,8 @@ pub struct Alert {
 struct Chain {
     next: usize,
     started_ns: u64,
+    /// What `matched` holds, about.
+    bytes: usize,
     seqs: Vec<u64>,
     matched: Vec<Record>,
     /// Fields of `matched` that `same_as` compares with, each looked up once, by the slot of
@@ -56,10 +61,11 @@ struct Chain {
 }
 
 impl Chain {
-    fn new(time_ns: u64, seq: u64, record: &Record) -> Chain {
+    fn new(time_ns: u64, seq: u64, record: &Record, bytes: usize) -> Chain {
         Chain {
             next: 1,
             started_ns: time_ns,
+            bytes,
             seqs: vec![seq],
             matched: vec![record.clone()],
             captured: RefCell::new(Vec::new()),
@@ -118,6 +124,8 @@ pub struct Engine {
     /// (rule, key pid) -> chains, oldest first.
     chains: HashMap<(usize, u64), VecDeque<Chain>>,
     count: usize,
+    /// What all chains hold, about (see [`Record::held_bytes`]).
+    bytes: usize,
     parents: HashMap<u64, u64>,
     pub evictions: u64,
 }
@@ -158,6 +166,7 @@ impl Engine {
                 .collect(),
             chains: HashMap::new(),
             count: 0,
+            bytes: 0,
             parents: HashMap::new(),
             evictions: 0,
         }
@@ -239,8 +248,14 @@ impl Engine {
                 continue;
             };
             let before = list.len();
-            list.retain(|c| seen.time_ns.saturating_sub(c.started_ns) <= within);
+            let mut freed = 0;
+            list.retain(|c| {
+                let keep = seen.time_ns.saturating_sub(c.started_ns) <= within;
+                freed += if keep { 0 } else { c.bytes };
+                keep
+            });
             self.count -= before - list.len();
+            self.bytes -= freed;
             let hit = list.iter().position(|c| {
                 let step = &rule.steps[c.next];
                 step.event_type == event_type && step_matches(step, current, Some(c))
@@ -249,14 +264,20 @@ impl Engine {
             let chain = &mut list[at];
             chain.next += 1;
             chain.seqs.push(seen.seq);
-            chain.matched.push(seen.record.clone());
             if chain.next == rule.steps.len() {
+                chain.matched.push(seen.record.clone());
                 // One chain, one alert: this key's other chains of the rule go with it.
                 let done = list.remove(at).expect("the chain just matched");
                 self.count -= list.len() + 1;
+                self.bytes -= done.bytes + list.iter().map(|c| c.bytes).sum::<usize>();
                 self.chains.remove(&(index, key));
                 return Some(alert(&rule, done.seqs, &done.matched));
             }
+            let size = seen.record.held_bytes();
+            chain.matched.push(seen.record.clone());
+            chain.bytes += size;
+            self.bytes += size;
+            self.evict_past_bytes();
             return None;
         }
         // Or start one.
@@ -278,6 +299,7 @@ impl Engine {
         if self.count >= MAX_CHAINS {
             self.evict_oldest();
         }
+        let size = seen.record.held_bytes();
         let list = self.chains.entry((index, key)).or_default();
         // For one process, a newer start of the same chain replaces one still waiting for its
         // second step. For the host, chains of different processes wait side by side (many
@@ -285,15 +307,18 @@ impl Engine {
         let waiting = list.iter().filter(|c| c.next == 1).count();
         if rule.key != Key::Host && waiting > 0 || waiting >= HOST_CHAINS {
             if let Some(pos) = list.iter().position(|c| c.next == 1) {
-                list.remove(pos);
+                let gone = list.remove(pos).expect("a waiting chain");
                 self.count -= 1;
+                self.bytes -= gone.bytes;
                 if rule.key == Key::Host {
                     self.evictions += 1;
                 }
             }
         }
-        list.push_back(Chain::new(seen.time_ns, seen.seq, seen.record));
+        list.push_back(Chain::new(seen.time_ns, seen.seq, seen.record, size));
         self.count += 1;
+        self.bytes += size;
+        self.evict_past_bytes();
         None
     }
 
@@ -311,6 +336,7 @@ impl Engine {
             match self.rules[index].key {
                 Key::Process => {
                     self.count -= list.len();
+                    self.bytes -= list.iter().map(|c| c.bytes).sum::<usize>();
                     self.chains.remove(&key);
                 }
                 _ => list.iter_mut().for_each(|c| c.root_exited = true),
@@ -328,8 +354,13 @@ impl Engine {
                 continue;
             };
             let before = list.len();
-            list.retain(|c| !c.root_exited);
+            let mut freed = 0;
+            list.retain(|c| {
+                freed += if c.root_exited { c.bytes } else { 0 };
+                !c.root_exited
+            });
             self.count -= before - list.len();
+            self.bytes -= freed;
             if list.is_empty() {
                 self.chains.remove(&key);
             }
@@ -339,15 +370,27 @@ impl Engine {
     /// Drop chains whose window has passed (`now_ns`: the newest kernel time seen).
     pub fn expire(&mut self, now_ns: u64) {
         let rules = &self.rules;
-        let mut removed = 0;
+        let (mut removed, mut freed) = (0, 0);
         self.chains.retain(|(index, _), list| {
             let within = rules[*index].within.as_nanos() as u64;
             let before = list.len();
-            list.retain(|c| now_ns.saturating_sub(c.started_ns) <= within);
+            list.retain(|c| {
+                let keep = now_ns.saturating_sub(c.started_ns) <= within;
+                freed += if keep { 0 } else { c.bytes };
+                keep
+            });
             removed += before - list.len();
             !list.is_empty()
         });
         self.count -= removed;
+        self.bytes -= freed;
+    }
+
+    /// Let the oldest chains go while all hold more than [`MAX_CHAIN_BYTES`].
+    fn evict_past_bytes(&mut self) {
+        while self.bytes > MAX_CHAIN_BYTES && self.count > 0 {
+            self.evict_oldest();
+        }
     }
 
     fn evict_oldest(&mut self) {
@@ -359,7 +402,9 @@ impl Engine {
             .map(|(_, k)| k);
         if let Some(k) = oldest {
             if let Some(list) = self.chains.get_mut(&k) {
-                list.pop_front();
+                if let Some(gone) = list.pop_front() {
+                    self.bytes -= gone.bytes;
+                }
                 self.count -= 1;
                 self.evictions += 1;
                 if list.is_empty() {
@@ -752,5 +797,26 @@ mod tests {
         assert!(e.evictions >= MAX_CHAINS as u64);
         e.expire(100 * S);
         assert_eq!(e.chains(), 0, "expired with the window");
+    }
+
+    #[test]
+    fn chains_of_records_with_long_command_lines_are_capped_in_bytes() {
+        let mut e = engine();
+        let args = owo_common::event::Argv::from_args(["x".repeat(60_000)]);
+        for pid in 0..2000u64 {
+            let mut record = exec_record(pid as u32 + 1000, 1, "/tmp/x");
+            record.args = args.clone();
+            let record = Record::Exec(Box::new(record));
+            e.observe(&Seen {
+                record: &record,
+                seq: pid,
+                time_ns: pid,
+            });
+            assert!(e.bytes <= MAX_CHAIN_BYTES, "{} bytes held", e.bytes);
+        }
+        assert!(e.chains() > 100, "the newest chains stay");
+        assert!(e.evictions > 0, "the oldest went, counted");
+        e.expire(100 * S);
+        assert_eq!((e.chains(), e.bytes), (0, 0), "all accounted for");
     }
 }

@@ -1,8 +1,9 @@
 //! Sinks of JSON lines to a file or a stream (stderr), each written by a thread of its own. The
-//! hub hands over each batch's lines; the writer, woken by the first, gathers for [`GATHER`] and
-//! writes all that came: one wake-up and one write for many batches. A write that blocks (a
-//! stalled mount, a pipe nobody reads) holds up that writer alone, never the hub, the other sinks
-//! or the async workers. Lines that cannot wait (the writer is [`QUEUE_MAX`] behind) are dropped.
+//! hub hands over each batch's lines (batches the collector gathered for up to 10 ms), waking
+//! the writer if it waits; what comes while it writes goes in its next write. A write that
+//! blocks (a stalled mount, a pipe nobody reads) holds up that writer alone, never the hub, the
+//! other sinks or the async workers. Lines that cannot wait (the writer is [`QUEUE_MAX`] behind)
+//! are dropped.
 //!
 //! Lines go out whole or not at all: a write that fails is cut back to the last whole line. What
 //! is lost, by a failed write or a full queue, is counted and named in `loss` records (stage
@@ -51,9 +52,6 @@ pub type Opener<W> = Box<dyn Fn() -> io::Result<W> + Send>;
 
 /// Is what a writer writes to no longer at its path (renamed or removed)?
 pub type Moved<W> = Box<dyn Fn(&W) -> bool + Send>;
-
-/// How long a writer, woken by a line, waits for more before it writes.
-const GATHER: Duration = Duration::from_millis(5);
 
 /// The most bytes handed over and not yet written.
 const QUEUE_MAX: usize = 16 << 20;
@@ -210,11 +208,6 @@ impl<W: Output> Writer<W> {
                 shared = self.wait(shared);
             }
             shared.waiting = false;
-            if shared.queue.bytes.len() < QUEUE_MAX / 64 && !shared.closed {
-                drop(shared);
-                std::thread::sleep(GATHER);
-                shared = self.link.lock();
-            }
             let lines = mem::take(&mut shared.queue);
             shared.writing = Runs(lines.seqs.0.clone());
             let (reopen, closed) = (shared.reopen.take(), shared.closed);

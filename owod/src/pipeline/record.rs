@@ -482,7 +482,62 @@ pub enum Field {
     List(Vec<Field>),
 }
 
+impl Actor {
+    fn held_bytes(&self) -> usize {
+        self.comm.len()
+            + self.exe.as_ref().map_or(0, |e| e.len())
+            + self.user.as_ref().map_or(0, |u| u.len())
+    }
+}
+
 impl Record {
+    /// About the bytes the record holds, what it shares counted whole (a copy kept keeps it
+    /// alive): for bounds in bytes on what keeps records.
+    pub fn held_bytes(&self) -> usize {
+        let len = |v: &Option<Vec<u8>>| v.as_ref().map_or(0, Vec::len);
+        std::mem::size_of::<Record>()
+            + match self {
+                Record::Exec(r) => {
+                    std::mem::size_of::<ExecRecord>()
+                        + r.actor.held_bytes()
+                        + r.path.len()
+                        + r.args.len()
+                        + len(&r.cwd)
+                        + r.tty.as_ref().map_or(0, String::len)
+                        + r.cgroup.as_ref().map_or(0, |(path, info)| {
+                            path.len() + info.container_id.as_ref().map_or(0, String::len)
+                        })
+                        + r.parent
+                            .as_ref()
+                            .map_or(0, |p| p.exe.as_ref().map_or(0, |e| e.len()) + p.args.len())
+                        + r.ancestors.len()
+                }
+                Record::Exit(r) => r.actor.held_bytes(),
+                Record::File(r) => r.actor.held_bytes() + r.path.len() + len(&r.path2),
+                Record::Network(r) => {
+                    r.actor.held_bytes() + r.dns_query.as_ref().map_or(0, String::len)
+                }
+                Record::Privilege(r) => r.actor.held_bytes() + 8 * r.args.len(),
+                Record::Module(r) => r.actor.held_bytes() + len(&r.path),
+                Record::Write(r) => {
+                    r.actor.held_bytes() + r.path.as_ref().map_or(0, |(path, _)| path.len())
+                }
+                Record::Behavior(r) => {
+                    r.rule.len()
+                        + r.severity.len()
+                        + r.detail.len()
+                        + r.description.len()
+                        + 8 * r.related_seq.len()
+                        + r.mitre.iter().map(String::len).sum::<usize>()
+                }
+                Record::Agent(r) => r
+                    .fields
+                    .iter()
+                    .map(|(k, v)| k.len() + v.to_string().len())
+                    .sum(),
+            }
+    }
+
     pub fn visit(&self, v: &mut impl Visit) {
         match self {
             Record::Exec(r) => r.visit(v),
