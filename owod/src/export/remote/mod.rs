@@ -12,7 +12,7 @@ use std::{
     io,
     path::PathBuf,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -31,6 +31,8 @@ use spool::{Dropped, Position, SpoolReader, SpoolWriter};
 /// Lines waiting for the writer task; past this the remote is too far behind, and they are
 /// counted lost (the writer only appends to a file, so this is a disk that cannot keep up).
 const QUEUE: usize = 65_536;
+/// And the bytes of those lines at most.
+const QUEUE_BYTES: usize = 16 << 20;
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// A remote's state, for `GetStatus`.
@@ -57,6 +59,8 @@ pub struct RemoteSink {
     unreported: Runs,
     /// Records the spool writer could not write (a full disk).
     spool_lost: Arc<AtomicU64>,
+    /// The bytes of the lines in the queue.
+    queued: Arc<AtomicUsize>,
 }
 
 /// The remote's name in status, logs and loss records.
@@ -100,9 +104,10 @@ pub fn start(
         ..Default::default()
     });
     let spool_lost = Arc::new(AtomicU64::new(0));
+    let queued = Arc::new(AtomicUsize::new(0));
     let writing = crate::pipeline::on_own_thread(write_spool(
         writer,
-        rx,
+        (rx, queued.clone()),
         end_tx,
         done_rx,
         losses.clone(),
@@ -130,6 +135,7 @@ pub fn start(
             dropped: 0,
             unreported: Runs::default(),
             spool_lost,
+            queued,
         },
         vec![writing, sending],
     ))
@@ -214,7 +220,9 @@ impl Sink for RemoteSink {
     }
 
     fn write_line(&mut self, seq: u64, line: &str) {
-        if self.lines.try_send((seq, line.to_owned())).is_ok() {
+        let room = self.queued.load(Ordering::Relaxed) + line.len() <= QUEUE_BYTES;
+        if room && self.lines.try_send((seq, line.to_owned())).is_ok() {
+            self.queued.fetch_add(line.len(), Ordering::Relaxed);
             self.report_dropped();
             return;
         }
@@ -230,7 +238,7 @@ impl Sink for RemoteSink {
     }
 
     fn flush(&mut self) {
-        if self.lines.capacity() > 0 {
+        if self.lines.capacity() > 0 && self.queued.load(Ordering::Relaxed) <= QUEUE_BYTES / 2 {
             self.report_dropped();
         }
     }
@@ -255,7 +263,7 @@ impl Sink for RemoteSink {
 /// spool within its size.
 async fn write_spool(
     mut spool: SpoolWriter,
-    mut rx: mpsc::Receiver<(u64, String)>,
+    (mut rx, queued): (mpsc::Receiver<(u64, String)>, Arc<AtomicUsize>),
     end: watch::Sender<Position>,
     delivered: watch::Receiver<Position>,
     losses: mpsc::Sender<SinkLoss>,
@@ -274,6 +282,7 @@ async fn write_spool(
         let mut error = None;
         let mut next = Some(first);
         while let Some((seq, line)) = next {
+            queued.fetch_sub(line.len(), Ordering::Relaxed);
             if let Err(err) = spool.append(&line) {
                 lost.count += 1;
                 lost.first_seq.get_or_insert(seq);
@@ -482,7 +491,9 @@ async fn send_spool(
 }
 
 /// Records a collector refused for what they are: in status, and in loss records, one for each
-/// run of consecutive seqs, so that each names exactly the records it counts.
+/// run of consecutive seqs, so that each names exactly the records it counts. Its own loss
+/// records of refusals, refused in turn, are counted and not named again: a collector that
+/// refuses everything would otherwise get a new one for each, for ever.
 async fn refused(
     name: &str,
     lines: &[String],
@@ -490,7 +501,13 @@ async fn refused(
     status: &watch::Sender<RemoteStatus>,
     why: String,
 ) {
-    let mut seqs: Vec<u64> = lines.iter().filter_map(|l| spool::seq_of(l)).collect();
+    // A record's strings are escaped: their quotes cannot make these.
+    let own = format!("\"remote\":{}", serde_json::Value::from(name));
+    let mut seqs: Vec<u64> = lines
+        .iter()
+        .filter(|l| !(l.contains("\"stage\":\"remote_refused\"") && l.contains(&own)))
+        .filter_map(|l| spool::seq_of(l))
+        .collect();
     seqs.sort_unstable();
     let mut runs = Runs::default();
     for seq in seqs {
@@ -596,6 +613,7 @@ mod tests {
             dropped: 0,
             unreported: Runs::default(),
             spool_lost: Arc::new(AtomicU64::new(0)),
+            queued: Arc::default(),
         };
         for seq in 1..=5 {
             sink.write_line(seq, "{}");
@@ -615,5 +633,52 @@ mod tests {
         );
         assert!(reported.try_recv().is_err(), "one loss record for the run");
         assert_eq!(sink.errors(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_loss_records_of_refusals_refused_in_turn_are_not_named_again() {
+        let (losses, mut reported) = mpsc::channel(16);
+        let (status, status_rx) = watch::channel(RemoteStatus::default());
+        let name = "http://collector";
+        let lines = [
+            r#"{"seq":7,"event":{"event_type":"execve"}}"#.to_owned(),
+            r#"{"seq":8,"event":{"event_type":"agent","type":"loss","stage":"remote_refused","count":1,"remote":"http://collector","first_seq":3,"last_seq":3}}"#.to_owned(),
+            r#"{"seq":9,"event":{"event_type":"agent","type":"loss","stage":"remote_refused","count":1,"remote":"http://other","first_seq":4,"last_seq":4}}"#.to_owned(),
+        ];
+        refused(name, &lines, &losses, &status, "HTTP 400".into()).await;
+        let mut named = Vec::new();
+        while let Ok(loss) = reported.try_recv() {
+            named.push((loss.first_seq, loss.last_seq));
+        }
+        assert_eq!(named, [(Some(7), Some(7)), (Some(9), Some(9))]);
+        assert_eq!(status_rx.borrow().refused, 3, "all counted");
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_too() {
+        let (lines, _queue) = mpsc::channel(QUEUE);
+        let (losses, _reported) = mpsc::channel(16);
+        let (_status, status_rx) = watch::channel(RemoteStatus::default());
+        let mut sink = RemoteSink {
+            name: "http://collector".into(),
+            lines,
+            status: status_rx,
+            losses,
+            dropped: 0,
+            unreported: Runs::default(),
+            spool_lost: Arc::new(AtomicU64::new(0)),
+            queued: Arc::default(),
+        };
+        let line = "x".repeat(60_000);
+        for seq in 1..=1000 {
+            sink.write_line(seq, &line);
+        }
+        let kept = (QUEUE_BYTES / line.len()) as u64;
+        assert_eq!(
+            sink.errors(),
+            1000 - kept,
+            "past {QUEUE_BYTES} bytes, dropped"
+        );
+        assert!(sink.queued.load(Ordering::Relaxed) <= QUEUE_BYTES);
     }
 }
