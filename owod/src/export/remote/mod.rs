@@ -220,12 +220,14 @@ impl Sink for RemoteSink {
     }
 
     fn write_line(&mut self, seq: u64, line: &str) {
-        let room = self.queued.load(Ordering::Relaxed) + line.len() <= QUEUE_BYTES;
-        if room && self.lines.try_send((seq, line.to_owned())).is_ok() {
-            self.queued.fetch_add(line.len(), Ordering::Relaxed);
+        // Counted before it is sent: the writer may take it, and count it out, at once.
+        let before = self.queued.fetch_add(line.len(), Ordering::Relaxed);
+        if before + line.len() <= QUEUE_BYTES && self.lines.try_send((seq, line.to_owned())).is_ok()
+        {
             self.report_dropped();
             return;
         }
+        self.queued.fetch_sub(line.len(), Ordering::Relaxed);
         self.dropped += 1;
         if self.dropped == 1 || self.dropped.is_multiple_of(10_000) {
             tracing::error!(
