@@ -202,6 +202,8 @@ pub async fn serve(
         }
     }
     service::notify_stopping();
+    // No loss record can be made from here on: what waits to tell one must not wait for ever.
+    drop(losses_rx);
     // The hub ends when every sender of records is gone, the daemon's included.
     let mut daemon_remote_tasks = std::mem::take(&mut daemon.remote_tasks);
     drop(daemon);

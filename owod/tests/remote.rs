@@ -205,42 +205,46 @@ fn elasticsearch_item_errors_are_losses_not_deliveries() {
     daemon.wait_for_n("the marked execs", 20, |r| {
         event(r)["args"][1] == tag.as_str()
     });
-    let last = daemon.records().last().unwrap()["seq"].as_u64().unwrap();
-    // Every seq up to the last one written is either at the collector or in a loss record (a
-    // loss record of a refusal that the collector refused in turn is only counted: it would
-    // otherwise name itself for ever).
-    wait_until("every seq to be delivered or named as lost", || {
-        let mut accounted: Vec<u64> = receiver
+    // Every marked exec is at the collector or named in a loss record; some are each. (Only
+    // the marked ones: tests that run beside this one, such as a storm of 16 KiB command lines,
+    // pass this daemon too, and the collector takes a while with those.)
+    let marked_seqs: Vec<u64> = daemon
+        .records()
+        .iter()
+        .filter(|r| event(r)["args"][1] == tag.as_str())
+        .filter_map(|r| r["seq"].as_u64())
+        .collect();
+    wait_until("every marked exec to be delivered or named as lost", || {
+        let delivered: std::collections::HashSet<u64> = receiver
             .records()
             .iter()
             .filter_map(|r| r["seq"].as_u64())
             .collect();
-        for r in daemon.records() {
-            // Other tests' storms pass this daemon too: its queue to the spool may drop some.
-            if event(&r)["type"] == "loss" && event(&r)["stage"] == "remote_queue" {
+        let named: Vec<(u64, u64)> = daemon
+            .records()
+            .iter()
+            .filter(|r| {
+                event(r)["type"] == "loss"
+                    && ["remote_refused", "remote_queue"]
+                        .contains(&event(r)["stage"].as_str().unwrap())
+            })
+            .map(|r| {
+                let e = event(r);
                 let (first, last) = (
-                    event(&r)["first_seq"].as_u64(),
-                    event(&r)["last_seq"].as_u64(),
+                    e["first_seq"].as_u64().unwrap(),
+                    e["last_seq"].as_u64().unwrap(),
                 );
-                accounted.extend(first.unwrap()..=last.unwrap());
-            }
-            if event(&r)["type"] == "loss" && event(&r)["stage"] == "remote_refused" {
-                accounted.push(r["seq"].as_u64().unwrap());
-                let first = event(&r)["first_seq"].as_u64().unwrap();
-                let last = event(&r)["last_seq"].as_u64().unwrap();
-                assert_eq!(event(&r)["count"].as_u64(), Some(last - first + 1));
-                accounted.extend(first..=last);
-            }
-        }
-        accounted.sort_unstable();
-        accounted.dedup();
-        (1..=last).all(|seq| accounted.binary_search(&seq).is_ok())
+                assert_eq!(e["count"].as_u64(), Some(last - first + 1));
+                (first, last)
+            })
+            .collect();
+        let refused = marked_seqs
+            .iter()
+            .filter(|s| named.iter().any(|&(a, b)| (a..=b).contains(*s)))
+            .count();
+        let at_collector = marked_seqs.iter().filter(|s| delivered.contains(s)).count();
+        refused > 0 && at_collector > 0 && refused + at_collector >= marked_seqs.len()
     });
-    let delivered = receiver.records().len();
-    assert!(
-        delivered > 0 && (delivered as u64) < last,
-        "{delivered} of {last}"
-    );
 }
 
 #[test]

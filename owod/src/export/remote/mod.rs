@@ -33,6 +33,8 @@ use spool::{Dropped, Position, SpoolReader, SpoolWriter};
 const QUEUE: usize = 65_536;
 /// And the bytes of those lines at most.
 const QUEUE_BYTES: usize = 16 << 20;
+/// How often records that a full spool disk lost are named while it stays full.
+const SPOOL_LOSS_EVERY: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// A remote's state, for `GetStatus`.
@@ -273,23 +275,27 @@ async fn write_spool(
     name: String,
 ) {
     let mut failing = false;
+    // Records that could not be written, as runs of seqs, named in loss records once the spool
+    // takes a write again: a loss record made now would meet the full disk too, and its own
+    // loss another one, for as long as the disk is full.
+    // While it stays full, they are named every few seconds all the same (one loss record
+    // each time, not one for each batch).
+    let mut lost = Runs::default();
+    let mut told = Instant::now();
     while let Some(first) = rx.recv().await {
         // Every record of the batch is tried: one that cannot be written is counted and named in
         // a loss record, and the ones after it still get their chance.
-        let mut lost = Dropped {
-            count: 0,
-            first_seq: None,
-            last_seq: None,
-        };
-        let mut error = None;
+        let (mut error, mut written) = (None, 0u64);
         let mut next = Some(first);
         while let Some((seq, line)) = next {
             queued.fetch_sub(line.len(), Ordering::Relaxed);
-            if let Err(err) = spool.append(&line) {
-                lost.count += 1;
-                lost.first_seq.get_or_insert(seq);
-                lost.last_seq = Some(seq);
-                error = Some(err);
+            match spool.append(&line) {
+                Ok(()) => written += 1,
+                Err(err) => {
+                    spool_lost.fetch_add(1, Ordering::Relaxed);
+                    lost.add(seq, seq);
+                    error = Some(err);
+                }
             }
             next = rx.try_recv().ok();
         }
@@ -306,34 +312,29 @@ async fn write_spool(
             Some(_) => {}
             None => failing = false,
         }
-        if lost.count > 0 {
-            spool_lost.fetch_add(lost.count, Ordering::Relaxed);
-            let _ = losses.try_send(SinkLoss {
-                sink: "remote",
-                target: name.clone(),
-                stage: "spool_write",
-                count: lost.count,
-                first_seq: lost.first_seq,
-                last_seq: lost.last_seq,
-                lost_run_id: None,
-            });
+        if (!failing && written > 0) || told.elapsed() >= SPOOL_LOSS_EVERY {
+            lost.tell(&losses, "remote", &name, "spool_write");
+            told = Instant::now();
         }
-        match spool.enforce_limit(*delivered.borrow()) {
+        let delivered_to = *delivered.borrow();
+        match spool.enforce_limit(delivered_to) {
             Ok(Some(Dropped {
                 count,
                 first_seq,
                 last_seq,
             })) => {
                 tracing::warn!("remote {name}: spool full, dropped {count} undelivered records (seq {first_seq:?} to {last_seq:?})");
-                let _ = losses.try_send(SinkLoss {
-                    sink: "remote",
-                    target: name.clone(),
-                    stage: "spool_full",
-                    count,
-                    first_seq,
-                    last_seq,
-                    lost_run_id: None,
-                });
+                let _ = losses
+                    .send(SinkLoss {
+                        sink: "remote",
+                        target: name.clone(),
+                        stage: "spool_full",
+                        count,
+                        first_seq,
+                        last_seq,
+                        lost_run_id: None,
+                    })
+                    .await;
             }
             Ok(None) => {}
             Err(err) => tracing::error!("remote {name}: cannot trim its spool: {err}"),
