@@ -296,43 +296,6 @@ fn a_burst_of_processes_leaves_the_table_within_its_bound_and_sigusr1_prints_the
     );
 }
 
-/// A FUSE file system (`tests/support/stallfs.py`) whose reads hang for one process (the
-/// daemon of the test; the daemons of other tests see the same execs); killed and unmounted
-/// when dropped, which ends the hung reads.
-struct StallFs {
-    child: std::process::Child,
-    mount: PathBuf,
-}
-
-impl StallFs {
-    fn mount(hang_for: u32, program: &Path, at: &Path, names: &[&str]) -> StallFs {
-        fs::create_dir_all(at).unwrap();
-        // Debian's python3-fusepy is a module of the system's Python.
-        let child = Command::new("/usr/bin/python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/stallfs.py"))
-            .arg(hang_for.to_string())
-            .arg(program)
-            .arg(at)
-            .args(names)
-            .spawn()
-            .expect("python3 (apt-get install python3-fusepy fuse3)");
-        let fs = StallFs {
-            child,
-            mount: at.to_owned(),
-        };
-        harness::wait_until("the FUSE file system", || at.join(names[0]).exists());
-        fs
-    }
-}
-
-impl Drop for StallFs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
-    }
-}
-
 #[test]
 fn hash_reads_that_never_return_hold_up_neither_the_records_behind_them_nor_other_hashes() {
     if !bpf_available(
@@ -344,12 +307,13 @@ fn hash_reads_that_never_return_hold_up_neither_the_records_behind_them_nor_othe
     let dir = tempfile::tempdir().unwrap();
     let hung = ["hung-1", "hung-2", "hung-3"];
     let mut daemon = Daemon::start("");
-    let _fs = StallFs::mount(
-        daemon.child.id(),
-        Path::new("/bin/true"),
-        &dir.path().join("mnt"),
-        &hung,
-    );
+    // A FUSE file system whose reads hang for owod (the daemons of other tests see the same
+    // execs, and read them).
+    let pid = daemon.child.id().to_string();
+    let mount = dir.path().join("mnt");
+    let mut args = vec![pid.as_ref(), "/bin/true".as_ref(), mount.as_os_str()];
+    args.extend(hung.iter().map(std::ffi::OsStr::new));
+    let _fs = harness::Fuse::mount("stallfs.py", &args, &mount);
     let tag = marker("hung");
     for name in hung.iter().chain(&hung[..1]) {
         let status = Command::new(dir.path().join("mnt").join(name))

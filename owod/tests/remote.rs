@@ -205,46 +205,53 @@ fn elasticsearch_item_errors_are_losses_not_deliveries() {
     daemon.wait_for_n("the marked execs", 20, |r| {
         event(r)["args"][1] == tag.as_str()
     });
-    // Every marked exec is at the collector or named in a loss record; some are each. (Only
-    // the marked ones: tests that run beside this one, such as a storm of 16 KiB command lines,
-    // pass this daemon too, and the collector takes a while with those.)
-    let marked_seqs: Vec<u64> = daemon
+    // Every record from the first marked exec to the last is at the collector or named in a
+    // loss record; some are each. (Only those: tests that run beside this one, such as a storm
+    // of 16 KiB command lines, pass this daemon too, and the collector takes a while with
+    // those. Not only the execs: each is followed by its exit, and every other record refused
+    // can be all of them.)
+    let marked: Vec<u64> = daemon
         .records()
         .iter()
         .filter(|r| event(r)["args"][1] == tag.as_str())
         .filter_map(|r| r["seq"].as_u64())
         .collect();
-    wait_until("every marked exec to be delivered or named as lost", || {
-        let delivered: std::collections::HashSet<u64> = receiver
-            .records()
-            .iter()
-            .filter_map(|r| r["seq"].as_u64())
-            .collect();
-        let named: Vec<(u64, u64)> = daemon
-            .records()
-            .iter()
-            .filter(|r| {
+    let span = marked[0]..=marked[marked.len() - 1];
+    wait_until(
+        "every marked record to be delivered or named as lost",
+        || {
+            let delivered: std::collections::HashSet<u64> = receiver
+                .records()
+                .iter()
+                .filter_map(|r| r["seq"].as_u64())
+                .collect();
+            let records = daemon.records();
+            // A loss record of a refusal that the collector refused in turn is only counted (it
+            // would otherwise name itself for ever): it is in the file.
+            let mut named: Vec<(u64, u64)> = Vec::new();
+            for r in records.iter().filter(|r| {
                 event(r)["type"] == "loss"
                     && ["remote_refused", "remote_queue"]
-                        .contains(&event(r)["stage"].as_str().unwrap())
-            })
-            .map(|r| {
+                        .iter()
+                        .any(|s| event(r)["stage"] == *s)
+            }) {
                 let e = event(r);
                 let (first, last) = (
                     e["first_seq"].as_u64().unwrap(),
                     e["last_seq"].as_u64().unwrap(),
                 );
                 assert_eq!(e["count"].as_u64(), Some(last - first + 1));
-                (first, last)
-            })
-            .collect();
-        let refused = marked_seqs
-            .iter()
-            .filter(|s| named.iter().any(|&(a, b)| (a..=b).contains(*s)))
-            .count();
-        let at_collector = marked_seqs.iter().filter(|s| delivered.contains(s)).count();
-        refused > 0 && at_collector > 0 && refused + at_collector >= marked_seqs.len()
-    });
+                let seq = r["seq"].as_u64().unwrap();
+                named.extend([(first, last), (seq, seq)]);
+            }
+            let refused = span
+                .clone()
+                .filter(|s| named.iter().any(|&(a, b)| (a..=b).contains(s)))
+                .count();
+            let at_collector = span.clone().filter(|s| delivered.contains(s)).count();
+            refused > 0 && at_collector > 0 && refused + at_collector >= span.clone().count()
+        },
+    );
 }
 
 #[test]
@@ -978,21 +985,7 @@ fn a_full_disk_under_the_spool_loses_only_records_it_names() {
             .collect();
         // Other tests' records pass this daemon too (a storm of 16 KiB command lines): its queue
         // to the spool may drop some as well, named in remote_queue loss records.
-        let named: Vec<(u64, u64)> = records
-            .iter()
-            .filter(|r| {
-                event(r)["type"] == "loss"
-                    && ["spool_write", "remote_queue"]
-                        .contains(&event(r)["stage"].as_str().unwrap())
-            })
-            .map(|r| {
-                let e = event(r);
-                (
-                    e["first_seq"].as_u64().unwrap(),
-                    e["last_seq"].as_u64().unwrap(),
-                )
-            })
-            .collect();
+        let named = harness::loss_runs(&records, &["spool_write", "remote_queue"]);
         let lost: u64 = losses
             .iter()
             .map(|r| event(r)["count"].as_u64().unwrap())
@@ -1025,54 +1018,6 @@ fn a_full_disk_under_the_spool_loses_only_records_it_names() {
     assert!(log.contains("cannot write its spool"), "{log}");
 }
 
-/// A FUSE file system (`tests/support/holdfs.py`) whose writes hang once its trigger file
-/// exists, as a stalled network mount's do; killed and unmounted when dropped, which fails the
-/// writes that hang.
-struct HoldFs {
-    child: Child,
-    mount: PathBuf,
-    trigger: PathBuf,
-}
-
-impl HoldFs {
-    fn mount(at: &Path, trigger: &Path) -> HoldFs {
-        fs::create_dir_all(at).unwrap();
-        // Debian's python3-fusepy is a module of the system's Python.
-        let child = Command::new("/usr/bin/python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/holdfs.py"))
-            .arg(at)
-            .arg(trigger)
-            .spawn()
-            .expect("python3 (apt-get install python3-fusepy fuse3)");
-        let fs = HoldFs {
-            child,
-            mount: at.to_owned(),
-            trigger: trigger.to_owned(),
-        };
-        let at = at.to_str().unwrap().to_owned();
-        wait_until("the FUSE file system", || {
-            fs::read_to_string("/proc/self/mounts")
-                .unwrap()
-                .lines()
-                .any(|l| l.split(' ').nth(1) == Some(at.as_str()) && l.contains("fuse"))
-        });
-        fs
-    }
-
-    /// From now on, writes never return.
-    fn hold(&self) {
-        fs::write(&self.trigger, "").unwrap();
-    }
-}
-
-impl Drop for HoldFs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
-    }
-}
-
 #[test]
 fn an_output_file_whose_writes_never_return_holds_up_no_other_sink() {
     if !bpf_available("an_output_file_whose_writes_never_return_holds_up_no_other_sink") {
@@ -1085,13 +1030,15 @@ fn an_output_file_whose_writes_never_return_holds_up_no_other_sink() {
     let run_id = daemon.start["run_id"].clone();
     // The output file's directory becomes a FUSE mount: owod follows its file there.
     let out = daemon.output.parent().unwrap().to_owned();
-    let holdfs = HoldFs::mount(&out, &dir.path().join("hold"));
+    // Its writes hang once the trigger file exists, as a stalled network mount's do.
+    let trigger = dir.path().join("hold");
+    let holdfs = harness::Fuse::mount("holdfs.py", &[out.as_os_str(), trigger.as_os_str()], &out);
     let onto = marker("onto-fuse");
     wait_until("owod to write to the file on the FUSE mount", || {
         exec_marker(&onto);
         fs::metadata(&daemon.output).is_ok_and(|m| m.len() > 0)
     });
-    holdfs.hold();
+    fs::write(&trigger, "").unwrap();
     let held = marker("held");
     for _ in 0..20 {
         exec_marker(&held);
@@ -1114,18 +1061,7 @@ fn an_output_file_whose_writes_never_return_holds_up_no_other_sink() {
             .filter(|r| r["run_id"] == run_id)
             .collect();
         let file = daemon.records();
-        let named: Vec<(u64, u64)> = remote
-            .iter()
-            .chain(&file)
-            .filter(|r| event(r)["type"] == "loss" && event(r)["stage"] == "file_write")
-            .map(|r| {
-                let e = event(r);
-                (
-                    e["first_seq"].as_u64().unwrap(),
-                    e["last_seq"].as_u64().unwrap(),
-                )
-            })
-            .collect();
+        let named = harness::loss_runs(remote.iter().chain(&file), &["file_write"]);
         let in_file: std::collections::HashSet<u64> =
             file.iter().filter_map(|r| r["seq"].as_u64()).collect();
         let seq = |r: &Value| r["seq"].as_u64().unwrap();
@@ -1228,17 +1164,12 @@ fn a_corrupt_spool_segment_and_cursor_cost_their_lines_named_and_nothing_else() 
             .filter(|r| event(r)["type"] == "loss" && event(r)["stage"] == "spool_corrupt")
             .cloned()
             .collect();
-        let named: Vec<(u64, u64)> = losses
-            .iter()
-            .filter(|r| event(r)["lost_run_id"] == first_run)
-            .map(|r| {
-                let e = event(r);
-                (
-                    e["first_seq"].as_u64().unwrap(),
-                    e["last_seq"].as_u64().unwrap(),
-                )
-            })
-            .collect();
+        let named = harness::loss_runs(
+            losses
+                .iter()
+                .filter(|r| event(r)["lost_run_id"] == first_run),
+            &["spool_corrupt"],
+        );
         let delivered: std::collections::HashSet<u64> = received
             .iter()
             .filter(|r| r["run_id"] == first_run)

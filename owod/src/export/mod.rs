@@ -22,7 +22,7 @@ use tokio::{
 };
 
 pub use clock::BootClock;
-pub use lines::{LineSink, Output, Writer};
+pub use lines::{LineSink, Writer};
 
 use crate::{
     config::Config,
@@ -345,7 +345,10 @@ impl Hub {
                             Ok(Err(_)) => Err(io::Error::other("its writer has stopped")),
                             Err(_) => Err(io::Error::new(
                                 io::ErrorKind::TimedOut,
-                                "it has not answered for 5 s: its writes do not return",
+                                format!(
+                                    "it has not answered for {} s: its writes do not return",
+                                    lines::CLOSE_WAIT.as_secs()
+                                ),
                             )),
                         };
                         result = result.and(answer);

@@ -360,3 +360,66 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// A FUSE file system of owod's tests (a script in `tests/support`, on Debian's python3-fusepy,
+/// a module of the system's Python), run in the foreground; killed and unmounted when dropped,
+/// which fails whatever it holds up.
+pub struct Fuse {
+    child: Child,
+    mount: PathBuf,
+}
+
+impl Fuse {
+    /// Run `script` with `args` and wait until it is mounted at `at`.
+    pub fn mount(script: &str, args: &[&std::ffi::OsStr], at: &Path) -> Fuse {
+        fs::create_dir_all(at).unwrap();
+        let child = Command::new("/usr/bin/python3")
+            .arg(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/support")
+                    .join(script),
+            )
+            .args(args)
+            .spawn()
+            .expect("python3 (apt-get install python3-fusepy fuse3)");
+        let fs = Fuse {
+            child,
+            mount: at.to_owned(),
+        };
+        let at = at.to_str().expect("UTF-8 mount point").to_owned();
+        wait_until(&format!("{script} to be mounted"), || {
+            fs::read_to_string("/proc/self/mounts")
+                .unwrap()
+                .lines()
+                .any(|l| l.split(' ').nth(1) == Some(at.as_str()) && l.contains("fuse"))
+        });
+        fs
+    }
+}
+
+impl Drop for Fuse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
+}
+
+/// The runs of seqs, (first, last), that the loss records among `records` of these `stages`
+/// name.
+pub fn loss_runs<'a>(
+    records: impl IntoIterator<Item = &'a Value>,
+    stages: &[&str],
+) -> Vec<(u64, u64)> {
+    records
+        .into_iter()
+        .filter(|r| event(r)["type"] == "loss" && stages.iter().any(|s| event(r)["stage"] == *s))
+        .map(|r| {
+            let e = event(r);
+            (
+                e["first_seq"].as_u64().expect("a loss record's first_seq"),
+                e["last_seq"].as_u64().expect("a loss record's last_seq"),
+            )
+        })
+        .collect()
+}

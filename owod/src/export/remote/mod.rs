@@ -603,21 +603,25 @@ impl Retry {
 mod tests {
     use super::*;
 
-    #[test]
-    fn records_a_full_queue_drops_are_named_once_it_has_room() {
-        let (lines, mut queue) = mpsc::channel(2);
-        let (losses, mut reported) = mpsc::channel(16);
-        let (_status, status_rx) = watch::channel(RemoteStatus::default());
-        let mut sink = RemoteSink {
+    /// A sink for `http://collector` whose queue and losses the test holds the other ends of.
+    fn sink(lines: mpsc::Sender<(u64, String)>, losses: mpsc::Sender<SinkLoss>) -> RemoteSink {
+        RemoteSink {
             name: "http://collector".into(),
             lines,
-            status: status_rx,
+            status: watch::channel(RemoteStatus::default()).1,
             losses,
             dropped: 0,
             unreported: Runs::default(),
             spool_lost: Arc::new(AtomicU64::new(0)),
             queued: Arc::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn records_a_full_queue_drops_are_named_once_it_has_room() {
+        let (lines, mut queue) = mpsc::channel(2);
+        let (losses, mut reported) = mpsc::channel(16);
+        let mut sink = sink(lines, losses);
         for seq in 1..=5 {
             sink.write_line(seq, "{}");
         }
@@ -661,17 +665,7 @@ mod tests {
     fn the_queue_is_bounded_in_bytes_too() {
         let (lines, _queue) = mpsc::channel(QUEUE);
         let (losses, _reported) = mpsc::channel(16);
-        let (_status, status_rx) = watch::channel(RemoteStatus::default());
-        let mut sink = RemoteSink {
-            name: "http://collector".into(),
-            lines,
-            status: status_rx,
-            losses,
-            dropped: 0,
-            unreported: Runs::default(),
-            spool_lost: Arc::new(AtomicU64::new(0)),
-            queued: Arc::default(),
-        };
+        let mut sink = sink(lines, losses);
         let line = "x".repeat(60_000);
         for seq in 1..=1000 {
             sink.write_line(seq, &line);

@@ -59,11 +59,11 @@ pub fn segments(dir: &Path) -> io::Result<Vec<u64>> {
 
 pub fn seq_of(line: &str) -> Option<u64> {
     let at = line.find("\"seq\":")? + 6;
-    let digits: String = line[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
+    let rest = &line[at..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 /// The `run_id` of a record's line.
