@@ -108,10 +108,11 @@ fn a_deleted_binary_and_a_memfd_are_flagged_and_hashed() {
         "read through /proc/PID/exe: {e}"
     );
 
-    // A memfd: never on any disk.
+    // A memfd: never on any disk, so read only while the process lives (5 s: under a busy CI,
+    // a hash can wait behind others for more than a second).
     let memfd_arg0 = marker("memfd");
     python(&format!(
-        "import os\nfd = os.memfd_create('owo-test', 0)\nos.write(fd, open({sleep:?}, 'rb').read())\nos.execve(f'/proc/self/fd/{{fd}}', [{memfd_arg0:?}, '1'], {{}})",
+        "import os\nfd = os.memfd_create('owo-test', 0)\nos.write(fd, open({sleep:?}, 'rb').read())\nos.execve(f'/proc/self/fd/{{fd}}', [{memfd_arg0:?}, '5'], {{}})",
         sleep = sleep.to_str().unwrap()
     ));
     let r = exec_of(&mut daemon, "the memfd", &memfd_arg0);
