@@ -26,7 +26,7 @@ use tokio::{
 
 use crate::{
     config::Config,
-    pipeline::merge::{Lane, LaneMerge, SLACK_NS},
+    pipeline::merge::{Lane, LaneMerge},
 };
 use loader::{ACTIVITY_RING, DROPS_MAP, PROC_RING};
 
@@ -226,7 +226,6 @@ impl Collector {
         let watchdog = crate::service::watchdog_interval();
         let mut pinged = std::time::Instant::now();
         let mut more = false;
-        let mut release_read = true;
         loop {
             if let Some(interval) = watchdog {
                 if pinged.elapsed() >= interval / 2 {
@@ -234,14 +233,6 @@ impl Collector {
                     pinged = std::time::Instant::now();
                 }
             }
-            // The earliest event held can go once the rings show nothing earlier can come: one
-            // extra read for it between two ticks, not one per event (a steady trickle of events
-            // would otherwise wake owod for each).
-            let release = reader
-                .merge
-                .earliest_ns()
-                .filter(|_| release_read)
-                .map(|ns| at_boottime(ns + SLACK_NS));
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
@@ -263,8 +254,7 @@ impl Collector {
                 _ = async {}, if more => {}
                 guard = proc_ring.readable_mut() => guard.map_err(CollectorError::Poll)?.clear_ready(),
                 guard = activity_ring.readable_mut() => guard.map_err(CollectorError::Poll)?.clear_ready(),
-                _ = poll_tick.tick() => release_read = true,
-                _ = tokio::time::sleep_until(release.unwrap_or_else(tokio::time::Instant::now)), if release.is_some() => release_read = false,
+                _ = poll_tick.tick() => {}
             }
             // The process lane first: a flood of activity cannot delay exec and exit events.
             more = !reader.read(proc_ring.get_mut(), Lane::Process, BATCH);
@@ -308,12 +298,6 @@ fn boottime_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map_or(0, |t| {
         t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
     })
-}
-
-/// When, on tokio's clock, the boot-time clock reads `ns`.
-fn at_boottime(ns: u64) -> tokio::time::Instant {
-    let wait = ns.saturating_sub(boottime_ns());
-    tokio::time::Instant::now() + std::time::Duration::from_nanos(wait)
 }
 
 /// What the collector has read and not yet sent on.

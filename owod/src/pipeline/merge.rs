@@ -8,8 +8,9 @@
 //! lane was read first, and nobody waits for a fixed delay.
 //!
 //! A program reads the clock a little before its record reaches the ring, and records from two
-//! CPUs can reach it in the other order; [`SLACK`] covers that gap, so a watermark is always
-//! taken [`SLACK`] back from what was seen.
+//! CPUs can reach it in the other order; [`SLACK_NS`] covers that gap, so a watermark is always
+//! taken [`SLACK_NS`] back from what was seen. The collector reads only at its polls, so an event
+//! waits at most one poll interval plus the slack.
 
 use std::collections::VecDeque;
 
@@ -118,14 +119,6 @@ impl LaneMerge {
     pub fn pop_any(&mut self) -> Option<Event> {
         let lane = self.first()?;
         self.lanes[lane].pop_front().map(|h| h.event)
-    }
-
-    /// The kernel time of the earliest event held: it can leave once both lanes are known up to
-    /// it, which an empty ring shows [`SLACK_NS`] after that time.
-    pub fn earliest_ns(&self) -> Option<u64> {
-        self.first()
-            .and_then(|lane| self.lanes[lane].front())
-            .map(|h| h.ktime_ns)
     }
 
     #[cfg(test)]
