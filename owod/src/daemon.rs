@@ -22,7 +22,6 @@ use crate::{
     export::{open_local_sinks, open_sinks, start_remotes, HubCommand, SinkLoss},
     pipeline::{
         record::AgentRecord,
-        sequencer::SequencerCommand,
         stages::{stop_record, Handles, Stages, Start},
         Identity, Outgoing,
     },
@@ -480,8 +479,8 @@ impl Daemon {
                 },
             );
         }
-        ask(&self.stages.sequencer, "the sequencer is gone", |reply| {
-            SequencerCommand::Rules { rules, reply }
+        ask(&self.stages.hub, "the exporter is gone", |reply| {
+            HubCommand::Rules { rules, reply }
         })
         .await?;
         match locals {

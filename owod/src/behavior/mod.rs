@@ -1,6 +1,6 @@
 //! The rule engine: [`rules`] parsed from YAML (the built-in ones and `behavior.rules_files`),
 //! and the [`engine`] that follows each rule's chains through the records it is shown. The
-//! pipeline's sequencer shows it every record, in order.
+//! pipeline's sequencer (in the exporter hub) shows it every record, in order.
 
 pub mod engine;
 pub mod rules;

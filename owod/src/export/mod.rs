@@ -1,5 +1,5 @@
-//! The exporter hub: the last stage. It writes every record with the `seq` the sequencer gave
-//! it, stamps the wrapper (agent names, wall-clock `timestamp` of the kernel's time, `run_id`),
+//! The exporter hub: the last stage. It passes every record through the [`Sequencer`] (which
+//! numbers it and shows it to the rule engine, adding the alerts it completes), stamps the wrapper (agent names, wall-clock `timestamp` of the kernel's time, `run_id`),
 //! renders one JSON line and hands it to every sink. It flushes whenever its queue is empty, so a
 //! quiet machine's records show at once and a busy one's (which come in batches) are written in
 //! large writes. When its input closes it writes a `stop` record and flushes.
@@ -25,9 +25,11 @@ pub use clock::BootClock;
 pub use lines::{LineSink, Writer};
 
 use crate::{
+    behavior::rules::Rule,
     config::Config,
     pipeline::{
         record::{AgentRecord, Record},
+        sequencer::Sequencer,
         Batch, Identity, Outgoing,
     },
 };
@@ -218,7 +220,9 @@ pub struct Hub {
     held: bool,
     sinks: Vec<Box<dyn Sink>>,
     clock: BootClock,
-    seq: u64,
+    sequencer: Sequencer,
+    /// The records of a batch and the alerts they complete, kept for its capacity.
+    passed: Batch,
     oversize: u64,
     stats: HubStats,
     published: Option<std::time::Instant>,
@@ -266,6 +270,11 @@ pub enum HubCommand {
         sinks: Vec<Box<dyn Sink>>,
         reply: oneshot::Sender<()>,
     },
+    /// New rules (already checked), from a reload; `None` switches the engine off.
+    Rules {
+        rules: Option<Vec<Rule>>,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// `{"agent_name":…,"agent_hostname":…,"agent_group":…`: what every line starts with.
@@ -283,14 +292,15 @@ fn head(id: &Identity) -> String {
 }
 
 impl Hub {
-    pub fn new(identity: Identity, sinks: Vec<Box<dyn Sink>>) -> Hub {
+    pub fn new(identity: Identity, sinks: Vec<Box<dyn Sink>>, sequencer: Sequencer) -> Hub {
         Hub {
             held: false,
             head: head(&identity),
             identity,
             sinks,
             clock: BootClock::new(),
-            seq: 0,
+            sequencer,
+            passed: Vec::new(),
             oversize: 0,
             stats: HubStats::default(),
             published: None,
@@ -305,29 +315,31 @@ impl Hub {
         stats: watch::Sender<HubStats>,
         stop: impl FnOnce(u64) -> AgentRecord,
     ) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
                 biased;
                 Some(command) = commands.recv() => self.command(command),
                 first = rx.recv(), if !self.held => {
                     let Some(first) = first else { break };
-                    first.into_iter().for_each(|out| self.write(out));
+                    self.write_batch(first);
                     while let Ok(next) = rx.try_recv() {
-                        next.into_iter().for_each(|out| self.write(out));
+                        self.write_batch(next);
                     }
                     self.flush();
                     self.publish(&stats, false);
                 }
+                _ = tick.tick() => self.sequencer.expire(),
             }
         }
-        let mut record = stop(self.seq + 1);
+        let mut record = stop(self.sequencer.seq() + 1);
         let errors: serde_json::Map<String, Value> = self
             .sinks
             .iter()
             .map(|s| (s.name().to_owned(), s.errors().into()))
             .collect();
         record.set("sink_write_errors", errors);
-        self.write(Outgoing::agent(record));
+        self.write_batch(vec![Outgoing::agent(record)]);
         self.flush();
         self.publish(&stats, true);
     }
@@ -367,6 +379,10 @@ impl Hub {
                 self.held = false;
                 let _ = reply.send(());
             }
+            HubCommand::Rules { rules, reply } => {
+                self.sequencer.set_rules(rules);
+                let _ = reply.send(());
+            }
         }
     }
 
@@ -380,7 +396,7 @@ impl Hub {
             return;
         }
         self.published = Some(std::time::Instant::now());
-        self.stats.records = self.seq;
+        self.stats.records = self.sequencer.seq();
         self.stats.sinks = self
             .sinks
             .iter()
@@ -413,31 +429,41 @@ impl Hub {
         }
     }
 
+    /// Number the batch's records, add the alerts they complete, and write them all.
+    fn write_batch(&mut self, batch: Batch) {
+        let mut passed = std::mem::take(&mut self.passed);
+        for out in batch {
+            self.sequencer.pass(out, &mut passed);
+        }
+        for out in passed.drain(..) {
+            self.write(out);
+        }
+        self.passed = passed;
+    }
+
     fn write(&mut self, mut out: Outgoing) {
         if let Some(identity) = out.identity.take() {
             self.head = head(&identity);
             self.identity = identity;
         }
-        // Numbered by the sequencer; the hub's own last record follows the last one.
-        self.seq = if out.seq == 0 { self.seq + 1 } else { out.seq };
         self.count(&out.record);
         let mut line = std::mem::take(&mut self.line);
-        self.render(&mut line, out.ktime_ns, &out.record);
+        self.render(&mut line, out.seq, out.ktime_ns, &out.record);
         if line.len() > LINE_MAX {
             // Budgets make this unreachable for our own records; if it happens, say so in place.
             self.oversize += 1;
             tracing::error!(
-                seq = self.seq,
+                seq = out.seq,
                 "a record of {} bytes exceeds {LINE_MAX}; replaced by a loss record",
                 line.len()
             );
             let mut loss = AgentRecord::loss("render", None, 1);
             loss.set("lost_event_type", out.record.event_type())
                 .set("total", self.oversize);
-            self.render(&mut line, out.ktime_ns, &Record::Agent(loss));
+            self.render(&mut line, out.seq, out.ktime_ns, &Record::Agent(loss));
         }
         for sink in &mut self.sinks {
-            sink.write_line(self.seq, &line);
+            sink.write_line(out.seq, &line);
         }
         // A rare huge line does not keep its memory.
         if line.capacity() > 4 * LINE_MAX {
@@ -447,7 +473,7 @@ impl Hub {
     }
 
     /// The wrapper and the record, as one JSON line (without its newline) in `line`.
-    fn render(&mut self, line: &mut String, ktime_ns: Option<u64>, record: &Record) {
+    fn render(&mut self, line: &mut String, seq: u64, ktime_ns: Option<u64>, record: &Record) {
         use crate::pipeline::record::{Json, Visit};
         let timestamp = match ktime_ns {
             Some(ns) => self.clock.wall_clock(ns),
@@ -461,7 +487,7 @@ impl Hub {
             first: false,
         };
         json.str("timestamp", &timestamp);
-        json.uint("seq", self.seq);
+        json.uint("seq", seq);
         json.str("run_id", &id.run_id);
         line.push_str(",\"event\":");
         record.write_json(line);

@@ -1,7 +1,7 @@
 //! The pipeline: the record types ([`record`]), the lane merge, which puts the two ring buffers'
 //! events back in kernel-time order before anything looks at them, the [`sequencer`], which
-//! numbers them and asks the rule engine about each, what one stage hands the next, and the
-//! wiring of the stages ([`stages`]).
+//! numbers them and asks the rule engine about each (run by the exporter hub), what one stage
+//! hands the next, and the wiring of the stages ([`stages`]).
 
 pub mod merge;
 pub mod record;
@@ -47,7 +47,7 @@ pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
 pub struct Outgoing {
     pub ktime_ns: Option<u64>,
     pub record: Record,
-    /// Given by the sequencer (0 until then).
+    /// Given by the hub's sequencer (0 until then).
     pub seq: u64,
     /// New wrapper names, from this record on (a reload).
     pub identity: Option<Identity>,

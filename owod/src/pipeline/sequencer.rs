@@ -1,7 +1,8 @@
-//! The sequencer, between the process stage and the exporter hub: it numbers every record
-//! (`seq`, from 1, no gaps, so an alert can name the records that made it), shows each to the
-//! rule engine, and after the record that completes a chain it sends a `behavior` record, a
-//! `[BEHAVIOR]` log line and, through the daemon, the D-Bus `Alert` signal.
+//! The sequencer, which the exporter hub runs on each record before it writes it: it numbers
+//! every record (`seq`, from 1, no gaps, so an alert can name the records that made it), shows
+//! each to the rule engine, and after the record that completes a chain it adds a `behavior`
+//! record and sends a `[BEHAVIOR]` log line and, through the daemon, the D-Bus `Alert` signal.
+//! It is part of the hub's task, not a stage of its own: a record costs no extra hand-over.
 //!
 //! Records come in the order the kernel saw them (the collector merges the two lanes), so a
 //! sequence rule sees "exec, then connect" as it happened.
@@ -11,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{
     record::{BehaviorRecord, Record},
@@ -22,15 +23,6 @@ use crate::behavior::{
     rules::Rule,
 };
 
-/// Requests to the stage.
-pub enum SequencerCommand {
-    /// New rules (already checked), from a reload; `None` switches the engine off.
-    Rules {
-        rules: Option<Vec<Rule>>,
-        reply: oneshot::Sender<()>,
-    },
-}
-
 /// A fired rule, for the D-Bus `Alert` signal: its name and the alert record as JSON.
 pub type AlertSignal = (String, String);
 
@@ -39,76 +31,59 @@ pub struct Sequencer {
     seq: u64,
     newest_ns: u64,
     counters: Arc<Counters>,
+    signals: mpsc::Sender<AlertSignal>,
     /// Chains evicted by the engines before the current one (a reload replaces it).
     evicted_before: u64,
     expired: Instant,
 }
 
 impl Sequencer {
-    pub fn new(rules: Option<Vec<Rule>>, counters: Arc<Counters>) -> Sequencer {
+    pub fn new(
+        rules: Option<Vec<Rule>>,
+        counters: Arc<Counters>,
+        signals: mpsc::Sender<AlertSignal>,
+    ) -> Sequencer {
         Sequencer {
             engine: rules.map(Engine::new),
             seq: 0,
             newest_ns: 0,
             counters,
+            signals,
             evicted_before: 0,
             expired: Instant::now(),
         }
     }
 
-    pub async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Batch>,
-        tx: mpsc::Sender<Batch>,
-        mut commands: mpsc::Receiver<SequencerCommand>,
-        signals: mpsc::Sender<AlertSignal>,
-    ) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                biased;
-                Some(command) = commands.recv() => match command {
-                    SequencerCommand::Rules { rules, reply } => {
-                        self.evicted_before += self.engine.as_ref().map_or(0, |e| e.evictions);
-                        self.engine = rules.map(Engine::new);
-                        let _ = reply.send(());
-                    }
-                },
-                batch = rx.recv() => match batch {
-                    Some(batch) => {
-                        let mut passed = Vec::with_capacity(batch.len());
-                        for out in batch {
-                            self.pass(out, &mut passed, &signals);
-                        }
-                        if tx.send(passed).await.is_err() {
-                            return;
-                        }
-                    }
-                    None => return,
-                },
-                _ = tick.tick() => {
-                    if let Some(engine) = &mut self.engine {
-                        engine.expire(self.newest_ns);
-                    }
-                }
-            }
+    /// The last `seq` given.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// New rules (already checked), from a reload; `None` switches the engine off.
+    pub fn set_rules(&mut self, rules: Option<Vec<Rule>>) {
+        self.evicted_before += self.engine.as_ref().map_or(0, |e| e.evictions);
+        self.engine = rules.map(Engine::new);
+    }
+
+    /// Let chains past their window go (called once a second, busy or not).
+    pub fn expire(&mut self) {
+        if let Some(engine) = &mut self.engine {
+            engine.expire(self.newest_ns);
+            self.counters
+                .rule_chains_evicted
+                .store(self.evicted_before + engine.evictions, Ordering::Relaxed);
         }
+        self.expired = Instant::now();
     }
 
     /// Number the record and add it to `passed`, then any alerts it completes.
-    fn pass(&mut self, mut out: Outgoing, passed: &mut Batch, signals: &mpsc::Sender<AlertSignal>) {
+    pub fn pass(&mut self, mut out: Outgoing, passed: &mut Batch) {
         self.seq += 1;
         out.seq = self.seq;
-        // Expired chains go once a second, however busy the input (the tick below may not get
-        // a turn then).
+        // Expired chains go once a second, however busy the input (the hub's tick may not get a
+        // turn then).
         if self.expired.elapsed() >= Duration::from_secs(1) {
-            if let Some(engine) = &mut self.engine {
-                engine.expire(self.newest_ns);
-                self.counters
-                    .rule_chains_evicted
-                    .store(self.evicted_before + engine.evictions, Ordering::Relaxed);
-            }
-            self.expired = Instant::now();
+            self.expire();
         }
         let alerts = match (&mut self.engine, out.ktime_ns) {
             (Some(engine), Some(ns)) => {
@@ -135,7 +110,11 @@ impl Sequencer {
                 alert.detail.escape_debug()
             );
             let json = record.to_json();
-            if signals.try_send((alert.rule.name.clone(), json)).is_err() {
+            if self
+                .signals
+                .try_send((alert.rule.name.clone(), json))
+                .is_err()
+            {
                 let dropped = self
                     .counters
                     .alert_signals_dropped

@@ -1,5 +1,5 @@
-//! The wiring of the stages: collector → process stage → sequencer → exporter hub, each a
-//! task, with bounded queues of batches between them and a command channel into each. The
+//! The wiring of the stages: collector → process stage → exporter hub (which runs the
+//! sequencer and the rule engine on each record before it writes it), each a task, with bounded queues of batches between them and a command channel into each. The
 //! daemon holds the [`Handles`] to ask them things, and the [`Stages`] to stop them.
 
 use std::{sync::Arc, time::Instant};
@@ -12,7 +12,7 @@ use tokio::{
 
 use super::{
     record::AgentRecord,
-    sequencer::{AlertSignal, Sequencer, SequencerCommand},
+    sequencer::{AlertSignal, Sequencer},
     Batch, Counters, Identity, Outgoing,
 };
 use crate::{
@@ -33,9 +33,8 @@ const BATCHES: usize = 8;
 pub struct Handles {
     pub collector: mpsc::Sender<CollectorCommand>,
     pub process: mpsc::Sender<StageCommand>,
-    pub sequencer: mpsc::Sender<SequencerCommand>,
     pub hub: mpsc::Sender<HubCommand>,
-    /// Into the sequencer, which numbers every record: the agent's own (reload, losses).
+    /// Into the hub, whose sequencer numbers every record: the agent's own (reload, losses).
     pub records: mpsc::Sender<Batch>,
     pub hub_stats: watch::Receiver<HubStats>,
     pub counters: Arc<Counters>,
@@ -59,7 +58,6 @@ pub struct Stages {
     stop: watch::Sender<bool>,
     collector: JoinHandle<Result<(), CollectorError>>,
     process: JoinHandle<()>,
-    sequencer: JoinHandle<()>,
     hub: JoinHandle<()>,
     /// The collector already ended (by itself): its outcome.
     ended: Option<Result<Result<(), CollectorError>, JoinError>>,
@@ -72,34 +70,27 @@ impl Stages {
         config: &Config,
     ) -> anyhow::Result<(Stages, Handles, mpsc::Receiver<AlertSignal>)> {
         let (hub_tx, hub_rx) = mpsc::channel(BATCHES);
-        let (sequencer_tx, sequencer_rx) = mpsc::channel(BATCHES);
         let (proc_tx, proc_rx) = mpsc::channel(BATCHES);
         let (stop_tx, stop_rx) = watch::channel(false);
         let (hub_cmd_tx, hub_cmd_rx) = mpsc::channel(16);
         let (stage_cmd_tx, stage_cmd_rx) = mpsc::channel(16);
-        let (sequencer_cmd_tx, sequencer_cmd_rx) = mpsc::channel(16);
         let (collector_cmd_tx, collector_cmd_rx) = mpsc::channel(16);
         let (alert_tx, alert_rx) = mpsc::channel::<AlertSignal>(256);
         let (hub_stats_tx, hub_stats_rx) = watch::channel(HubStats::default());
         let (stats_tx, mut stats_rx) = oneshot::channel::<StageStats>();
-        // Seq 1: every record, the agent's own included, is numbered by the sequencer.
-        sequencer_tx
+        // Seq 1: every record, the agent's own included, is numbered by the hub's sequencer.
+        hub_tx
             .send(vec![Outgoing::agent(from.start)])
             .await
             .context("the pipeline is gone")?;
         let stop = from.stop;
-        let hub = tokio::spawn(Hub::new(from.identity, from.sinks).run(
+        let counters = Arc::new(Counters::default());
+        let sequencer = Sequencer::new(from.rules, counters.clone(), alert_tx);
+        let hub = tokio::spawn(Hub::new(from.identity, from.sinks, sequencer).run(
             hub_rx,
             hub_cmd_rx,
             hub_stats_tx,
             move |seq| stop(seq, stats_rx.try_recv().ok()),
-        ));
-        let counters = Arc::new(Counters::default());
-        let sequencer = tokio::spawn(Sequencer::new(from.rules, counters.clone()).run(
-            sequencer_rx,
-            hub_tx,
-            sequencer_cmd_rx,
-            alert_tx,
         ));
         let process = tokio::spawn(
             ProcessStage::new(
@@ -108,23 +99,21 @@ impl Stages {
                 &config.monitor,
                 counters.clone(),
             )
-            .run(proc_rx, sequencer_tx.clone(), stage_cmd_rx, stats_tx),
+            .run(proc_rx, hub_tx.clone(), stage_cmd_rx, stats_tx),
         );
         let collector = tokio::spawn(from.collector.run(proc_tx, collector_cmd_rx, stop_rx));
         let stages = Stages {
             stop: stop_tx,
             collector,
             process,
-            sequencer,
             hub,
             ended: None,
         };
         let handles = Handles {
             collector: collector_cmd_tx,
             process: stage_cmd_tx,
-            sequencer: sequencer_cmd_tx,
             hub: hub_cmd_tx,
-            records: sequencer_tx,
+            records: hub_tx,
             hub_stats: hub_stats_rx,
             counters,
         };
@@ -151,11 +140,9 @@ impl Stages {
             None => self.collector.await,
         };
         let processed = self.process.await;
-        let judged = self.sequencer.await;
         let exported = self.hub.await;
         collected.context("the collector panicked")??;
         processed.context("the process stage panicked")?;
-        judged.context("the sequencer panicked")?;
         exported.context("the exporter panicked")?;
         anyhow::ensure!(
             !stopped_by_itself,
