@@ -4,7 +4,7 @@
 use crate::{
     abi::{self, Header, Pod},
     event::{
-        user_dev, Argv, Creds, Event, ExecEvent, ExitEvent, FileEvent, FileId, ForkEvent,
+        user_dev, Argv, Comm, Creds, Event, ExecEvent, ExitEvent, FileEvent, FileId, ForkEvent,
         ModuleEvent, NetEvent, PrivEvent, Task, WriteEvent,
     },
 };
@@ -119,7 +119,7 @@ fn task(hdr: &Header) -> Task {
         uid: hdr.uid,
         gid: hdr.gid,
         cgroup_id: hdr.cgroup_id,
-        comm: until_nul(&hdr.comm).to_vec(),
+        comm: Comm::new(until_nul(&hdr.comm)),
         report: hdr.flags & abi::HDR_REPORT != 0,
         size: hdr.size,
     }
@@ -236,7 +236,7 @@ mod tests {
             uid: 1000,
             gid: 100,
             cgroup_id: 99,
-            comm: b"bash".to_vec(),
+            comm: Comm::new(b"bash"),
             report: true,
             size: 0,
         }

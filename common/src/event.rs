@@ -1,7 +1,45 @@
 //! Typed events, as decoded from the ring buffers. Strings from the kernel stay bytes here:
 //! Linux paths and arguments need not be UTF-8, and [`crate::render`] escapes them losslessly.
 
-use std::sync::Arc;
+use std::{fmt, ops::Deref, sync::Arc};
+
+/// A task's name (`comm`): at most [`Comm::MAX`] bytes, held inline, so that an event's name
+/// costs no allocation (every event carries one, and the process table keeps one per process).
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Comm {
+    bytes: [u8; Comm::MAX],
+    len: u8,
+}
+
+impl Comm {
+    /// The kernel's `TASK_COMM_LEN`, its NUL included: a name is never longer.
+    pub const MAX: usize = 16;
+
+    /// The first [`Comm::MAX`] bytes of `name`.
+    pub fn new(name: &[u8]) -> Comm {
+        let len = name.len().min(Comm::MAX);
+        let mut bytes = [0; Comm::MAX];
+        bytes[..len].copy_from_slice(&name[..len]);
+        Comm {
+            bytes,
+            len: len as u8,
+        }
+    }
+}
+
+impl Deref for Comm {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self))
+    }
+}
 
 /// Who did something, and when (the common header of every record).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -14,7 +52,7 @@ pub struct Task {
     pub uid: u32,
     pub gid: u32,
     pub cgroup_id: u64,
-    pub comm: Vec<u8>,
+    pub comm: Comm,
     /// The monitor was on when the kernel saw it: export it. Otherwise the event only feeds
     /// the process table.
     pub report: bool,

@@ -562,7 +562,7 @@ mod tests {
             pid,
             tid: pid,
             ppid,
-            comm: b"c".to_vec(),
+            comm: owo_common::event::Comm::new(b"c"),
             ..Actor::default()
         }
     }

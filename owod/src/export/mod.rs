@@ -226,8 +226,9 @@ pub struct Hub {
     oversize: u64,
     stats: HubStats,
     published: Option<std::time::Instant>,
-    /// The line being written, kept for its capacity.
+    /// The line being written, and its timestamp, kept for their capacity.
     line: String,
+    timestamp: String,
 }
 
 /// What the hub has written, for `GetStatus`.
@@ -305,6 +306,7 @@ impl Hub {
             stats: HubStats::default(),
             published: None,
             line: String::new(),
+            timestamp: String::new(),
         }
     }
 
@@ -475,10 +477,11 @@ impl Hub {
     /// The wrapper and the record, as one JSON line (without its newline) in `line`.
     fn render(&mut self, line: &mut String, seq: u64, ktime_ns: Option<u64>, record: &Record) {
         use crate::pipeline::record::{Json, Visit};
-        let timestamp = match ktime_ns {
-            Some(ns) => self.clock.wall_clock(ns),
-            None => self.clock.now(),
-        };
+        let mut timestamp = std::mem::take(&mut self.timestamp);
+        match ktime_ns {
+            Some(ns) => self.clock.wall_clock(ns, &mut timestamp),
+            None => self.clock.now(&mut timestamp),
+        }
         let id = &self.identity;
         line.clear();
         line.push_str(&self.head);
@@ -487,6 +490,7 @@ impl Hub {
             first: false,
         };
         json.str("timestamp", &timestamp);
+        self.timestamp = timestamp;
         json.uint("seq", seq);
         json.str("run_id", &id.run_id);
         line.push_str(",\"event\":");

@@ -7,7 +7,7 @@ use std::{net::IpAddr, sync::Arc};
 
 use owo_common::{
     abi,
-    event::{Argv, Creds},
+    event::{Argv, Comm, Creds},
     render::{self, CMDLINE_BUDGET, NAME_BUDGET, PARENT_CMDLINE_BUDGET, PATH_BUDGET},
 };
 use serde_json::{Map, Value};
@@ -39,7 +39,7 @@ pub struct Actor {
     pub uid: u32,
     pub user: Option<Arc<str>>,
     pub gid: u32,
-    pub comm: Vec<u8>,
+    pub comm: Comm,
     /// The process's executable, shared with the process table.
     pub exe: Option<Arc<[u8]>>,
     pub cgroup_id: u64,
@@ -835,7 +835,7 @@ mod tests {
         Record::Exec(Box::new(ExecRecord {
             actor: Actor {
                 user: Some("\u{1}".repeat(255).into()),
-                comm: costly(16),
+                comm: Comm::new(&costly(16)),
                 exe: Some(costly(abi::PATH_MAX).into()),
                 ..Actor::default()
             },

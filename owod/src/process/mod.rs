@@ -273,7 +273,7 @@ impl ProcessStage {
                 let info = ProcessInfo {
                     ppid: e.task.ppid,
                     uid: e.task.uid,
-                    comm: e.task.comm.clone(),
+                    comm: e.task.comm,
                     start_ticks: ns_to_ticks(e.start_boottime_ns),
                     exe: e.exe.clone(),
                     args: e.args.clone(),

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use owo_common::event::Argv;
+use owo_common::event::{Argv, Comm};
 
 /// How long an exited process stays, for records that still name it as their parent.
 pub const EXIT_GRACE: Duration = Duration::from_secs(10);
@@ -24,7 +24,7 @@ const MAX_ANCESTORS: usize = 64;
 pub struct ProcessInfo {
     pub ppid: u32,
     pub uid: u32,
-    pub comm: Vec<u8>,
+    pub comm: Comm,
     /// Start time in clock ticks since boot, as /proc/PID/stat has it.
     pub start_ticks: u64,
     pub exe: Option<Arc<[u8]>>,
@@ -106,7 +106,7 @@ impl ProcessTable {
             let info = ProcessInfo {
                 ppid: stat.ppid as u32,
                 uid: process.uid().unwrap_or(0),
-                comm: stat.comm.into_bytes(),
+                comm: Comm::new(stat.comm.as_bytes()),
                 start_ticks: stat.starttime,
                 exe,
                 args,
@@ -164,7 +164,7 @@ impl ProcessTable {
             None => ProcessInfo {
                 ppid: parent,
                 uid: 0,
-                comm: Vec::new(),
+                comm: Comm::default(),
                 start_ticks: child_start_ticks,
                 exe: None,
                 args: Argv::default(),
@@ -273,7 +273,7 @@ mod tests {
         ProcessInfo {
             ppid,
             uid: 0,
-            comm: b"c".to_vec(),
+            comm: Comm::new(b"c"),
             start_ticks: start,
             exe: Some(exe.as_bytes().into()),
             args: Argv::from_args([exe]),

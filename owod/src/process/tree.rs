@@ -216,7 +216,7 @@ mod tests {
         let p = |ppid, comm: &str, cmd: &str| ProcessInfo {
             ppid,
             uid: 1000,
-            comm: comm.as_bytes().to_vec(),
+            comm: owo_common::event::Comm::new(comm.as_bytes()),
             start_ticks: 1,
             exe: Some(format!("/usr/bin/{comm}").as_bytes().into()),
             args: owo_common::event::Argv::from_args(cmd.split(' ')),
@@ -266,7 +266,7 @@ mod tests {
                 ProcessInfo {
                     ppid: 1,
                     uid: 0,
-                    comm: b"sh".to_vec(),
+                    comm: owo_common::event::Comm::new(b"sh"),
                     start_ticks: 1,
                     exe: None,
                     args: owo_common::event::Argv::from_args(["sh", "-c", long.as_str()]),
