@@ -5,12 +5,9 @@
 //! chains together are capped; past the cap the oldest go, counted. Per record, only the rules
 //! with a step for its event type are looked at, and for each only the chains of its key.
 
-use std::{
-    cell::RefCell,
-    collections::{HashMap, VecDeque},
-    sync::Arc,
-};
+use std::{cell::RefCell, collections::VecDeque, sync::Arc};
 
+use foldhash::{HashMap, HashMapExt as _};
 use serde_json::Value;
 
 use super::rules::{glob, Condition, Key, Op, Rule, Step};
@@ -25,6 +22,13 @@ pub const MAX_CHAIN_BYTES: usize = 16 << 20;
 const MAX_PARENTS: usize = 65_536;
 /// How far up the tree a descendant is looked for.
 const MAX_TREE_DEPTH: usize = 16;
+
+/// The chain keys of a record under one rule (see [`Engine::keys`]): the host's (0), its
+/// process's pid, or that pid and its ancestors'.
+struct Keys {
+    pids: [u64; MAX_TREE_DEPTH],
+    len: usize,
+}
 /// Chains of one `host` rule waiting at once.
 const HOST_CHAINS: usize = 256;
 
@@ -210,26 +214,37 @@ impl Engine {
         alerts
     }
 
-    fn keys(&self, key: Key, pid: Option<u64>) -> Vec<u64> {
+    /// The keys whose chains a record of `pid` can advance: on the stack, as this is asked for
+    /// every rule a record may concern.
+    fn keys(&self, key: Key, pid: Option<u64>) -> Keys {
+        let mut keys = Keys {
+            pids: [0; MAX_TREE_DEPTH],
+            len: 0,
+        };
         match (key, pid) {
-            (Key::Host, _) => vec![0],
-            (_, None) => Vec::new(),
-            (Key::Process, Some(pid)) => vec![pid],
+            (Key::Host, _) => keys.len = 1,
+            (_, None) => {}
+            (Key::Process, Some(pid)) => {
+                keys.pids[0] = pid;
+                keys.len = 1;
+            }
             (Key::ProcessTree, Some(pid)) => {
-                let mut chain = vec![pid];
+                keys.pids[0] = pid;
+                keys.len = 1;
                 let mut at = pid;
-                while chain.len() < MAX_TREE_DEPTH {
+                while keys.len < MAX_TREE_DEPTH {
                     match self.parents.get(&at) {
                         Some(&parent) if parent != at && parent != 0 => {
-                            chain.push(parent);
+                            keys.pids[keys.len] = parent;
+                            keys.len += 1;
                             at = parent;
                         }
                         _ => break,
                     }
                 }
-                chain
             }
         }
+        keys
     }
 
     fn observe_rule(
@@ -243,7 +258,8 @@ impl Engine {
         let rule = self.rules[index].clone();
         let within = rule.within.as_nanos() as u64;
         // Advance the oldest chain of a matching key that is waiting for this step.
-        for key in self.keys(rule.key, pid) {
+        let keys = self.keys(rule.key, pid);
+        for &key in &keys.pids[..keys.len] {
             let Some(list) = self.chains.get_mut(&(index, key)) else {
                 continue;
             };

@@ -357,9 +357,14 @@ impl Reader {
         if self.out.is_empty() {
             return Ok(());
         }
-        tx.send(std::mem::take(&mut self.out))
-            .await
-            .map_err(|_| CollectorError::PipelineClosed)
+        // The next batch starts with room for one like this one.
+        let capacity = self.out.len();
+        tx.send(std::mem::replace(
+            &mut self.out,
+            Vec::with_capacity(capacity),
+        ))
+        .await
+        .map_err(|_| CollectorError::PipelineClosed)
     }
 }
 

@@ -61,7 +61,7 @@ pub struct ExecContext {
 /// The executables of an ancestry joined by `|`, each with `\` and `|` escaped as `\\` and
 /// `\|`: a binary named `a|b` cannot pass for two ancestors.
 fn ancestry(chain: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(chain.iter().map(|exe| exe.len() + 1).sum());
     for (i, exe) in chain.iter().enumerate() {
         if i > 0 {
             out.push(b'|');

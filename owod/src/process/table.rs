@@ -7,12 +7,12 @@
 //! the cap costs no more than one sweep per eighth).
 
 use std::{
-    collections::HashMap,
     os::unix::ffi::OsStrExt,
     sync::Arc,
     time::{Duration, Instant},
 };
 
+use foldhash::{HashMap, HashMapExt as _};
 use owo_common::event::{Argv, Comm};
 
 /// How long an exited process stays, for records that still name it as their parent.
@@ -213,7 +213,7 @@ impl ProcessTable {
 
     /// The executables from pid 1 down to `pid`'s parent (`pid` itself excluded), joined by `|`.
     pub fn ancestors(&self, ppid: u32) -> Vec<&[u8]> {
-        let mut chain = Vec::new();
+        let mut chain = Vec::with_capacity(16);
         let mut pid = ppid;
         let mut child_start = u64::MAX;
         while pid != 0 && chain.len() < MAX_ANCESTORS {
