@@ -222,6 +222,33 @@ pub fn push_args<'a>(out: &mut String, args: impl Iterator<Item = &'a [u8]> + Cl
     flags
 }
 
+/// The elements [`push_args`] writes, as the strings a JSON reader gets back from its array
+/// (for the rule engine, which reads `args` as a list without a round trip through JSON).
+pub fn args_texts<'a>(args: impl Iterator<Item = &'a [u8]> + Clone) -> (Vec<String>, Flags) {
+    let scheme = args.clone().any(|a| std::str::from_utf8(a).is_err());
+    let mut flags = Flags {
+        escaped: scheme,
+        truncated: false,
+    };
+    let mut texts = Vec::new();
+    let mut left = ARGS_BUDGET;
+    for arg in args {
+        // The same accounting as push_args: quotes and comma, then the element's JSON.
+        let Some(room) = left.checked_sub(3) else {
+            flags.truncated = true;
+            break;
+        };
+        let e = escape_as(arg, room, scheme);
+        left -= 3 + e.text.chars().map(json_cost).sum::<usize>();
+        texts.push(e.text);
+        if e.truncated {
+            flags.truncated = true;
+            break;
+        }
+    }
+    (texts, flags)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,4 +64,21 @@ proptest! {
             prop_assert_eq!(e.text.as_bytes(), &bytes[..]);
         }
     }
+
+    #[test]
+    fn args_texts_are_what_a_json_reader_gets_from_push_args(
+        valid in proptest::collection::vec("(?s).{0,2500}", 0..12),
+        raw in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..2500), 0..12),
+    ) {
+        let valid: Vec<&[u8]> = valid.iter().map(|s| s.as_bytes()).collect();
+        let raw: Vec<&[u8]> = raw.iter().map(Vec::as_slice).collect();
+        for args in [valid, raw] {
+            let mut json = String::new();
+            let written = render::push_args(&mut json, args.iter().copied());
+            let back: Vec<String> = serde_json::from_str(&json).unwrap();
+            let (texts, flags) = render::args_texts(args.iter().copied());
+            prop_assert_eq!(texts, back);
+            prop_assert_eq!(flags, written);
+        }
+    }
 }

@@ -783,13 +783,11 @@ impl<S: AsRef<str>> Visit for Lookup<'_, S> {
         if !self.near(key) {
             return;
         }
-        let mut json = String::new();
-        let mut flags = render::push_args(&mut json, args.iter());
+        let (texts, mut flags) = render::args_texts(args.iter());
         flags.truncated |= cut;
         if self.names.iter().any(|n| n.as_ref() == key) {
-            let list: Vec<String> = serde_json::from_str(&json).unwrap_or_default();
             self.put(key, || {
-                Field::List(list.iter().cloned().map(Field::Text).collect())
+                Field::List(texts.iter().cloned().map(Field::Text).collect())
             });
         }
         self.flags(key, flags);
