@@ -65,6 +65,8 @@ struct owo_path_buf {
 	__u32 rejected;              /* the name filter turned the file away: no path was built */
 	__u32 verdict_at;            /* the index (root first) of the name that decided */
 	__u32 leaf_crossed;          /* the first step up crossed a mount: the file is a mount's root */
+	__u32 leaf_at;               /* where the last name written starts (its "/") */
+	__u32 _pad;
 	__u64 names[OWO_PATH_DEPTH]; /* name pointers, a ring: the last OWO_PATH_DEPTH walked (root side) */
 	__u32 _align;                /* puts `path` on 8 bytes, for the scan's word reads */
 	__u32 lpm_prefixlen;         /* with the first bytes of `path`, a key of `owo_watch_paths` */
@@ -198,6 +200,7 @@ OWO_STEP owo_path_emit(__u32 index, void *arg)
 		buf->truncated = 1;
 		return 1;
 	}
+	buf->leaf_at = len;
 	buf->path[len] = '/';
 	long n = bpf_probe_read_kernel_str(&buf->path[len + 1], OWO_NAME_MAX, (void *)buf->names[idx]);
 
@@ -259,6 +262,7 @@ __attribute__((noinline)) int owo_path_walk(__u64 dentry, __u64 vfsmnt, __u64 fi
 	buf->done = 0;
 	buf->rejected = 0;
 	buf->leaf_crossed = 0;
+	buf->leaf_at = 0;
 	__builtin_memcpy(&w.off, &buf->off, sizeof(w.off));
 	w.dentry = (void *)dentry;
 	w.vfsmnt = (void *)vfsmnt;

@@ -208,6 +208,42 @@ struct {
 	__type(value, struct owo_dir_seen);
 } owo_unwatched_dirs SEC(".maps");
 
+/*
+ * Watched directories' paths, by (mount, dentry) as in owo_unwatched_dirs, and valid under the
+ * same conditions: a file opened in one is named by that path and its own name, without the
+ * walk to the root. Only paths shorter than OWO_DIR_PATH_MAX are kept.
+ */
+#define OWO_DIR_PATH_MAX 256
+
+struct owo_dir_path {
+	struct owo_dir_seen seen;
+	__u32 len; /* of the directory's path, without the "/" that follows it */
+	__u32 _pad;
+	__u8 path[OWO_DIR_PATH_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct owo_dir_key);
+	__type(value, struct owo_dir_path);
+} owo_watched_dirs SEC(".maps");
+
+/* Where an entry of owo_watched_dirs is put together: it is too large for the stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct owo_dir_path);
+} owo_dir_path_scratch SEC(".maps");
+
+/* Is what the cache knows of a directory still true (`now` holds the time, not yet the TTL)? */
+static __always_inline bool owo_dir_current(const struct owo_dir_seen *seen, const struct owo_dir_seen *now)
+{
+	return seen->stamp == now->stamp && seen->inode == now->inode && seen->ino == now->ino &&
+	       seen->expires_ns > now->expires_ns;
+}
+
 static __always_inline __u64 owo_path_stamp(void)
 {
 	return (__u64)owo_config_get(OWO_CFG_WATCH_GEN) << 32 | owo_config_get(OWO_CFG_PATH_EPOCH);
@@ -223,12 +259,61 @@ static __always_inline void owo_path_moved(void)
 		__sync_fetch_and_add(epoch, 1);
 }
 
+/* The path of `name` in the directory `dir` (a current entry of owo_watched_dirs), in the
+ * scratch buffer; 0 if it cannot be written so. */
+static __always_inline __u32 owo_path_in_dir(const struct owo_dir_path *dir, const void *name, bool *truncated)
+{
+	struct owo_path_buf *buf = owo_path_buf();
+	__u64 len = dir->len;
+	long n;
+
+	if (!buf || len == 0 || len >= OWO_DIR_PATH_MAX)
+		return 0;
+	if (bpf_probe_read_kernel(buf->path, OWO_DIR_PATH_MAX, dir->path))
+		return 0;
+	asm volatile("%0 &= 255" : "+r"(len)); /* OWO_DIR_PATH_MAX - 1, for the verifier */
+	buf->path[len] = '/';
+	n = bpf_probe_read_kernel_str(&buf->path[len + 1], OWO_NAME_MAX, name);
+	if (n <= 0)
+		return 0;
+	*truncated = false;
+	return len + n; /* the NUL ends it */
+}
+
+/*
+ * After a walk that built the path of a file whose directory is under a watched prefix (so that
+ * every file in it is): remember the directory's path in owo_watched_dirs.
+ */
+static __always_inline void owo_dir_remember(const struct owo_dir_key *dir, const struct owo_dir_seen *now)
+{
+	struct owo_path_buf *buf = owo_path_buf();
+	__u32 zero = 0;
+	struct owo_dir_path *entry = bpf_map_lookup_elem(&owo_dir_path_scratch, &zero);
+	__u64 len;
+
+	if (!buf || !entry || !buf->done || buf->truncated || buf->leaf_crossed || buf->depth > OWO_PATH_DEPTH)
+		return;
+	len = buf->leaf_at;
+	if (len == 0 || len >= OWO_DIR_PATH_MAX)
+		return;
+	/* The directory and the "/" after it, as owo_path_watched asks of a whole path. */
+	buf->lpm_prefixlen = (len + 1 > OWO_WATCH_MAX ? OWO_WATCH_MAX : len + 1) * 8;
+	if (!bpf_map_lookup_elem(&owo_watch_paths, &buf->lpm_prefixlen))
+		return;
+	if (bpf_probe_read_kernel(entry->path, OWO_DIR_PATH_MAX, buf->path))
+		return;
+	entry->seen = *now;
+	entry->len = len;
+	bpf_map_update_elem(&owo_watched_dirs, dir, entry, BPF_ANY);
+}
+
 /*
  * For the file monitors: like owo_fd_path, but a file under no watched prefix is turned away
  * by the names of its directories before its path is built (unless every path is wanted):
  * then -1. 0 if there is no file. The file is the one the kernel opened, however it was named
  * (relative, with "..", from any kind of directory fd), so its names are its real ones. With
- * `cached` (only for callers whose monitor bumps the epoch), owo_unwatched_dirs spares the walk.
+ * `cached` (only for callers whose monitor bumps the epoch), owo_unwatched_dirs and
+ * owo_watched_dirs spare the walk.
  */
 static __always_inline __s32 owo_fd_watched_path(struct task_struct *task, __s64 fd, bool *truncated,
 						 bool cached)
@@ -237,6 +322,7 @@ static __always_inline __s32 owo_fd_watched_path(struct task_struct *task, __s64
 	bool filter = !owo_config_get(OWO_CFG_FILE_ALL_PATHS);
 	struct owo_dir_key dir = {};
 	struct owo_dir_seen now = {};
+	struct owo_dir_path *known;
 	struct path path;
 	__u32 len;
 
@@ -256,14 +342,24 @@ static __always_inline __s32 owo_fd_watched_path(struct task_struct *task, __s64
 		now.ino = BPF_CORE_READ(inode, i_ino);
 		now.expires_ns = bpf_ktime_get_ns();
 		seen = bpf_map_lookup_elem(&owo_unwatched_dirs, &dir);
-		if (seen && seen->stamp == now.stamp && seen->inode == now.inode &&
-		    seen->ino == now.ino && seen->expires_ns > now.expires_ns)
+		if (seen && owo_dir_current(seen, &now))
 			return -1;
+		/* A file system's root is its own parent: its path is not its parent's and a name.
+		 * (A bind mount's root has a parent outside the mount, which no entry is kept for.) */
+		known = path.dentry == parent ? 0 : bpf_map_lookup_elem(&owo_watched_dirs, &dir);
+		if (known && owo_dir_current(&known->seen, &now)) {
+			len = owo_path_in_dir(known, BPF_CORE_READ(path.dentry, d_name.name), truncated);
+			if (len)
+				return len;
+		}
 		now.expires_ns += OWO_DIR_TTL_NS;
 	}
 	len = owo_path_resolve(&path, filter, truncated);
-	if (len)
+	if (len) {
+		if (cached)
+			owo_dir_remember(&dir, &now);
 		return len;
+	}
 	if (cached && owo_path_parent_missed())
 		bpf_map_update_elem(&owo_unwatched_dirs, &dir, &now, BPF_ANY);
 	return -1;

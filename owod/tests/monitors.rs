@@ -607,6 +607,89 @@ fn a_reload_moves_the_watched_prefixes_in_the_kernel() {
     );
 }
 
+/// Unmounts a test's tmpfs wherever it went (each place it may be), whatever happens to the test.
+struct Unmount(Vec<PathBuf>);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        for at in &self.0 {
+            let _ = Command::new("umount").arg("-l").arg(at).status();
+        }
+    }
+}
+
+/// A tmpfs mounted at `at`, unmounted from `places` when the guard goes.
+fn tmpfs(at: &Path, places: Vec<PathBuf>) -> Unmount {
+    assert!(Command::new("mount")
+        .args(["-t", "tmpfs", "owo-test", s(at)])
+        .status()
+        .unwrap()
+        .success());
+    Unmount(places)
+}
+
+#[test]
+fn a_watched_directory_renamed_or_moved_out_is_named_anew_at_once() {
+    if !bpf_available("a_watched_directory_renamed_or_moved_out_is_named_anew_at_once") {
+        return;
+    }
+    // The kernel remembers the paths of watched directories; a rename must make it forget them
+    // before the next open, whether the directory stays watched or leaves.
+    let root = unwatched_dir();
+    let r = s(root.path());
+    fs::create_dir_all(root.path().join("keep/a")).unwrap();
+    fs::create_dir_all(root.path().join("keep/m")).unwrap();
+    let name = marker("renamed");
+    fs::write(root.path().join("keep/a").join(&name), b"x").unwrap();
+    // A mount's root, opened after a file in it: named by where it is mounted, not as a file of
+    // the directory it is the root of.
+    let mnt = root.path().join("keep/m");
+    let _unmount = tmpfs(&mnt, vec![mnt.clone()]);
+    fs::write(mnt.join(&name), b"x").unwrap();
+    let mut daemon = Daemon::start(&format!("monitor:\n  file_watch_paths: [{r}/keep]\n"));
+    python(&format!(
+        r#"import os
+root = {r:?}
+name = {name:?}
+def touch(path):
+    os.close(os.open(path, os.O_RDONLY))
+for _ in range(3):
+    touch(f"{{root}}/keep/a/{{name}}")
+    touch(f"{{root}}/keep/m/{{name}}")
+    touch(f"{{root}}/keep/m")
+os.rename(f"{{root}}/keep/a", f"{{root}}/keep/b")
+touch(f"{{root}}/keep/b/{{name}}")
+os.rename(f"{{root}}/keep/b", f"{{root}}/out")
+touch(f"{{root}}/out/{{name}}")
+"#
+    ));
+    daemon.file_barrier(&root.path().join("keep"));
+    let records = daemon.records();
+    let opens = |path: &str| {
+        files(&records, path)
+            .iter()
+            .filter(|f| event(f)["type"] == "open")
+            .count()
+    };
+    assert_eq!(
+        opens(&format!("{r}/keep/a/{name}")),
+        3,
+        "before the renames"
+    );
+    assert_eq!(opens(&format!("{r}/keep/m/{name}")), 3, "in the mount");
+    assert_eq!(opens(&format!("{r}/keep/m")), 3, "the mount's root");
+    assert_eq!(
+        opens(&format!("{r}/keep/b/{name}")),
+        1,
+        "the open after the rename, under the new name"
+    );
+    assert_eq!(
+        opens(&format!("{r}/out/{name}")),
+        0,
+        "the directory left the watched prefix"
+    );
+}
+
 #[test]
 fn a_directory_or_mount_moved_under_a_watched_prefix_is_watched_at_once() {
     if !bpf_available("a_directory_or_mount_moved_under_a_watched_prefix_is_watched_at_once") {
@@ -620,21 +703,7 @@ fn a_directory_or_mount_moved_under_a_watched_prefix_is_watched_at_once() {
         fs::create_dir(root.path().join(dir)).unwrap();
     }
     let mnt = root.path().join("mnt");
-    assert!(Command::new("mount")
-        .args(["-t", "tmpfs", "owo-test", s(&mnt)])
-        .status()
-        .unwrap()
-        .success());
-    /// Unmounts the tmpfs wherever it went, whatever happens to the test.
-    struct Unmount(Vec<PathBuf>);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            for at in &self.0 {
-                let _ = Command::new("umount").arg("-l").arg(at).status();
-            }
-        }
-    }
-    let _unmount = Unmount(vec![mnt.clone(), root.path().join("keep/mnt")]);
+    let _unmount = tmpfs(&mnt, vec![mnt.clone(), root.path().join("keep/mnt")]);
     let name = marker("moved");
     fs::write(root.path().join("dir").join(&name), b"x").unwrap();
     fs::write(mnt.join(&name), b"x").unwrap();
