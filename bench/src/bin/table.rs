@@ -355,8 +355,11 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn main() -> Result<()> {
     let mut rounds = 3usize;
-    let mut execs = 3000usize;
-    let mut opens = 20000usize;
+    // Agent CPU is read in clock ticks (10 ms): 10,000 execs put one tick at 1 µs per exec, and
+    // 200,000 opens (a fraction of a second) at 0.05 µs per open. 20,000 opens took some 15 ms,
+    // too short a loop for a steady ratio.
+    let mut execs = 10_000usize;
+    let mut opens = 200_000usize;
     let mut search_seconds = 10usize;
     let mut stress_seconds = 120usize;
     let owod = parse_args(
