@@ -191,33 +191,48 @@ pub fn push_bytes(out: &mut String, bytes: &[u8], budget: usize, scheme: bool) -
     }
 }
 
-/// Append `args` as a JSON array within [`ARGS_BUDGET`]: one scheme for every element, and the
-/// array stops (its last element cut) where the budget ends.
-pub fn push_args<'a>(out: &mut String, args: impl Iterator<Item = &'a [u8]> + Clone) -> Flags {
+/// The budget of `args`, shared by [`push_args`] and [`args_texts`]: one scheme for every element
+/// (the `\xHH` one if any element needs it), and each element given the room left. `put` takes
+/// the element's index, bytes, room and scheme, and answers its JSON cost and whether it was cut;
+/// the array stops at a cut element.
+fn within_args_budget<'a>(
+    args: impl Iterator<Item = &'a [u8]> + Clone,
+    mut put: impl FnMut(usize, &'a [u8], usize, bool) -> (usize, bool),
+) -> Flags {
     let scheme = args.clone().any(|a| std::str::from_utf8(a).is_err());
     let mut flags = Flags {
         escaped: scheme,
         truncated: false,
     };
     let mut left = ARGS_BUDGET;
-    out.push('[');
     for (i, arg) in args.enumerate() {
         // Each element costs its quotes and a comma too.
         let Some(room) = left.checked_sub(3) else {
             flags.truncated = true;
             break;
         };
-        if i > 0 {
-            out.push(',');
-        }
-        let start = out.len();
-        let cut = push_bytes(out, arg, room, scheme).truncated;
-        left -= 3 + (out.len() - start - 2);
+        let (cost, cut) = put(i, arg, room, scheme);
+        left -= 3 + cost;
         if cut {
             flags.truncated = true;
             break;
         }
     }
+    flags
+}
+
+/// Append `args` as a JSON array within [`ARGS_BUDGET`]: one scheme for every element, and the
+/// array stops (its last element cut) where the budget ends.
+pub fn push_args<'a>(out: &mut String, args: impl Iterator<Item = &'a [u8]> + Clone) -> Flags {
+    out.push('[');
+    let flags = within_args_budget(args, |i, arg, room, scheme| {
+        if i > 0 {
+            out.push(',');
+        }
+        let start = out.len();
+        let cut = push_bytes(out, arg, room, scheme).truncated;
+        (out.len() - start - 2, cut)
+    });
     out.push(']');
     flags
 }
@@ -225,27 +240,13 @@ pub fn push_args<'a>(out: &mut String, args: impl Iterator<Item = &'a [u8]> + Cl
 /// The elements [`push_args`] writes, as the strings a JSON reader gets back from its array
 /// (for the rule engine, which reads `args` as a list without a round trip through JSON).
 pub fn args_texts<'a>(args: impl Iterator<Item = &'a [u8]> + Clone) -> (Vec<String>, Flags) {
-    let scheme = args.clone().any(|a| std::str::from_utf8(a).is_err());
-    let mut flags = Flags {
-        escaped: scheme,
-        truncated: false,
-    };
     let mut texts = Vec::new();
-    let mut left = ARGS_BUDGET;
-    for arg in args {
-        // The same accounting as push_args: quotes and comma, then the element's JSON.
-        let Some(room) = left.checked_sub(3) else {
-            flags.truncated = true;
-            break;
-        };
+    let flags = within_args_budget(args, |_, arg, room, scheme| {
         let e = escape_as(arg, room, scheme);
-        left -= 3 + e.text.chars().map(json_cost).sum::<usize>();
+        let cost = e.text.chars().map(json_cost).sum();
         texts.push(e.text);
-        if e.truncated {
-            flags.truncated = true;
-            break;
-        }
-    }
+        (cost, e.truncated)
+    });
     (texts, flags)
 }
 

@@ -259,6 +259,13 @@ static __always_inline void owo_path_moved(void)
 		__sync_fetch_and_add(epoch, 1);
 }
 
+/* Do the scratch path's first `end` bytes and the "/" at `end` start with a watched prefix? */
+static __always_inline bool owo_watched_prefix(struct owo_path_buf *buf, __u64 end)
+{
+	buf->lpm_prefixlen = (end + 1 > OWO_WATCH_MAX ? OWO_WATCH_MAX : end + 1) * 8;
+	return bpf_map_lookup_elem(&owo_watch_paths, &buf->lpm_prefixlen) != 0;
+}
+
 /* The path of `name` in the directory `dir` (a current entry of owo_watched_dirs), in the
  * scratch buffer; 0 if it cannot be written so. */
 static __always_inline __u32 owo_path_in_dir(const struct owo_dir_path *dir, const void *name, bool *truncated)
@@ -297,8 +304,7 @@ static __always_inline void owo_dir_remember(const struct owo_dir_key *dir, cons
 	if (len == 0 || len >= OWO_DIR_PATH_MAX)
 		return;
 	/* The directory and the "/" after it, as owo_path_watched asks of a whole path. */
-	buf->lpm_prefixlen = (len + 1 > OWO_WATCH_MAX ? OWO_WATCH_MAX : len + 1) * 8;
-	if (!bpf_map_lookup_elem(&owo_watch_paths, &buf->lpm_prefixlen))
+	if (!owo_watched_prefix(buf, len))
 		return;
 	if (bpf_probe_read_kernel(entry->path, OWO_DIR_PATH_MAX, buf->path))
 		return;
@@ -402,8 +408,7 @@ static __always_inline bool owo_path_watched(__u32 len)
 	/* "/etc" is stored as "/etc/": a trailing "/" here makes "/etc" and "/etc/x" match it, and
 	 * "/etcetera" not. */
 	buf->path[end] = '/';
-	buf->lpm_prefixlen = (end + 1 > OWO_WATCH_MAX ? OWO_WATCH_MAX : end + 1) * 8;
-	watched = bpf_map_lookup_elem(&owo_watch_paths, &buf->lpm_prefixlen) != 0;
+	watched = owo_watched_prefix(buf, end);
 	buf->path[end] = 0;
 	return watched;
 }

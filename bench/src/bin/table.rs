@@ -356,8 +356,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn main() -> Result<()> {
     let mut rounds = 3usize;
     // Agent CPU is read in clock ticks (10 ms): 10,000 execs put one tick at 1 µs per exec, and
-    // 200,000 opens (a fraction of a second) at 0.05 µs per open. 20,000 opens took some 15 ms,
-    // too short a loop for a steady ratio.
+    // 200,000 opens at 0.05 µs per open; a loop of opens much shorter than 200,000 (tens of ms)
+    // gives no steady ratio.
     let mut execs = 10_000usize;
     let mut opens = 200_000usize;
     let mut search_seconds = 10usize;

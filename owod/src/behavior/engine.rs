@@ -22,6 +22,8 @@ pub const MAX_CHAIN_BYTES: usize = 16 << 20;
 const MAX_PARENTS: usize = 65_536;
 /// How far up the tree a descendant is looked for.
 const MAX_TREE_DEPTH: usize = 16;
+/// Chains of one `host` rule waiting at once.
+const HOST_CHAINS: usize = 256;
 
 /// The chain keys of a record under one rule (see [`Engine::keys`]): the host's (0), its
 /// process's pid, or that pid and its ancestors'.
@@ -29,8 +31,6 @@ struct Keys {
     pids: [u64; MAX_TREE_DEPTH],
     len: usize,
 }
-/// Chains of one `host` rule waiting at once.
-const HOST_CHAINS: usize = 256;
 
 /// A record as the engine sees it.
 pub struct Seen<'a> {

@@ -1,6 +1,7 @@
 //! The exporter hub: the last stage. It passes every record through the [`Sequencer`] (which
-//! numbers it and shows it to the rule engine, adding the alerts it completes), stamps the wrapper (agent names, wall-clock `timestamp` of the kernel's time, `run_id`),
-//! renders one JSON line and hands it to every sink. It flushes whenever its queue is empty, so a
+//! numbers it and shows it to the rule engine, adding the alerts it completes), stamps the
+//! wrapper (agent names, wall-clock `timestamp` of the kernel's time, `run_id`), renders one JSON
+//! line and hands it to every sink. It flushes whenever its queue is empty, so a
 //! quiet machine's records show at once and a busy one's (which come in batches) are written in
 //! large writes. When its input closes it writes a `stop` record and flushes.
 

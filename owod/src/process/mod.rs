@@ -165,12 +165,7 @@ impl ProcessStage {
         let mut input_open = true;
         loop {
             // Send what is ready at the head, together; stop at a record still hashing.
-            let ready_len = self
-                .queue
-                .iter()
-                .take_while(|(q, _)| matches!(q, Queued::Ready(_)))
-                .count();
-            let mut ready = Vec::with_capacity(ready_len);
+            let mut ready = Vec::with_capacity(self.queue.len());
             while let Some((Queued::Ready(_), _)) = self.queue.front() {
                 let Some((Queued::Ready(out), size)) = self.queue.pop_front() else {
                     unreachable!()
