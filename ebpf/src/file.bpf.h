@@ -69,14 +69,14 @@ static __always_inline int owo_file_open(struct owo_pending *p, __s64 ret)
 	__s32 kept = ret >= 0 ? owo_fd_watched_path(task, ret, &truncated, true) : 0;
 
 	if (kept < 0)
-		return 0; /* under no watched prefix: turned away before its path was built */
+		return 0; /* under no watched prefix */
 	len = kept;
 	if (!len) {
 		len = owo_user_path(task, dfd, name, &truncated);
 		unclean = owo_path_unclean(len);
+		if (!unclean && !owo_path_watched(len))
+			return 0;
 	}
-	if (!unclean && !owo_path_watched(len))
-		return 0;
 	ev->flags = flags;
 	ev->mode = mode;
 	ev->path_len = owo_file_take(ev, 0, len);

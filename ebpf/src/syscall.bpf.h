@@ -313,10 +313,30 @@ static __always_inline void owo_dir_remember(const struct owo_dir_key *dir, cons
 	bpf_map_update_elem(&owo_watched_dirs, dir, entry, BPF_ANY);
 }
 
+/* Is the scratch path (`len` bytes) under a watched prefix, or are all paths wanted? */
+static __always_inline bool owo_path_watched(__u32 len)
+{
+	struct owo_path_buf *buf = owo_path_buf();
+	bool watched;
+
+	if (owo_config_get(OWO_CFG_FILE_ALL_PATHS))
+		return true;
+	if (!buf || len >= OWO_PATH_MAX)
+		return false;
+	__u64 end = owo_bound(len, OWO_PATH_MAX - 1);
+
+	/* "/etc" is stored as "/etc/": a trailing "/" here makes "/etc" and "/etc/x" match it, and
+	 * "/etcetera" not. */
+	buf->path[end] = '/';
+	watched = owo_watched_prefix(buf, end);
+	buf->path[end] = 0;
+	return watched;
+}
+
 /*
- * For the file monitors: like owo_fd_path, but a file under no watched prefix is turned away
- * by the names of its directories before its path is built (unless every path is wanted):
- * then -1. 0 if there is no file. The file is the one the kernel opened, however it was named
+ * For the file monitors: like owo_fd_path, but for a file under no watched prefix (unless every
+ * path is wanted) -1, and most of those are turned away by the names of their directories before
+ * their paths are built. 0 if there is no file. The file is the one the kernel opened, however it was named
  * (relative, with "..", from any kind of directory fd), so its names are its real ones. With
  * `cached` (only for callers whose monitor bumps the epoch), owo_unwatched_dirs and
  * owo_watched_dirs spare the walk.
@@ -362,6 +382,11 @@ static __always_inline __s32 owo_fd_watched_path(struct task_struct *task, __s64
 	}
 	len = owo_path_resolve(&path, filter, truncated);
 	if (len) {
+		/* The name filter compares only the first bytes of each name: the prefixes decide. A
+		 * file in a remembered directory needs no such check: that directory's path and "/"
+		 * were under a watched prefix, and the prefixes have not changed since. */
+		if (!owo_path_watched(len))
+			return -1;
 		if (cached)
 			owo_dir_remember(&dir, &now);
 		return len;
@@ -391,26 +416,6 @@ static __always_inline __u32 owo_user_path(struct task_struct *task, __s64 dfd, 
 		}
 	}
 	return owo_path_append_user(base, user, truncated);
-}
-
-/* Is the scratch path (`len` bytes) under a watched prefix, or are all paths wanted? */
-static __always_inline bool owo_path_watched(__u32 len)
-{
-	struct owo_path_buf *buf = owo_path_buf();
-	bool watched;
-
-	if (owo_config_get(OWO_CFG_FILE_ALL_PATHS))
-		return true;
-	if (!buf || len >= OWO_PATH_MAX)
-		return false;
-	__u64 end = owo_bound(len, OWO_PATH_MAX - 1);
-
-	/* "/etc" is stored as "/etc/": a trailing "/" here makes "/etc" and "/etc/x" match it, and
-	 * "/etcetera" not. */
-	buf->path[end] = '/';
-	watched = owo_watched_prefix(buf, end);
-	buf->path[end] = 0;
-	return watched;
 }
 
 #define OWO_ENTER(sys, id, monitor, nargs)                                    \

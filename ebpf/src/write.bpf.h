@@ -59,7 +59,7 @@ int owo_enter_write(struct owo_sys_enter *ctx)
 		__s32 kept = owo_fd_watched_path(task, fd, &truncated, false);
 
 		len = kept > 0 ? kept : 0;
-		now.watched = kept > 0 && owo_path_watched(len);
+		now.watched = kept > 0;
 		bpf_map_update_elem(&owo_write_fds, &key, &now, BPF_ANY);
 		if (!now.watched)
 			return 0;
