@@ -3,7 +3,7 @@
 //! state. Signals and D-Bus calls arrive here as requests; the stages do the work on their own
 //! state, asked through their command channels ([`Handles`]).
 
-use std::{collections::BTreeMap, path::PathBuf, time::Instant};
+use std::{collections::BTreeMap, time::Instant};
 
 use anyhow::Context as _;
 use owo_common::abi::Monitor;
@@ -17,7 +17,7 @@ use tokio::{
 use crate::{
     behavior::{rules::Rule, rules_for},
     collector::{loader::KernelChoice, Collector, CollectorCommand, MonitorState},
-    config::Config,
+    config::{Config, ConfigFile},
     control::{self, ControlCommand, ControlService, DaemonView, MonitorView},
     export::{open_local_sinks, open_sinks, start_remotes, HubCommand, SinkLoss},
     pipeline::{
@@ -70,7 +70,7 @@ fn identity(config: &Config, run_id: &str) -> Identity {
 }
 
 struct Daemon {
-    config_path: PathBuf,
+    config_file: ConfigFile,
     config: Config,
     monitors: BTreeMap<&'static str, MonitorState>,
     kernel: KernelChoice,
@@ -84,7 +84,7 @@ struct Daemon {
 }
 
 pub async fn serve(
-    config_path: PathBuf,
+    config_file: ConfigFile,
     config: Config,
     rules: Option<Vec<Rule>>,
     bus: Bus,
@@ -117,7 +117,7 @@ pub async fn serve(
             unavailable.join(", ")
         );
     }
-    let start = start_record(&config_path, &config, &collector, seeded);
+    let start = start_record(&config_file.path, &config, &collector, seeded);
     tracing::info!(run_id, programs = ?collector.program_ids, "owod {} attached; {seeded} processes seeded from /proc", env!("CARGO_PKG_VERSION"));
 
     let monitors = collector.monitors.clone();
@@ -136,7 +136,7 @@ pub async fn serve(
     let (view_tx, view_rx) = watch::channel(DaemonView::default());
     let (control_tx, mut control_rx) = mpsc::channel(16);
     let mut daemon = Daemon {
-        config_path,
+        config_file,
         config,
         monitors,
         kernel,
@@ -265,7 +265,7 @@ impl Daemon {
             })
             .collect();
         self.view.send_replace(DaemonView {
-            config_path: self.config_path.display().to_string(),
+            config_path: self.config_file.path.display().to_string(),
             monitors,
             kernel: self.kernel.clone(),
             started: Some(started),
@@ -387,7 +387,7 @@ impl Daemon {
     /// Validate the file first; apply only a config without problems. What needs a restart
     /// (`monitor.ebpf_path`, `logging.level`) is said in the log.
     async fn reload(&mut self) -> Result<(), OwoError> {
-        let (new, rules) = Config::load(&self.config_path, rules_for).map_err(|err| {
+        let loaded = self.config_file.load(rules_for).map_err(|err| {
             let text = match &err {
                 crate::config::ConfigError::Invalid { problems, .. } => problems
                     .iter()
@@ -398,6 +398,8 @@ impl Daemon {
             };
             OwoError::InvalidConfig(text)
         })?;
+        self.config_file.log_warnings(&loaded.warnings);
+        let (new, rules) = (loaded.config, loaded.built);
         service::notify_reloading();
         let result = self.apply(&new, rules).await;
         service::notify_ready(&self.status_line());
@@ -419,12 +421,12 @@ impl Daemon {
         }
         self.config = new;
         let mut reload = AgentRecord::new("reload");
-        reload.set("config_path", self.config_path.display().to_string());
+        reload.set("config_path", self.config_file.path.display().to_string());
         // The new names take effect with this record: records already on their way keep the old.
         let mut record = Outgoing::agent(reload);
         record.identity = Some(identity(&self.config, &self.run_id));
         let _ = self.stages.records.send(vec![record]).await;
-        tracing::info!("config reloaded from `{}`", self.config_path.display());
+        tracing::info!("config reloaded from `{}`", self.config_file.path.display());
         self.changed().await;
         Ok(())
     }

@@ -20,7 +20,10 @@ use anyhow::Context as _;
 use clap::Parser;
 
 pub use crate::allocations::Counting;
-use crate::{behavior::rules::Rule, config::Config};
+use crate::{
+    behavior::rules::Rule,
+    config::{Config, ConfigFile},
+};
 
 const DEFAULT_CONFIG: &str = "/etc/owo/config.yaml";
 #[derive(Parser, Debug)]
@@ -30,9 +33,9 @@ const DEFAULT_CONFIG: &str = "/etc/owo/config.yaml";
     about = "OWO, the Open Workstation Observer: eBPF endpoint visibility"
 )]
 struct Args {
-    /// The config file.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
+    /// The config file [default: /etc/owo/config.yaml, or the built-in defaults if it is missing]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
     /// Check the config file, report every problem, and exit.
     #[arg(long)]
     check_config: bool,
@@ -61,28 +64,43 @@ fn normalize_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
 /// The command line: parse the flags, read the config, then check it or run the daemon.
 pub fn main() -> ExitCode {
     let args = Args::parse_from(normalize_args(std::env::args_os()));
-    let (config, rules) = match Config::load(&args.config, behavior::rules_for) {
+    let file = ConfigFile {
+        named: args.config.is_some(),
+        path: args.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.into()),
+    };
+    let loaded = match file.load(behavior::rules_for) {
         Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("owod: {:#}", anyhow::Error::from(err));
             return ExitCode::from(2);
         }
     };
+    let origin = if loaded.defaults {
+        format!(
+            "no config file at {}: the built-in defaults",
+            file.path.display()
+        )
+    } else {
+        file.path.display().to_string()
+    };
     if args.check_config {
-        let file = &config.output.file;
-        if file.enabled {
-            println!(
-                "{}: ok; records go to {}",
-                args.config.display(),
-                file.path.display()
-            );
+        for warning in &loaded.warnings {
+            println!("{}: warning: {warning}", file.path.display());
+        }
+        let out = &loaded.config.output.file;
+        if out.enabled {
+            println!("{origin}: ok; records go to {}", out.path.display());
         } else {
-            println!("{}: ok", args.config.display());
+            println!("{origin}: ok");
         }
         return ExitCode::SUCCESS;
     }
-    service::init_logging(&config.logging.level);
-    match run(&args, config, rules) {
+    service::init_logging(&loaded.config.logging.level);
+    if loaded.defaults {
+        tracing::info!("{origin}; owo.yaml(5) describes the file");
+    }
+    file.log_warnings(&loaded.warnings);
+    match run(&args, file, loaded.config, loaded.built) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // Logging goes to stderr: one line, with the whole chain of causes.
@@ -92,7 +110,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args, config: Config, rules: Option<Vec<Rule>>) -> anyhow::Result<()> {
+fn run(
+    args: &Args,
+    file: ConfigFile,
+    config: Config,
+    rules: Option<Vec<Rule>>,
+) -> anyhow::Result<()> {
     collector::preflight::check()?;
     collector::preflight::drop_capabilities()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -105,7 +128,7 @@ fn run(args: &Args, config: Config, rules: Option<Vec<Rule>>) -> anyhow::Result<
         (Some(address), false) => daemon::Bus::Address(address.clone()),
         (None, false) => daemon::Bus::System,
     };
-    let result = runtime.block_on(daemon::serve(args.config.clone(), config, rules, bus));
+    let result = runtime.block_on(daemon::serve(file, config, rules, bus));
     // A hashing thread stuck on a hung mount must not keep the process from exiting.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     result

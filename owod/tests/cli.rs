@@ -1,7 +1,7 @@
 //! The command line, without root: `--check-config` reports every problem with its line, the
 //! original one-dash spellings work, and a config error is exit code 2.
 
-use std::process::Command;
+use std::{path::Path, process::Command};
 
 fn owod(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_owod"))
@@ -67,5 +67,66 @@ fn a_missing_config_file_is_one_clear_error() {
         stderr.contains("cannot read the config file `/nonexistent/owo.yaml`")
             && stderr.contains("No such file"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn the_go_agents_shipped_config_is_checked_ok_with_a_warning_per_kept_key() {
+    let go = format!(
+        "{}/tests/data/go-agent-config.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (code, stdout, stderr) = owod(&["-config", &go, "--check-config"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].ends_with(
+            "warning: line 30: `output.remote.retry_interval`: read for the Go agent's configs: \
+             use `output.remote.retry_interval_seconds`"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].contains("warning: line 29: `output.remote.max_retries`"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].ends_with(": ok; records go to /var/log/edr/alerts.jsonl"),
+        "{stdout}"
+    );
+}
+
+/// Without `--config`, owod reads /etc/owo/config.yaml, and runs on its defaults when there is
+/// none. A private mount namespace hides this machine's /etc/owo, if it has one (root only).
+#[test]
+fn without_a_config_file_owod_runs_on_the_defaults_and_says_so() {
+    let owod = env!("CARGO_BIN_EXE_owod");
+    let out = if Path::new("/etc/owo").exists() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: /etc/owo exists here, and only root can hide it");
+            return;
+        }
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount -t tmpfs none /etc/owo && exec "$0" --check-config"#)
+            .arg(owod)
+            .output()
+    } else {
+        Command::new(owod).arg("--check-config").output()
+    }
+    .expect("run owod");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        "no config file at /etc/owo/config.yaml: the built-in defaults: ok; records go to \
+         /var/log/edr/alerts.jsonl"
     );
 }

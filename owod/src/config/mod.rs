@@ -1,6 +1,7 @@
 //! The config file (owo.yaml(5)): typed, with defaults for every key, and validated so that every
 //! problem in a file is reported at once with its key and line. Nothing here touches the kernel.
 
+mod compat;
 mod lines;
 #[cfg(test)]
 pub(crate) use lines::tests::{alias_bomb, any_yaml_value};
@@ -188,8 +189,6 @@ pub struct RemoteConfig {
     pub protocol: String,
     /// The path records are POSTed to (http, https).
     pub http_endpoint: String,
-    /// Kept for old configs: with the spool, a batch is retried until it is delivered.
-    pub max_retries: u64,
     /// The first wait after a failure; it doubles (with jitter) up to a minute.
     pub retry_interval_seconds: u64,
     /// How long connecting, or sending one batch and hearing its answer, may take before the
@@ -217,7 +216,6 @@ impl Default for RemoteConfig {
             address: "192.168.1.10:1514".to_owned(),
             protocol: "tcp".to_owned(),
             http_endpoint: "/events".to_owned(),
-            max_retries: 5,
             retry_interval_seconds: 5,
             timeout_seconds: 30,
             tls: TlsConfig::default(),
@@ -417,14 +415,81 @@ impl RemoteConfig {
 
 pub const LOG_LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
 
+/// The config file owod reads. One named on the command line must be there. The default one
+/// (`/etc/owo/config.yaml`) may be missing: then owod runs on the built-in defaults, as the Go
+/// agent did without `-config`.
+#[derive(Clone, Debug)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    /// Named on the command line.
+    pub named: bool,
+}
+
+/// A config owod can run with, and a warning for each key in it read only for the Go agent's
+/// configs.
+#[derive(Debug, PartialEq)]
+pub struct Parsed {
+    pub config: Config,
+    pub warnings: Vec<Problem>,
+}
+
+/// A config file loaded, with what was built from it.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    pub config: Config,
+    pub built: T,
+    pub warnings: Vec<Problem>,
+    /// There was no file: this is the built-in default config.
+    pub defaults: bool,
+}
+
+impl ConfigFile {
+    /// Read, parse and validate the file (or take the defaults, where it may be missing and is),
+    /// then build from it what more there is to check (the behavior rules, from the files it
+    /// names): `build` returns that, or its problems, each with the key it is about.
+    pub fn load<T>(
+        &self,
+        build: impl FnOnce(&Config) -> Result<T, Vec<(String, String)>>,
+    ) -> Result<Loaded<T>, ConfigError> {
+        if !self.named && !self.path.exists() {
+            let config = Config::default();
+            let built = build(&config).map_err(|problems| ConfigError::Invalid {
+                path: self.path.clone(),
+                problems: problems
+                    .into_iter()
+                    .map(|(key, message)| Problem {
+                        key,
+                        line: None,
+                        message,
+                    })
+                    .collect(),
+            })?;
+            return Ok(Loaded {
+                config,
+                built,
+                warnings: Vec::new(),
+                defaults: true,
+            });
+        }
+        Config::load(&self.path, build)
+    }
+
+    /// One line in the log for each key read only for the Go agent's configs.
+    pub fn log_warnings(&self, warnings: &[Problem]) {
+        for warning in warnings {
+            tracing::warn!("{}: {warning}", self.path.display());
+        }
+    }
+}
+
 impl Config {
     /// Read, parse and validate the file, then build from it what more there is to check (the
     /// behavior rules, from the files it names): `build` returns that, or its problems, each
     /// with the key it is about.
-    pub fn load<T>(
+    fn load<T>(
         path: &Path,
         build: impl FnOnce(&Config) -> Result<T, Vec<(String, String)>>,
-    ) -> Result<(Config, T), ConfigError> {
+    ) -> Result<Loaded<T>, ConfigError> {
         let invalid = |problems| ConfigError::Invalid {
             path: path.to_owned(),
             problems,
@@ -433,7 +498,7 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let config = Config::parse(&text).map_err(invalid)?;
+        let Parsed { config, warnings } = Config::parse(&text).map_err(invalid)?;
         let built = build(&config).map_err(|problems| {
             let lines = KeyLines::parse(&text);
             invalid(
@@ -443,11 +508,16 @@ impl Config {
                     .collect(),
             )
         })?;
-        Ok((config, built))
+        Ok(Loaded {
+            config,
+            built,
+            warnings,
+            defaults: false,
+        })
     }
 
     /// Parse and validate; on failure, every problem found.
-    pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+    pub fn parse(text: &str) -> Result<Parsed, Vec<Problem>> {
         if let Err(why) = lines::check_expansion(text) {
             return Err(vec![Problem {
                 key: String::new(),
@@ -455,7 +525,7 @@ impl Config {
                 message: format!("not accepted: {why}"),
             }]);
         }
-        let user: serde_norway::Value = match serde_norway::from_str(text) {
+        let mut user: serde_norway::Value = match serde_norway::from_str(text) {
             Ok(v) => v,
             Err(e) => {
                 let line = e.location().map(|l| l.line());
@@ -470,10 +540,19 @@ impl Config {
         let default =
             serde_json::to_value(Config::default()).expect("the default config serializes");
         let mut problems = Vec::new();
+        let mut warnings = Vec::new();
         match user {
             // An empty file is the default config.
-            serde_norway::Value::Null => return Ok(Config::default()),
-            ref user => lines::check_shape(user, &default, "", &lines, &mut problems),
+            serde_norway::Value::Null => {
+                return Ok(Parsed {
+                    config: Config::default(),
+                    warnings,
+                })
+            }
+            ref mut user => {
+                compat::apply(user, &lines, &mut warnings, &mut problems);
+                lines::check_shape(user, &default, "", &lines, &mut problems);
+            }
         }
         if !problems.is_empty() {
             return Err(problems);
@@ -486,7 +565,7 @@ impl Config {
             }]
         })?;
         config.validate(&lines)?;
-        Ok(config)
+        Ok(Parsed { config, warnings })
     }
 
     /// The checks that the types cannot express.
@@ -656,13 +735,60 @@ mod tests {
     #[test]
     fn the_shipped_config_parses_and_is_the_default() {
         let text = include_str!("../../../config.yaml");
-        assert_eq!(Config::parse(text), Ok(Config::default()));
+        let parsed = Config::parse(text).expect("the shipped config");
+        assert_eq!(parsed.config, Config::default());
+        assert_eq!(parsed.warnings, []);
+    }
+
+    /// The file the Go agent's install steps copied to /etc/owo/config.yaml, as it shipped.
+    #[test]
+    fn the_go_agents_shipped_config_loads_with_its_meaning() {
+        let text = include_str!("../../tests/data/go-agent-config.yaml");
+        let Parsed { config, warnings } = Config::parse(text).expect("the Go agent's config");
+        assert!(config.monitor.file_watch_all_paths);
+        assert!(config.output.stderr);
+        let remote = &config.output.remote;
+        assert!(!remote.enabled);
+        assert_eq!(remote.address, "");
+        assert_eq!(remote.http_endpoint, "/alerts");
+        assert_eq!(remote.retry_interval_seconds, 10);
+        let got: Vec<(&str, Option<usize>)> =
+            warnings.iter().map(|w| (w.key.as_str(), w.line)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("output.remote.retry_interval", Some(30)),
+                ("output.remote.max_retries", Some(29))
+            ]
+        );
+        assert_eq!(
+            warnings[0].to_string(),
+            "line 30: `output.remote.retry_interval`: read for the Go agent's configs: use \
+             `output.remote.retry_interval_seconds`"
+        );
+        assert!(warnings[1].message.contains("spool.max_mb"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_kept_key_and_its_replacement_together_are_a_problem() {
+        let text = "output:\n  remotes:\n    - retry_interval: 3\n      retry_interval_seconds: 4\n      address: \"h:1\"\n";
+        let problems = Config::parse(text).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "output.remotes.0.retry_interval");
+        assert_eq!(problems[0].line, Some(3));
+        let text = "output:\n  remotes:\n    - retry_interval: 3\n      address: \"h:1\"\n";
+        let parsed = Config::parse(text).unwrap();
+        assert_eq!(parsed.config.output.remotes[0].retry_interval_seconds, 3);
+        assert_eq!(parsed.warnings.len(), 1);
     }
 
     #[test]
     fn an_empty_file_or_section_is_the_default() {
-        assert_eq!(Config::parse(""), Ok(Config::default()));
-        assert_eq!(Config::parse("monitor:\n"), Ok(Config::default()));
+        assert_eq!(Config::parse("").map(|p| p.config), Ok(Config::default()));
+        assert_eq!(
+            Config::parse("monitor:\n").map(|p| p.config),
+            Ok(Config::default())
+        );
     }
 
     #[test]
