@@ -362,25 +362,47 @@ fn logrotate_with_the_contrib_config_loses_and_repeats_nothing() {
     let bus = PrivateBus::start();
     let mut daemon = on_bus(&bus, "");
     wait_for_name(&bus);
-    rotate_and_account(&mut daemon, &bus.address, true);
+    rotate_and_account(&mut daemon, &bus.address, Reopen::Bus);
 }
 
 #[test]
-fn logrotate_with_no_bus_to_reopen_on_loses_and_repeats_nothing() {
-    if !bpf_available("logrotate_with_no_bus_to_reopen_on_loses_and_repeats_nothing") {
+fn logrotate_with_no_bus_to_reopen_on_signals_and_loses_and_repeats_nothing() {
+    if !bpf_available("logrotate_with_no_bus_to_reopen_on_signals_and_loses_and_repeats_nothing") {
         return;
     }
-    // owod runs without a bus, so the config's `owoctl reopen` fails: owod must notice by
-    // itself that its file was renamed.
+    // owod runs without a bus, so the config's `owoctl reopen` fails and SIGUSR2 goes instead.
     let mut daemon = Daemon::start("");
     let nowhere = format!("unix:path={}", daemon.dir.path().join("no-bus").display());
-    rotate_and_account(&mut daemon, &nowhere, false);
+    rotate_and_account(&mut daemon, &nowhere, Reopen::Signal);
+}
+
+#[test]
+fn logrotate_with_no_way_to_reopen_loses_and_repeats_nothing() {
+    if !bpf_available("logrotate_with_no_way_to_reopen_loses_and_repeats_nothing") {
+        return;
+    }
+    // Neither the bus nor the signal reaches owod: it must notice by itself that its file was
+    // renamed.
+    let mut daemon = Daemon::start("");
+    let nowhere = format!("unix:path={}", daemon.dir.path().join("no-bus").display());
+    rotate_and_account(&mut daemon, &nowhere, Reopen::Nothing);
+}
+
+/// What tells owod to reopen after the contrib config's rotation.
+#[derive(Clone, Copy, PartialEq)]
+enum Reopen {
+    /// `owoctl reopen`, over the bus.
+    Bus,
+    /// The fallback, SIGUSR2, sent to this test's owod (not to every owod on the machine).
+    Signal,
+    /// Nothing reaches owod, and logrotate fails.
+    Nothing,
 }
 
 /// Rotate the daemon's output with the contrib logrotate config (its `owoctl reopen` sent to
 /// `bus`), with execs before and after; then every `seq` is in the rotated file or the new one,
 /// once, in order.
-fn rotate_and_account(daemon: &mut Daemon, bus: &str, reopen_works: bool) {
+fn rotate_and_account(daemon: &mut Daemon, bus: &str, reopen: Reopen) {
     let contrib =
         fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/owo.logrotate"))
             .unwrap();
@@ -393,6 +415,13 @@ fn rotate_and_account(daemon: &mut Daemon, bus: &str, reopen_works: bool) {
                 "{} --dbus-address {bus} reopen",
                 env!("CARGO_BIN_EXE_owoctl"),
             ),
+        )
+        .replace(
+            "/usr/bin/pkill -USR2 -x owod",
+            &match reopen {
+                Reopen::Signal => format!("kill -USR2 {}", daemon.child.id()),
+                Reopen::Bus | Reopen::Nothing => "false".to_owned(),
+            },
         );
     assert!(
         !config
@@ -418,22 +447,28 @@ fn rotate_and_account(daemon: &mut Daemon, bus: &str, reopen_works: bool) {
         .expect("logrotate (apt-get install logrotate)");
     assert_eq!(
         out.status.success(),
-        reopen_works,
+        reopen != Reopen::Nothing,
         "logrotate: {}",
         text(&out.stderr)
     );
+    if reopen != Reopen::Nothing {
+        daemon.wait_log("outputs reopened");
+    }
     for _ in 0..50 {
         Command::new("true")
             .arg(marker("after-rotation"))
             .status()
             .unwrap();
     }
-    // Without a reopen, owod finds the new file's place empty within a second.
+    // Without a reopen, owod finds its file renamed within a second.
     wait_until("a record in the new file", || {
         Command::new("true").arg(marker("follow")).status().unwrap();
         fs::metadata(&daemon.output).is_ok_and(|m| m.len() > 0)
     });
     daemon.barrier();
+    if reopen == Reopen::Nothing {
+        daemon.wait_log("was moved or removed; writing to a new file there");
+    }
     assert!(daemon.stop().success());
     let rotated = daemon.output.with_extension("jsonl.1");
     let old = fs::read_to_string(&rotated).unwrap_or_else(|e| panic!("{}: {e}", rotated.display()));
@@ -454,6 +489,135 @@ fn rotate_and_account(daemon: &mut Daemon, bus: &str, reopen_works: bool) {
         expected,
         "seq across {} and the new file",
         rotated.display()
+    );
+}
+
+/// The seqs of a file of records, in order, and whether its last line was cut short (then it is
+/// not counted: it holds no whole record).
+fn seqs_of(path: &Path) -> (Vec<u64>, bool) {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(!text.contains('\0'), "{}: a hole of zeros", path.display());
+    let cut = !text.is_empty() && !text.ends_with('\n');
+    let whole = if cut {
+        &text[..text.rfind('\n').map_or(0, |i| i + 1)]
+    } else {
+        &text[..]
+    };
+    let seqs = whole
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    (seqs, cut)
+}
+
+#[test]
+fn sighup_and_sigusr2_reopen_a_renamed_output_without_the_bus() {
+    if !bpf_available("sighup_and_sigusr2_reopen_a_renamed_output_without_the_bus") {
+        return;
+    }
+    let mut daemon = Daemon::start("");
+    let pid = nix::unistd::Pid::from_raw(daemon.child.id() as i32);
+    let mut files = Vec::new();
+    for (i, signal) in [
+        nix::sys::signal::Signal::SIGUSR2,
+        nix::sys::signal::Signal::SIGHUP,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        daemon.barrier();
+        let renamed = daemon.output.with_extension(format!("jsonl.{i}"));
+        fs::rename(&daemon.output, &renamed).unwrap();
+        files.push(renamed);
+        let reopens = daemon.log().matches("outputs reopened").count();
+        nix::sys::signal::kill(pid, signal).unwrap();
+        wait_until("owod reopens its output", || {
+            daemon.log().matches("outputs reopened").count() > reopens
+        });
+        assert!(daemon.output.exists(), "{signal}: a new file at the path");
+    }
+    daemon.barrier();
+    assert!(daemon.stop().success());
+    files.push(daemon.output.clone());
+    let mut all = Vec::new();
+    for file in &files {
+        let (seqs, cut) = seqs_of(file);
+        assert!(!cut, "{}: a line cut short", file.display());
+        assert!(!seqs.is_empty(), "{}: no records", file.display());
+        all.extend(seqs);
+    }
+    let expected: Vec<u64> = (1..=all.len() as u64).collect();
+    assert_eq!(all, expected, "every seq once, in order, across {files:?}");
+}
+
+/// logrotate's copytruncate, which the contrib config never uses, loses what it must and no
+/// more: the records whose lines were written between the copy and the truncation, which are
+/// every seq between the copy's last whole line and the new file's first. owod appends, so after
+/// the truncation it writes from the start, with no hole of zeros.
+#[test]
+fn copytruncate_loses_only_what_is_written_between_the_copy_and_the_truncation() {
+    if !bpf_available("copytruncate_loses_only_what_is_written_between_the_copy_and_the_truncation")
+    {
+        return;
+    }
+    let mut daemon = Daemon::start("");
+    let conf = daemon.dir.path().join("logrotate.conf");
+    fs::write(
+        &conf,
+        format!(
+            "{} {{\n    copytruncate\n    rotate 1\n}}\n",
+            daemon.output.display()
+        ),
+    )
+    .unwrap();
+    for _ in 0..200 {
+        Command::new("true").arg(marker("before")).status().unwrap();
+    }
+    // Records keep coming while logrotate copies and truncates.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let execs = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                Command::new("true").arg(marker("during")).status().unwrap();
+            }
+        })
+    };
+    let out = Command::new("logrotate")
+        .arg("-f")
+        .arg("-s")
+        .arg(daemon.dir.path().join("logrotate.state"))
+        .arg(&conf)
+        .output()
+        .expect("logrotate (apt-get install logrotate)");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    execs.join().unwrap();
+    assert!(out.status.success(), "logrotate: {}", text(&out.stderr));
+    daemon.barrier();
+    assert!(daemon.stop().success());
+
+    let (copied, copy_cut) = seqs_of(&daemon.output.with_extension("jsonl.1"));
+    let (kept, kept_cut) = seqs_of(&daemon.output);
+    assert!(!kept_cut, "owod's last line is whole");
+    let runs = |seqs: &[u64]| seqs.windows(2).all(|w| w[1] == w[0] + 1);
+    assert!(
+        runs(&copied) && copied.first() == Some(&1),
+        "the copy: 1 onward, no gap"
+    );
+    assert!(runs(&kept) && !kept.is_empty(), "the file after: no gap");
+    let (last_copied, first_kept) = (*copied.last().unwrap(), kept[0]);
+    assert!(first_kept > last_copied, "no record is in both");
+    // What is lost is this one run, and only it.
+    eprintln!(
+        "copytruncate lost {} records (seq {}..{}); the copy's last line was {}",
+        first_kept - last_copied - 1,
+        last_copied + 1,
+        first_kept,
+        if copy_cut { "cut short" } else { "whole" }
     );
 }
 

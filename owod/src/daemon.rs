@@ -184,7 +184,9 @@ pub async fn serve(
                     if let Err(err) = daemon.reload().await {
                         tracing::error!("SIGHUP: reload refused, the running config stays: {err}");
                     }
+                    daemon.reopen_in_background("SIGHUP");
                 }
+                SignalRequest::Reopen => daemon.reopen_in_background("SIGUSR2"),
                 SignalRequest::DumpTree => {
                     // Off the loop: a busy stage must not hold up SIGTERM.
                     let stage = daemon.stages.process.clone();
@@ -307,17 +309,11 @@ impl Daemon {
                 let _ = reply.send(self.reload().await);
             }
             ControlCommand::ReopenLogs { reply } => {
-                let result = ask(&self.stages.hub, "the exporter is gone", |reply| {
-                    HubCommand::Reopen { reply }
-                })
-                .await
-                .and_then(|r| {
-                    r.map_err(|e| OwoError::Failed(format!("cannot reopen the output file: {e}")))
+                let hub = self.stages.hub.clone();
+                // Answered off the loop: a writer stalled on a hung disk holds up nothing else.
+                tokio::spawn(async move {
+                    let _ = reply.send(reopen(&hub).await);
                 });
-                if result.is_ok() {
-                    tracing::info!("output reopened");
-                }
-                let _ = reply.send(result);
             }
             ControlCommand::DumpTree { pid, format, reply } => {
                 let stage = self.stages.process.clone();
@@ -382,6 +378,16 @@ impl Daemon {
             control::monitors_changed(bus).await;
         }
         service::notify_status(&self.status_line());
+    }
+
+    /// Reopen the outputs, as `owoctl reopen` does, for a signal: the outcome goes to the log.
+    fn reopen_in_background(&self, signal: &'static str) {
+        let hub = self.stages.hub.clone();
+        tokio::spawn(async move {
+            if let Err(err) = reopen(&hub).await {
+                tracing::error!("{signal}: {err}");
+            }
+        });
     }
 
     /// Validate the file first; apply only a config without problems. What needs a restart
@@ -609,6 +615,17 @@ async fn ask<C, R>(
         .await
         .map_err(|_| OwoError::Failed(gone.into()))?;
     answer.await.map_err(|_| OwoError::Failed(gone.into()))
+}
+
+/// Reopen every output (their files, after logrotate renamed them).
+async fn reopen(hub: &mpsc::Sender<HubCommand>) -> Result<(), OwoError> {
+    ask(hub, "the exporter is gone", |reply| HubCommand::Reopen {
+        reply,
+    })
+    .await?
+    .map_err(|e| OwoError::Failed(format!("cannot reopen the output file: {e}")))?;
+    tracing::info!("outputs reopened");
+    Ok(())
 }
 
 async fn print_tree(commands: &mpsc::Sender<StageCommand>) {

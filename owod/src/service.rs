@@ -76,6 +76,7 @@ pub struct Signals {
     int: Signal,
     hup: Signal,
     usr1: Signal,
+    usr2: Signal,
 }
 
 pub enum SignalRequest {
@@ -84,6 +85,8 @@ pub enum SignalRequest {
     Reload,
     /// SIGUSR1
     DumpTree,
+    /// SIGUSR2
+    Reopen,
 }
 
 impl Signals {
@@ -93,6 +96,7 @@ impl Signals {
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
             usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
         })
     }
 
@@ -103,6 +107,7 @@ impl Signals {
             _ = self.int.recv() => SignalRequest::Stop("SIGINT"),
             _ = self.hup.recv() => SignalRequest::Reload,
             _ = self.usr1.recv() => SignalRequest::DumpTree,
+            _ = self.usr2.recv() => SignalRequest::Reopen,
         }
     }
 }

@@ -47,6 +47,22 @@ impl Output for std::fs::File {
 
 impl Output for io::Stderr {}
 
+/// `write_all`, counting in `written` the bytes that went out, also when it fails.
+fn write_counting(out: &mut impl Write, mut bytes: &[u8], written: &mut u64) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match out.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                *written += n as u64;
+                bytes = &bytes[n..];
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Opens (again) what a writer writes to.
 pub type Opener<W> = Box<dyn Fn() -> io::Result<W> + Send>;
 
@@ -136,8 +152,6 @@ pub struct Writer<W: Output> {
     name: &'static str,
     target: String,
     out: W,
-    /// The length of the output up to its last whole line, where it has a length.
-    good: Option<u64>,
     opener: Option<Opener<W>>,
     /// With it, a file renamed or removed under owod (rotated with no `owoctl reopen`, or with
     /// no bus to send it on) is followed: a new one is opened at the path within a second.
@@ -155,7 +169,6 @@ impl<W: Output> Writer<W> {
         Writer {
             name,
             target,
-            good: out.len(),
             out,
             opener,
             moved: None,
@@ -238,16 +251,14 @@ impl<W: Output> Writer<W> {
         if lines.bytes.is_empty() {
             return;
         }
-        let result = self
-            .out
-            .write_all(&lines.bytes)
+        let mut written = 0;
+        let result = write_counting(&mut self.out, &lines.bytes, &mut written)
             .and_then(|()| self.out.flush());
         let mut shared = self.link.lock();
         shared.writing = Runs::default();
         match result {
             Ok(()) => {
                 drop(shared);
-                self.good = self.good.map(|g| g + lines.bytes.len() as u64);
                 if self.failing {
                     tracing::info!("sink `{}` writes to {} again", self.name, self.target);
                     self.failing = false;
@@ -257,10 +268,12 @@ impl<W: Output> Writer<W> {
             Err(err) => {
                 shared.errors += 1;
                 drop(shared);
-                if let Some(good) = self.good {
-                    if self.out.cut(good).is_err() {
-                        // Where the file ends is no longer known: ask it again next time.
-                        self.good = self.out.len();
+                // What this batch wrote is at the end (the file is opened to append): cut back
+                // from there, so that a file truncated under owod (logrotate's copytruncate) is
+                // never stretched back to its old length.
+                if written > 0 {
+                    if let Some(len) = self.out.len() {
+                        let _ = self.out.cut(len.saturating_sub(written));
                     }
                 }
                 lines.lose(&mut self.lost);
@@ -313,9 +326,7 @@ impl<W: Output> Writer<W> {
         let Some(opener) = &self.opener else {
             return Ok(());
         };
-        let fresh = opener()?;
-        self.good = fresh.len();
-        self.out = fresh;
+        self.out = opener()?;
         Ok(())
     }
 }
