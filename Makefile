@@ -17,7 +17,29 @@ CARGO ?= cargo
 OWOD := target/release/owod
 CONFIG ?= config.yaml
 
-.PHONY: deps build run test lint bench vm-test fuzz clean
+.PHONY: deps build run test lint bench vm-test fuzz clean install uninstall deb package-test
+
+# Where `make install` puts things: DESTDIR is prepended to every path (for a package's staging
+# root), PREFIX is /usr/local unless given (the Debian package uses /usr). The config and the
+# logrotate file go to /etc whatever the prefix: that is where owod and logrotate look.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+# systemd reads units from /usr/local/lib/systemd/system too; dbus-daemon reads policies only
+# from /usr/share and /etc, so under another prefix the policy goes to /etc.
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DBUSPOLICYDIR ?= $(if $(filter /usr,$(PREFIX)),$(DATADIR)/dbus-1/system.d,/etc/dbus-1/system.d)
+# The files `make install` owns, relative to DESTDIR (the config is installed only where there
+# is none, and removed only if it is still the shipped one).
+INSTALLED := $(SBINDIR)/owod $(BINDIR)/owoctl $(UNITDIR)/owod.service \
+	$(DBUSPOLICYDIR)/org.owo.Observer1.conf $(SYSCONFDIR)/logrotate.d/owo \
+	$(MANDIR)/man8/owod.8 $(MANDIR)/man8/owoctl.8 $(MANDIR)/man5/owo.yaml.5 \
+	$(MANDIR)/man7/owo-records.7 $(MANDIR)/man7/owo-migrating.7 \
+	$(DATADIR)/bash-completion/completions/owoctl $(DATADIR)/zsh/vendor-completions/_owoctl \
+	$(DATADIR)/fish/vendor_completions.d/owoctl.fish
 
 deps:
 	@scripts/install-deps.sh $(DEB_PACKAGES)
@@ -29,9 +51,11 @@ build: deps
 run: build
 	@scripts/run-live.sh $(OWOD) $(CONFIG)
 
-# The whole suite. As root the real eBPF tests run; OWO_REQUIRE_BPF=1 makes them fail, not skip.
+# The whole suite, then the package's. As root the real eBPF tests and the package test run;
+# OWO_REQUIRE_BPF=1 makes them fail, not skip.
 test: deps
 	$(CARGO) test --workspace
+	$(MAKE) package-test
 
 lint: deps
 	$(CARGO) fmt --all -- --check
@@ -72,6 +96,58 @@ fuzz:
 	for t in $(FUZZ_TARGETS); do \
 		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
+
+# Install what a host needs from binaries built by `make build` (run that first, as the user who
+# builds; `make install` only copies). The unit and the logrotate file name the binaries where
+# they are installed.
+install:
+	@test -x target/release/owod -a -x target/release/owoctl || \
+		{ echo "make install: no release binaries: run make build first" >&2; exit 1; }
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(DBUSPOLICYDIR) $(DESTDIR)$(SYSCONFDIR)/logrotate.d $(DESTDIR)$(SYSCONFDIR)/owo \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/vendor-completions \
+		$(DESTDIR)$(DATADIR)/fish/vendor_completions.d
+	install -m 0755 target/release/owod $(DESTDIR)$(SBINDIR)/owod
+	install -m 0755 target/release/owoctl $(DESTDIR)$(BINDIR)/owoctl
+	sed -e 's|/usr/sbin/owod|$(SBINDIR)/owod|; s|/usr/bin/owoctl|$(BINDIR)/owoctl|; s|/etc/owo/|$(SYSCONFDIR)/owo/|' \
+		contrib/owod.service >$(DESTDIR)$(UNITDIR)/owod.service
+	sed -e 's|/usr/bin/owoctl|$(BINDIR)/owoctl|' contrib/owo.logrotate >$(DESTDIR)$(SYSCONFDIR)/logrotate.d/owo
+	chmod 0644 $(DESTDIR)$(UNITDIR)/owod.service $(DESTDIR)$(SYSCONFDIR)/logrotate.d/owo
+	install -m 0644 contrib/org.owo.Observer1.conf $(DESTDIR)$(DBUSPOLICYDIR)/
+	install -m 0644 man/owod.8 man/owoctl.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 man/owo.yaml.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/owo-records.7 man/owo-migrating.7 $(DESTDIR)$(MANDIR)/man7/
+	target/release/owoctl completions bash >$(DESTDIR)$(DATADIR)/bash-completion/completions/owoctl
+	target/release/owoctl completions zsh >$(DESTDIR)$(DATADIR)/zsh/vendor-completions/_owoctl
+	target/release/owoctl completions fish >$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/owoctl.fish
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/owo/config.yaml ]; then \
+		echo "kept $(DESTDIR)$(SYSCONFDIR)/owo/config.yaml (the shipped one is config.yaml here)"; \
+	else \
+		install -m 0640 config.yaml $(DESTDIR)$(SYSCONFDIR)/owo/config.yaml; \
+	fi
+
+# Remove what `make install` put there, and nothing else: the config only if it is unchanged,
+# directories only if they are left empty. Records, the spool and the state stay.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	@if cmp -s config.yaml $(DESTDIR)$(SYSCONFDIR)/owo/config.yaml; then \
+		rm -f $(DESTDIR)$(SYSCONFDIR)/owo/config.yaml; \
+	elif [ -e $(DESTDIR)$(SYSCONFDIR)/owo/config.yaml ]; then \
+		echo "kept $(DESTDIR)$(SYSCONFDIR)/owo/config.yaml: it was changed"; \
+	fi
+	-rmdir $(DESTDIR)$(SYSCONFDIR)/owo 2>/dev/null
+
+# A Debian package of this tree, in target/deb/ (dpkg-deb; lintian checks it in package-test).
+deb: build
+	@scripts/install-deps.sh dpkg-dev
+	scripts/build-deb.sh
+
+# Build the package (as root only), check its contents and lintian's verdict, then `make
+# install`/`uninstall` into a scratch directory, and install, remove and purge the package in a
+# throwaway Debian root (mmdebstrap, from this machine's apt mirror).
+package-test:
+	@scripts/package-test.sh
 
 clean:
 	$(CARGO) clean

@@ -42,24 +42,8 @@ kernel_spec() {
 	esac
 }
 
-# Every URI of this machine's apt sources: deb822 `URIs:` lines and one-line `deb` entries.
-apt_uris() {
-	local f
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[ -f "$f" ] && sed -n 's/^URIs:[[:space:]]*//p' "$f" | tr -s ' \t' '\n'
-	done
-	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-		[ -f "$f" ] && sed -E -n 's/^[[:space:]]*deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+).*/\2/p' "$f"
-	done
-	return 0
-}
-
-ARCHIVE=$(apt_uris | grep -E '/debian/?$' | head -n1 || true)
-SECURITY=$(apt_uris | grep -E '/debian-security/?$' | head -n1 || true)
-[ -n "$ARCHIVE" ] || die "no Debian archive (a URI ending in /debian) in this machine's apt sources"
-ARCHIVE=${ARCHIVE%/}
-SECURITY=${SECURITY:-$ARCHIVE-security}
-SECURITY=${SECURITY%/}
+# shellcheck source=scripts/debian-archive.sh
+. "$ROOT/scripts/debian-archive.sh"
 
 # apt on the private state of one apt set: its own sources, lists and cache, no dpkg status.
 apt_in() {

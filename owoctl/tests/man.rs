@@ -15,7 +15,13 @@ use std::{
 
 use serde_json::Value;
 
-const PAGES: [&str; 3] = ["owod.8", "owoctl.8", "owo.yaml.5"];
+const PAGES: [&str; 5] = [
+    "owod.8",
+    "owoctl.8",
+    "owo.yaml.5",
+    "owo-records.7",
+    "owo-migrating.7",
+];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -61,9 +61,15 @@ fn identity(config: &Config, run_id: &str) -> Identity {
             s.to_owned()
         }
     };
+    let agent_hostname = or_host(&config.agent.hostname);
     Identity {
-        agent_name: or_host(&config.agent.name),
-        agent_hostname: or_host(&config.agent.hostname),
+        // As in the Go agent: no name is the hostname given, or else the machine's.
+        agent_name: if config.agent.name.is_empty() {
+            agent_hostname.clone()
+        } else {
+            config.agent.name.clone()
+        },
+        agent_hostname,
         agent_group: config.agent.group.clone(),
         run_id: run_id.to_owned(),
     }

@@ -1,11 +1,15 @@
-//! Keys of the original (Go) agent's config that owod reads only so that the Go agent's files keep
-//! loading unchanged. Each is taken out of the document before its shape is checked: a renamed
-//! key is put back under its new name, an obsolete one is dropped. Either way the file gets a
-//! one-line warning that names what replaces it.
+//! What the original (Go) agent's configs say in its own way, read so that those files keep
+//! loading with the meaning they had. Each is rewritten in the document before its shape is
+//! checked, with a one-line warning that names what to write instead:
+//! - keys it had that owod replaced: a renamed key is put back under its new name, an obsolete
+//!   one is dropped;
+//! - values it read in its own way: the YAML 1.1 booleans of yaml.v3 (`yes`, `off`), and what
+//!   its start-up filled in or gave up on (an empty or upper-case protocol, an empty HTTP path,
+//!   a remote or file output with nowhere to write, a log level it never read).
 
-use serde_norway::Value as Yaml;
+use serde_norway::{Mapping, Value as Yaml};
 
-use super::{lines::KeyLines, Problem};
+use super::{lines::KeyLines, Problem, LOG_LEVELS};
 
 /// What becomes of a kept key.
 enum Becomes {
@@ -27,65 +31,181 @@ const REMOTE_KEPT: [(&str, Becomes); 2] = [
     ),
 ];
 
-/// Take the kept keys out of `user` (a whole config document); a warning for each, and a problem
-/// where a kept key and its new name are both given.
+/// The Go agent's boolean keys: yaml.v3 read YAML 1.1's words for them too.
+const GO_BOOLEANS: [&str; 11] = [
+    "monitor.execve",
+    "monitor.file_events",
+    "monitor.file_watch_all_paths",
+    "monitor.network_events",
+    "monitor.privilege_events",
+    "monitor.exit_events",
+    "monitor.write_events",
+    "monitor.module_events",
+    "output.file.enabled",
+    "output.stderr",
+    "output.remote.enabled",
+];
+
+/// The Go agent's first wait after a failed send, when its config gave none or 0.
+const GO_RETRY_INTERVAL: u64 = 10;
+
+/// What the Go agent posted to when `http_endpoint` was empty.
+const GO_HTTP_ENDPOINT: &str = "/alerts";
+
+/// Where the warnings and problems of one document go.
+struct Notes<'a> {
+    lines: &'a KeyLines,
+    warnings: &'a mut Vec<Problem>,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Notes<'_> {
+    fn warn(&mut self, key: &str, message: String) {
+        self.warnings.push(Problem::at(self.lines, key, message));
+    }
+}
+
+/// Rewrite what the Go agent's configs say in its own way in `user` (a whole config document);
+/// a warning for each, and a problem where a kept key and its new name are both given.
 pub fn apply(
     user: &mut Yaml,
     lines: &KeyLines,
     warnings: &mut Vec<Problem>,
     problems: &mut Vec<Problem>,
 ) {
-    let Some(output) = user.get_mut("output") else {
-        return;
+    let mut notes = Notes {
+        lines,
+        warnings,
+        problems,
     };
-    if let Some(remote @ Yaml::Mapping(_)) = output.get_mut("remote") {
-        remote_keys(remote, "output.remote", lines, warnings, problems);
+    for key in GO_BOOLEANS {
+        yaml11_boolean(user, key, &mut notes);
     }
-    if let Some(Yaml::Sequence(remotes)) = output.get_mut("remotes") {
+    if let Some(level) = at(user, "logging.level") {
+        if let Some(text) = level.as_str().filter(|l| !LOG_LEVELS.contains(l)) {
+            let message = format!(
+                "`{}` is not a level (the Go agent never read this key): info is used; \
+                 write one of {}",
+                text.escape_debug(),
+                LOG_LEVELS.join(", ")
+            );
+            *level = Yaml::from("info");
+            notes.warn("logging.level", message);
+        }
+    }
+    if let Some(Yaml::Mapping(file)) = at(user, "output.file") {
+        let nowhere = file.get("path").is_some_and(|p| p.as_str() == Some(""));
+        if nowhere && file.get("enabled") == Some(&Yaml::Bool(true)) {
+            file.insert(Yaml::from("enabled"), Yaml::Bool(false));
+            notes.warn(
+                "output.file.path",
+                "empty, so no file is written (as with the Go agent); \
+                 write a path, or `enabled: false`"
+                    .to_owned(),
+            );
+        }
+    }
+    if let Some(Yaml::Mapping(remote)) = at(user, "output.remote") {
+        remote_keys(remote, "output.remote", &mut notes);
+    }
+    if let Some(Yaml::Sequence(remotes)) = at(user, "output.remotes") {
         for (i, remote) in remotes.iter_mut().enumerate() {
-            let at = format!("output.remotes.{i}");
-            remote_keys(remote, &at, lines, warnings, problems);
+            if let Yaml::Mapping(remote) = remote {
+                remote_keys(remote, &format!("output.remotes.{i}"), &mut notes);
+            }
         }
     }
 }
 
-fn remote_keys(
-    remote: &mut Yaml,
-    at: &str,
-    lines: &KeyLines,
-    warnings: &mut Vec<Problem>,
-    problems: &mut Vec<Problem>,
-) {
-    let Yaml::Mapping(map) = remote else {
+/// The value at a dotted key path, where every step is a mapping.
+fn at<'a>(user: &'a mut Yaml, key: &str) -> Option<&'a mut Yaml> {
+    key.split('.')
+        .try_fold(user, |node, step| node.get_mut(step))
+}
+
+/// YAML 1.1's boolean words, as yaml.v3 read them into a boolean.
+fn yaml11_boolean(user: &mut Yaml, key: &str, notes: &mut Notes) {
+    let Some(value) = at(user, key) else {
         return;
     };
+    let meaning = match value.as_str() {
+        Some("y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON") => true,
+        Some("n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF") => false,
+        _ => return,
+    };
+    let message = format!(
+        "`{}` is a boolean only in YAML 1.1, which the Go agent read: write {meaning}",
+        value.as_str().unwrap_or_default()
+    );
+    *value = Yaml::Bool(meaning);
+    notes.warn(key, message);
+}
+
+fn remote_keys(remote: &mut Mapping, at: &str, notes: &mut Notes) {
     for (old, becomes) in &REMOTE_KEPT {
-        let Some(value) = map.remove(*old) else {
+        let Some(mut value) = remote.remove(*old) else {
             continue;
         };
         let key = format!("{at}.{old}");
         match becomes {
             Becomes::Renamed(new) => {
-                if map.contains_key(*new) {
-                    problems.push(Problem::at(
-                        lines,
+                if remote.contains_key(*new) {
+                    notes.problems.push(Problem::at(
+                        notes.lines,
                         &key,
                         format!("give only `{at}.{new}`, which replaces it"),
                     ));
                     continue;
                 }
-                map.insert(Yaml::from(*new), value);
-                warnings.push(Problem::at(
-                    lines,
+                // The Go agent waited its default for an interval of 0 or less.
+                if value.as_i64().is_some_and(|v| v <= 0) {
+                    value = Yaml::from(GO_RETRY_INTERVAL);
+                }
+                remote.insert(Yaml::from(*new), value);
+                notes.warn(
                     &key,
                     format!("read for the Go agent's configs: use `{at}.{new}`"),
-                ));
+                );
             }
-            Becomes::Dropped { why } => warnings.push(Problem::at(
-                lines,
+            Becomes::Dropped { why } => notes.warn(
                 &key,
                 format!("read for the Go agent's configs and ignored: {why}"),
-            )),
+            ),
         }
+    }
+    if let Some(protocol) = remote.get_mut("protocol") {
+        if let Some(given) = protocol.as_str().map(str::to_owned) {
+            // The Go agent took an empty protocol as tcp, and any in lower case.
+            let meant = if given.is_empty() {
+                "tcp".to_owned()
+            } else {
+                given.to_lowercase()
+            };
+            if meant != given {
+                *protocol = Yaml::from(meant.as_str());
+                notes.warn(
+                    &format!("{at}.protocol"),
+                    format!("`{given}` was read as {meant} by the Go agent: write {meant}"),
+                );
+            }
+        }
+    }
+    if remote.get("http_endpoint").and_then(Yaml::as_str) == Some("") {
+        remote.insert(Yaml::from("http_endpoint"), Yaml::from(GO_HTTP_ENDPOINT));
+        notes.warn(
+            &format!("{at}.http_endpoint"),
+            format!("empty, read as {GO_HTTP_ENDPOINT} as the Go agent did: write it"),
+        );
+    }
+    let enabled = remote.get("enabled") == Some(&Yaml::Bool(true));
+    let address = remote.get("address").and_then(Yaml::as_str);
+    if enabled && address.is_none_or(str::is_empty) {
+        remote.insert(Yaml::from("enabled"), Yaml::Bool(false));
+        notes.warn(
+            &format!("{at}.address"),
+            "no address, so this remote is off (as with the Go agent); \
+             write host:port, or `enabled: false`"
+                .to_owned(),
+        );
     }
 }

@@ -27,7 +27,7 @@ pub struct Config {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
-    /// Shown as `agent_name`; "" = the machine's hostname.
+    /// Shown as `agent_name`; "" = `hostname`.
     pub name: String,
     /// Shown as `agent_hostname`; "" = the machine's hostname.
     pub hostname: String,
@@ -183,7 +183,7 @@ impl Default for FileOutputConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RemoteConfig {
     pub enabled: bool,
-    /// host:port of the collector.
+    /// host:port of the collector; a remote without one is off.
     pub address: String,
     /// tcp, tls, http, https or syslog (RFC 5424, octet-counted; over TLS when `tls` is set).
     pub protocol: String,
@@ -213,7 +213,7 @@ impl Default for RemoteConfig {
     fn default() -> Self {
         RemoteConfig {
             enabled: false,
-            address: "192.168.1.10:1514".to_owned(),
+            address: String::new(),
             protocol: "tcp".to_owned(),
             http_endpoint: "/events".to_owned(),
             retry_interval_seconds: 5,
@@ -351,6 +351,15 @@ impl RemoteConfig {
             .is_none()
         {
             out.push(format!("address `{}` is not host:port", self.address));
+        }
+        // The request line of a POST to anything else cannot be written.
+        if matches!(self.protocol.as_str(), "http" | "https")
+            && !self.http_endpoint.starts_with('/')
+        {
+            out.push(format!(
+                "http_endpoint `{}` is not a path starting with /",
+                self.http_endpoint.escape_debug()
+            ));
         }
         if !HTTP_FORMATS.contains(&self.http_format.as_str()) {
             out.push(format!(
@@ -769,6 +778,58 @@ mod tests {
         assert!(warnings[1].message.contains("spool.max_mb"), "{warnings:?}");
     }
 
+    /// Values as the Go agent read them: yaml.v3's YAML 1.1 booleans and its start-up defaults.
+    #[test]
+    fn the_go_agents_own_readings_of_values_are_kept_with_a_warning_each() {
+        let text = "monitor:\n  execve: yes\n  write_events: Off\noutput:\n  file:\n    enabled: true\n    path: \"\"\n  stderr: on\n  remote:\n    enabled: true\n    address: \"\"\n    protocol: HTTP\n    http_endpoint: \"\"\n    retry_interval: 0\nlogging:\n  level: verbose\n";
+        let Parsed { config, warnings } = Config::parse(text).expect("a Go agent's config");
+        assert!(config.monitor.execve && !config.monitor.write_events && config.output.stderr);
+        assert!(!config.output.file.enabled, "an empty path writes no file");
+        let remote = &config.output.remote;
+        assert!(!remote.enabled, "a remote with no address is off");
+        assert_eq!(remote.protocol, "http");
+        assert_eq!(remote.http_endpoint, "/alerts");
+        assert_eq!(remote.retry_interval_seconds, 10);
+        assert_eq!(config.logging.level, "info");
+        let got: Vec<(&str, Option<usize>)> =
+            warnings.iter().map(|w| (w.key.as_str(), w.line)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("monitor.execve", Some(2)),
+                ("monitor.write_events", Some(3)),
+                ("output.stderr", Some(8)),
+                ("logging.level", Some(16)),
+                ("output.file.path", Some(7)),
+                ("output.remote.retry_interval", Some(14)),
+                ("output.remote.protocol", Some(12)),
+                ("output.remote.http_endpoint", Some(13)),
+                ("output.remote.address", Some(11)),
+            ],
+            "{warnings:#?}"
+        );
+        assert_eq!(
+            warnings[0].to_string(),
+            "line 2: `monitor.execve`: `yes` is a boolean only in YAML 1.1, which the Go agent \
+             read: write true"
+        );
+        // Words that are no boolean in either YAML stay a problem.
+        let problems = Config::parse("monitor:\n  execve: maybe\n").unwrap_err();
+        assert_eq!(problems[0].key, "monitor.execve");
+    }
+
+    #[test]
+    fn an_http_path_that_is_no_path_is_a_problem() {
+        let text = "output:\n  remote:\n    enabled: true\n    protocol: https\n    address: \"h:443\"\n    http_endpoint: events\n";
+        let problems = Config::parse(text).unwrap_err();
+        assert!(
+            problems[0]
+                .message
+                .contains("is not a path starting with /"),
+            "{problems:?}"
+        );
+    }
+
     #[test]
     fn a_kept_key_and_its_replacement_together_are_a_problem() {
         let text = "output:\n  remotes:\n    - retry_interval: 3\n      retry_interval_seconds: 4\n      address: \"h:1\"\n";
@@ -816,7 +877,7 @@ mod tests {
 
     #[test]
     fn value_problems_are_all_reported_with_lines() {
-        let text = "output:\n  file:\n    path: relative.jsonl\n  stderr: false\nlogging:\n  level: loud\nenrich:\n  sha256_max_file_mb: 0\n";
+        let text = "output:\n  file:\n    path: relative.jsonl\n  stderr: false\nbehavior:\n  window_seconds: 0\nenrich:\n  sha256_max_file_mb: 0\n";
         let problems = Config::parse(text).unwrap_err();
         let got: Vec<(&str, Option<usize>)> =
             problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
@@ -824,8 +885,8 @@ mod tests {
             got,
             vec![
                 ("enrich.sha256_max_file_mb", Some(8)),
-                ("output.file.path", Some(3)),
-                ("logging.level", Some(6))
+                ("behavior.window_seconds", Some(6)),
+                ("output.file.path", Some(3))
             ]
         );
     }

@@ -46,7 +46,8 @@ pub struct Actor {
 }
 
 impl Actor {
-    fn visit(&self, event_type: &str, v: &mut impl Visit) {
+    /// `exe_cut`: the kernel could not give the whole executable path (known for an exec).
+    fn visit(&self, event_type: &str, exe_cut: bool, v: &mut impl Visit) {
         v.str("event_type", event_type);
         v.uint("pid", self.pid.into());
         v.uint("tid", self.tid.into());
@@ -58,7 +59,7 @@ impl Actor {
         v.uint("gid", self.gid.into());
         v.text("comm", &self.comm, NAME_BUDGET, false);
         if let Some(exe) = &self.exe {
-            v.text("exe", exe, PATH_BUDGET, false);
+            v.text("exe", exe, PATH_BUDGET, exe_cut);
         }
         v.uint("cgroup_id", self.cgroup_id);
     }
@@ -130,10 +131,7 @@ pub struct ExecRecord {
 
 impl ExecRecord {
     fn visit(&self, v: &mut impl Visit) {
-        self.actor.visit("execve", v);
-        if self.exe_truncated {
-            v.bool("exe_truncated", true);
-        }
+        self.actor.visit("execve", self.exe_truncated, v);
         if self.exe_memfd {
             v.bool("exe_memfd", true);
         } else if self.exe_deleted {
@@ -221,7 +219,7 @@ pub struct ExitRecord {
 
 impl ExitRecord {
     fn visit(&self, v: &mut impl Visit) {
-        self.actor.visit("exit", v);
+        self.actor.visit("exit", false, v);
         v.uint("exit_code", self.exit_code.into());
         if let Some(signal) = self.signal {
             v.uint("signal", signal.into());
@@ -251,7 +249,7 @@ pub struct FileRecord {
 
 impl FileRecord {
     fn visit(&self, v: &mut impl Visit) {
-        self.actor.visit("file", v);
+        self.actor.visit("file", false, v);
         v.str("type", self.kind);
         syscall(v, self.syscall);
         v.text("path", &self.path, PATH_BUDGET, self.path_truncated);
@@ -284,7 +282,7 @@ pub struct NetworkRecord {
 
 impl NetworkRecord {
     fn visit(&self, v: &mut impl Visit) {
-        self.actor.visit("network", v);
+        self.actor.visit("network", false, v);
         v.str("type", self.kind);
         syscall(v, self.syscall);
         v.str("family", if self.saddr.is_ipv4() { "ipv4" } else { "ipv6" });
@@ -321,7 +319,7 @@ pub struct PrivilegeRecord {
 
 impl PrivilegeRecord {
     fn visit(&self, v: &mut impl Visit) {
-        self.actor.visit("privilege", v);
+        self.actor.visit("privilege", false, v);
         v.str("type", abi::syscall_name(self.syscall).unwrap_or("set?id"));
         v.uint("euid", self.before.euid.into());
         v.uint("egid", self.before.egid.into());
@@ -346,7 +344,7 @@ pub struct ModuleRecord {
 
 impl ModuleRecord {
     fn visit(&self, v: &mut impl Visit) {
-        self.actor.visit("module", v);
+        self.actor.visit("module", false, v);
         v.str(
             "type",
             abi::syscall_name(self.syscall).unwrap_or("init_module"),
@@ -374,7 +372,7 @@ pub struct WriteRecord {
 
 impl WriteRecord {
     fn visit(&self, v: &mut impl Visit) {
-        self.actor.visit("write", v);
+        self.actor.visit("write", false, v);
         v.uint("fd", self.fd.into());
         v.uint("count", self.count);
         match &self.path {
@@ -856,8 +854,28 @@ mod tests {
                 args: Argv::from_args(std::iter::repeat_n(costly(1), abi::ARGS_MAX / 2)),
             }),
             ancestors: costly(abi::PATH_MAX),
+            exe_truncated: true,
+            path_truncated: true,
+            args_truncated: true,
+            cwd_truncated: true,
             ..ExecRecord::default()
         }))
+    }
+
+    /// Every flag of a field cut both by the kernel and to its budget is still one key.
+    #[test]
+    fn the_costliest_exec_names_each_field_once() {
+        let line = worst_exec().to_json();
+        let fields: serde_json::Map<String, Value> =
+            serde_json::from_str(&line).expect("one JSON object");
+        for key in fields.keys() {
+            assert_eq!(
+                line.matches(&format!("\"{key}\":")).count(),
+                1,
+                "`{key}` in {line:.300}"
+            );
+        }
+        assert_eq!(fields["exe_truncated"], true);
     }
 
     #[test]
