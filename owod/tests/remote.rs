@@ -144,6 +144,88 @@ fn http_records_arrive_complete_and_survive_an_outage() {
     assert!(daemon.log().contains("connected again"));
 }
 
+/// `envelope: alert`, for the Go agent's manager: each record wrapped as that agent sent it,
+/// `{"agent_name","agent_hostname","agent_group","alert":RECORD}`, a line each over TCP, and one
+/// JSON object a POST, with its X-Agent-* headers, over HTTP (to the Go config's `/alerts`).
+#[test]
+fn the_go_agents_alert_envelope_over_tcp_and_http() {
+    if !bpf_available("the_go_agents_alert_envelope_over_tcp_and_http") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manager = Receiver::start(dir.path(), 0, &["--go-manager"]);
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp_port = tcp.local_addr().unwrap().port();
+    let lines = std::thread::spawn(move || {
+        let (conn, _) = tcp.accept().unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        let mut got = Vec::new();
+        // Until owod stops and closes the connection.
+        for line in BufReader::new(conn).lines() {
+            let Ok(line) = line else { break };
+            got.push(serde_json::from_str::<Value>(&line).expect("one JSON object a line"));
+        }
+        got
+    });
+    let remote = |protocol: &str, port: u16, spool: &str| {
+        format!(
+            "  - enabled: true\n    protocol: {protocol}\n    address: \"127.0.0.1:{port}\"\n    envelope: alert\n    http_endpoint: /alerts\n    retry_interval_seconds: 1\n    flush_interval_ms: 50\n    spool:\n      dir: {}\n",
+            dir.path().join(spool).display()
+        )
+    };
+    let config = format!(
+        "  remotes:\n{}{}agent:\n  name: ws1\n  hostname: host1\n  group: eng\n",
+        remote("http", manager.port, "s1"),
+        remote("tcp", tcp_port, "s2")
+    );
+    let mut daemon = Daemon::start(&config);
+    let tag = marker("go-envelope");
+    exec_marker(&tag);
+    manager.wait_for("the marked exec", |r| {
+        event(&r["envelope"]["alert"])["args"][1] == tag.as_str()
+    });
+    daemon.barrier();
+    assert!(daemon.stop().success());
+
+    let posts = manager.records();
+    for post in &posts {
+        assert_eq!(post["path"], "/alerts");
+        assert_eq!(post["content_type"], "application/json");
+        assert_eq!(post["x_agent_name"], "ws1");
+        assert_eq!(post["x_agent_hostname"], "host1");
+    }
+    let tcp_lines = lines.join().unwrap();
+    for (how, envelopes) in [
+        (
+            "http",
+            posts.iter().map(|p| &p["envelope"]).collect::<Vec<_>>(),
+        ),
+        ("tcp", tcp_lines.iter().collect()),
+    ] {
+        let marked = envelopes
+            .iter()
+            .find(|e| event(&e["alert"])["args"][1] == tag.as_str())
+            .unwrap_or_else(|| panic!("{how}: no envelope of the marked exec"));
+        let keys: Vec<&str> = marked
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            ["agent_name", "agent_hostname", "agent_group", "alert"],
+            "{how}"
+        );
+        assert_eq!(marked["agent_name"], "ws1", "{how}");
+        assert_eq!(marked["agent_group"], "eng", "{how}");
+        assert_eq!(marked["alert"]["agent_hostname"], "host1", "{how}");
+        let alerts: Vec<Value> = envelopes.iter().map(|e| e["alert"].clone()).collect();
+        assert_complete(&alerts, &daemon.start["run_id"]);
+    }
+}
+
 #[test]
 fn a_collector_that_refuses_a_batch_costs_that_batch_counted_not_the_stream() {
     if !bpf_available("a_collector_that_refuses_a_batch_costs_that_batch_counted_not_the_stream") {

@@ -199,6 +199,8 @@ pub struct RemoteConfig {
     pub headers: BTreeMap<String, String>,
     /// ndjson, elasticsearch_bulk or splunk_hec.
     pub http_format: String,
+    /// none, or alert: each record wrapped as the Go agent sent it (tcp, tls, http, https).
+    pub envelope: String,
     pub batch_max_events: u64,
     pub batch_max_bytes: u64,
     pub flush_interval_ms: u64,
@@ -221,6 +223,7 @@ impl Default for RemoteConfig {
             tls: TlsConfig::default(),
             headers: BTreeMap::new(),
             http_format: "ndjson".to_owned(),
+            envelope: "none".to_owned(),
             batch_max_events: 500,
             batch_max_bytes: 1 << 20,
             flush_interval_ms: 200,
@@ -332,6 +335,7 @@ fn plural(n: usize) -> String {
 
 pub const REMOTE_PROTOCOLS: [&str; 7] = ["tcp", "tls", "http", "https", "syslog", "relp", "nats"];
 pub const HTTP_FORMATS: [&str; 3] = ["ndjson", "elasticsearch_bulk", "splunk_hec"];
+pub const ENVELOPES: [&str; 2] = ["none", "alert"];
 
 impl RemoteConfig {
     /// What is wrong with an enabled remote.
@@ -360,6 +364,19 @@ impl RemoteConfig {
                 "http_endpoint `{}` is not a path starting with /",
                 self.http_endpoint.escape_debug()
             ));
+        }
+        match self.envelope.as_str() {
+            "none" => {}
+            "alert" if matches!(self.protocol.as_str(), "tcp" | "tls" | "http" | "https") => {}
+            "alert" => out.push(format!(
+                "envelope `alert` is the Go agent's, for tcp, tls, http and https, not `{}`",
+                self.protocol
+            )),
+            other => out.push(format!(
+                "envelope `{}` is not one of {}",
+                other.escape_debug(),
+                ENVELOPES.join(", ")
+            )),
         }
         if !HTTP_FORMATS.contains(&self.http_format.as_str()) {
             out.push(format!(

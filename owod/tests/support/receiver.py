@@ -3,9 +3,13 @@
 answers 200 (or --status, and then it keeps nothing). A hostile one with --hang-first N (reads
 the first N POSTs and never answers) or --drop-first N (closes the connection halfway through
 reading each of the first N POSTs, or of the N after the hung ones). With --cert/--key it speaks TLS; with --client-ca it demands a client certificate
-signed by that CA. It prints its port on the first line of stdout once it listens."""
+signed by that CA. With --go-manager it takes POSTs as the Go agent's manager did: one JSON object
+a body, sent as application/json (else 400), and it keeps, a line each, the path, the content
+type, the X-Agent-* headers and the object. It prints its port on the first line of stdout once
+it listens."""
 import argparse
 import http.server
+import json
 import os
 import ssl
 import sys
@@ -27,6 +31,7 @@ def main():
     )
     p.add_argument("--hang-first", type=int, default=0)
     p.add_argument("--drop-first", type=int, default=0)
+    p.add_argument("--go-manager", action="store_true")
     args = p.parse_args()
     posts = [0]
     forever = threading.Event()
@@ -50,6 +55,23 @@ def main():
                 self.connection.shutdown(2)
                 return
             body = self.rfile.read(length)
+            if args.go_manager:
+                try:
+                    envelope = json.loads(body)
+                    assert isinstance(envelope, dict)
+                    assert self.headers.get("Content-Type") == "application/json"
+                except (ValueError, AssertionError):
+                    self.send_response(400)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = (json.dumps({
+                    "path": self.path,
+                    "content_type": self.headers.get("Content-Type"),
+                    "x_agent_name": self.headers.get("X-Agent-Name"),
+                    "x_agent_hostname": self.headers.get("X-Agent-Hostname"),
+                    "envelope": envelope,
+                }) + "\n").encode()
             if args.status != 200:
                 self.send_response(args.status)
                 self.send_header("Content-Length", "7")

@@ -324,6 +324,41 @@ pub fn http_body(format: &str, batch: &[String]) -> (Vec<u8>, &'static str) {
     }
 }
 
+/// A record's agent names, which the Go agent's envelope repeats around it.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct AgentNames {
+    agent_name: String,
+    agent_hostname: String,
+    agent_group: String,
+}
+
+impl AgentNames {
+    /// Every line is a record owod wrote, so this cannot fail; were it to, the names are empty.
+    fn of(line: &str) -> AgentNames {
+        serde_json::from_str(line).unwrap_or_default()
+    }
+
+    /// The Go agent's envelope of a record, as its remote output wrote it: the agent names (the
+    /// group only when there is one), then the record whole under `alert`.
+    fn envelope(&self, line: &str) -> String {
+        let text = |s: &str| serde_json::Value::from(s).to_string();
+        let mut out = String::with_capacity(line.len() + 128);
+        out.push_str("{\"agent_name\":");
+        out.push_str(&text(&self.agent_name));
+        out.push_str(",\"agent_hostname\":");
+        out.push_str(&text(&self.agent_hostname));
+        if !self.agent_group.is_empty() {
+            out.push_str(",\"agent_group\":");
+            out.push_str(&text(&self.agent_group));
+        }
+        out.push_str(",\"alert\":");
+        out.push_str(line);
+        out.push('}');
+        out
+    }
+}
+
 /// Why a batch was not delivered.
 #[derive(Debug)]
 pub enum SendError {
@@ -440,7 +475,11 @@ impl Connection {
             Connection::Lines(io) => {
                 let mut bytes = Vec::with_capacity(batch.iter().map(|l| l.len() + 1).sum());
                 for line in batch {
-                    bytes.extend_from_slice(line.as_bytes());
+                    if remote.envelope == "alert" {
+                        bytes.extend_from_slice(AgentNames::of(line).envelope(line).as_bytes());
+                    } else {
+                        bytes.extend_from_slice(line.as_bytes());
+                    }
                     bytes.push(b'\n');
                 }
                 io.write_all(&bytes).await.map_err(|e| e.to_string())?;
@@ -510,40 +549,64 @@ impl Connection {
                 }
                 Ok(())
             }
-            Connection::Http(sender) => {
-                let (body, content_type) = http_body(&remote.http_format, batch);
-                let mut request = Request::post(remote.http_endpoint.as_str())
-                    .header(hyper::header::HOST, remote.address.as_str())
-                    .header(hyper::header::CONTENT_TYPE, content_type);
-                for (name, value) in &remote.headers {
-                    request = request.header(name.as_str(), value.as_str());
+            Connection::Http(sender) if remote.envelope == "alert" => {
+                // As the Go agent posted: one enveloped record a request, as JSON. A failure
+                // sends the batch again from its start (at least once, as every batch).
+                for line in batch {
+                    let names = AgentNames::of(line);
+                    let extra = [
+                        ("X-Agent-Name", names.agent_name.as_str()),
+                        ("X-Agent-Hostname", names.agent_hostname.as_str()),
+                    ];
+                    let body = (names.envelope(line).into_bytes(), "application/json");
+                    post(sender, remote, body, &extra, "ndjson", 1).await?;
                 }
-                let request = request
-                    .body(Full::new(Bytes::from(body)))
-                    .map_err(|e| format!("bad request: {e}"))?;
-                sender.ready().await.map_err(|e| e.to_string())?;
-                let response = sender
-                    .send_request(request)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let status = response.status();
-                // Read the body to the end so the connection can be used again, but no more of
-                // it than an answer needs: a longer one ends the connection.
-                let body = http_body_util::Limited::new(response.into_body(), HTTP_ANSWER_MAX);
-                let answer = http_body_util::BodyExt::collect(body)
-                    .await
-                    .map_err(|e| format!("{}'s answer: {e}", remote.address))?
-                    .to_bytes();
-                judge(
-                    &remote.address,
-                    &remote.http_format,
-                    status,
-                    &answer,
-                    batch.len(),
-                )
+                Ok(())
+            }
+            Connection::Http(sender) => {
+                let body = http_body(&remote.http_format, batch);
+                post(sender, remote, body, &[], &remote.http_format, batch.len()).await
             }
         }
     }
+}
+
+/// POST one body (and its content type) with the remote's headers and `extra`, and judge the
+/// answer as for `format` and `records` records.
+async fn post(
+    sender: &mut SendRequest<Full<Bytes>>,
+    remote: &RemoteConfig,
+    (body, content_type): (Vec<u8>, &str),
+    extra: &[(&str, &str)],
+    format: &str,
+    records: usize,
+) -> Result<(), SendError> {
+    let mut request = Request::post(remote.http_endpoint.as_str())
+        .header(hyper::header::HOST, remote.address.as_str())
+        .header(hyper::header::CONTENT_TYPE, content_type);
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    for (name, value) in &remote.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| format!("bad request: {e}"))?;
+    sender.ready().await.map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    // Read the body to the end so the connection can be used again, but no more of it than an
+    // answer needs: a longer one ends the connection.
+    let body = http_body_util::Limited::new(response.into_body(), HTTP_ANSWER_MAX);
+    let answer = http_body_util::BodyExt::collect(body)
+        .await
+        .map_err(|e| format!("{}'s answer: {e}", remote.address))?
+        .to_bytes();
+    judge(&remote.address, format, status, &answer, records)
 }
 
 #[cfg(test)]
