@@ -127,8 +127,8 @@ install:
 		install -m 0640 config.yaml $(DESTDIR)$(SYSCONFDIR)/owo/config.yaml; \
 	fi
 
-# Remove what `make install` put there, and nothing else: the config only if it is unchanged,
-# directories only if they are left empty. Records, the spool and the state stay.
+# Remove what `make install` put there, and nothing else: the config only if it is unchanged
+# (and /etc/owo if that leaves it empty). Records, the spool and the state stay.
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 	@if cmp -s config.yaml $(DESTDIR)$(SYSCONFDIR)/owo/config.yaml; then \
@@ -136,7 +136,7 @@ uninstall:
 	elif [ -e $(DESTDIR)$(SYSCONFDIR)/owo/config.yaml ]; then \
 		echo "kept $(DESTDIR)$(SYSCONFDIR)/owo/config.yaml: it was changed"; \
 	fi
-	-rmdir $(DESTDIR)$(SYSCONFDIR)/owo 2>/dev/null
+	@rmdir $(DESTDIR)$(SYSCONFDIR)/owo 2>/dev/null || true
 
 # A Debian package of this tree, in target/deb/ (dpkg-deb; lintian checks it in package-test).
 deb: build

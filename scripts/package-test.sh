@@ -114,12 +114,24 @@ in_root owoctl --help >/dev/null || fail "owoctl --help in the root"
 ok "installed in a $VERSION_CODENAME root: owod runs, the config checks, the unit is enabled"
 
 echo "# the admin's change" >>"$root/etc/owo/config.yaml"
+# Installed again over itself, as an upgrade is: the changed config stays, the unit enabled.
+in_root dpkg -i /tmp/owo.deb >"$WORK/dpkg.log" 2>&1 || { cat "$WORK/dpkg.log" >&2; fail "dpkg -i again"; }
+grep -q "the admin's change" "$root/etc/owo/config.yaml" || fail "an upgrade replaced the changed config"
+[ -L "$root/etc/systemd/system/multi-user.target.wants/owod.service" ] || fail "an upgrade disabled the unit"
+ok "upgraded in place: the changed config stays, the unit stays enabled"
+
 in_root dpkg -r owo >"$WORK/dpkg.log" 2>&1 || { cat "$WORK/dpkg.log" >&2; fail "dpkg -r"; }
 for f in usr/sbin/owod usr/bin/owoctl usr/lib/systemd/system/owod.service usr/share/man/man8/owod.8.gz; do
 	[ ! -e "$root/$f" ] || fail "dpkg -r left /$f"
 done
 grep -q "the admin's change" "$root/etc/owo/config.yaml" || fail "dpkg -r did not keep the changed config"
 ok "removed: the binaries are gone, the changed config stays"
+
+# A new install after a remove enables the unit again.
+in_root dpkg -i /tmp/owo.deb >"$WORK/dpkg.log" 2>&1 || { cat "$WORK/dpkg.log" >&2; fail "dpkg -i after -r"; }
+[ -L "$root/etc/systemd/system/multi-user.target.wants/owod.service" ] &&
+	[ ! -L "$root/etc/systemd/system/owod.service" ] || fail "installed after a remove: the unit is not enabled, or masked"
+ok "installed again after the remove: the unit is enabled, not masked"
 
 in_root dpkg -P owo >"$WORK/dpkg.log" 2>&1 || { cat "$WORK/dpkg.log" >&2; fail "dpkg -P"; }
 [ ! -e "$root/etc/owo" ] || fail "dpkg -P left /etc/owo: $(ls -A "$root/etc/owo")"

@@ -336,8 +336,9 @@ static __always_inline bool owo_path_watched(__u32 len)
 /*
  * For the file monitors: like owo_fd_path, but for a file under no watched prefix (unless every
  * path is wanted) -1, and most of those are turned away by the names of their directories before
- * their paths are built. 0 if there is no file. The file is the one the kernel opened, however it was named
- * (relative, with "..", from any kind of directory fd), so its names are its real ones. With
+ * their paths are built. 0 if there is no file. The file is the one the kernel opened, however
+ * it was named (relative, with "..", from any kind of directory fd), so its names are its real
+ * ones. With
  * `cached` (only for callers whose monitor bumps the epoch), owo_unwatched_dirs and
  * owo_watched_dirs spare the walk.
  */

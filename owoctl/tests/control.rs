@@ -406,7 +406,15 @@ fn rotate_and_account(daemon: &mut Daemon, bus: &str, reopen: Reopen) {
     let contrib =
         fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/owo.logrotate"))
             .unwrap();
-    // The same config, pointed at this test's file and its bus.
+    // The same config, pointed at this test's file and its bus, and its signal at this daemon
+    // alone.
+    for what in [
+        "/var/log/edr/alerts.jsonl",
+        "/usr/bin/owoctl reopen",
+        "/usr/bin/pkill -USR2 -x owod",
+    ] {
+        assert!(contrib.contains(what), "the contrib config has no `{what}`");
+    }
     let config = contrib
         .replace("/var/log/edr/alerts.jsonl", daemon.output.to_str().unwrap())
         .replace(
@@ -611,6 +619,12 @@ fn copytruncate_loses_only_what_is_written_between_the_copy_and_the_truncation()
     assert!(runs(&kept) && !kept.is_empty(), "the file after: no gap");
     let (last_copied, first_kept) = (*copied.last().unwrap(), kept[0]);
     assert!(first_kept > last_copied, "no record is in both");
+    assert!(
+        !fs::read_to_string(&daemon.output)
+            .unwrap()
+            .contains("\"type\":\"loss\""),
+        "owod lost nothing it could see: copytruncate's loss is all outside it"
+    );
     // What is lost is this one run, and only it.
     eprintln!(
         "copytruncate lost {} records (seq {}..{}); the copy's last line was {}",

@@ -1,6 +1,7 @@
 //! Process-level glue: logging (journald when its socket exists, else stderr), systemd's
 //! notify protocol (Type=notify: READY, STATUS, RELOADING, STOPPING, WATCHDOG), and signals.
-//! SIGTERM and SIGINT stop the daemon cleanly, SIGHUP reloads, SIGUSR1 prints the process tree.
+//! SIGTERM and SIGINT stop the daemon cleanly, SIGHUP reloads (and reopens the outputs), SIGUSR1
+//! prints the process tree, SIGUSR2 reopens the outputs.
 
 use std::{path::Path, time::Duration};
 

@@ -81,14 +81,14 @@ fn the_go_agents_shipped_config_is_checked_ok_with_a_warning_per_kept_key() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     assert!(
-        lines[0].ends_with(
-            "warning: line 30: `output.remote.retry_interval`: read for the Go agent's configs: \
-             use `output.remote.retry_interval_seconds`"
-        ),
+        lines[0].contains("warning: line 29: `output.remote.max_retries`"),
         "{stdout}"
     );
     assert!(
-        lines[1].contains("warning: line 29: `output.remote.max_retries`"),
+        lines[1].ends_with(
+            "warning: line 30: `output.remote.retry_interval`: read for the Go agent's configs: \
+             use `output.remote.retry_interval_seconds`"
+        ),
         "{stdout}"
     );
     assert!(

@@ -157,7 +157,19 @@ fn the_go_agents_alert_envelope_over_tcp_and_http() {
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let tcp_port = tcp.local_addr().unwrap().port();
     let lines = std::thread::spawn(move || {
-        let (conn, _) = tcp.accept().unwrap();
+        // Not for ever: a test that waits fails.
+        tcp.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let conn = loop {
+            match tcp.accept() {
+                Ok((conn, _)) => break conn,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => panic!("owod never connected: {e}"),
+            }
+        };
+        conn.set_nonblocking(false).unwrap();
         conn.set_read_timeout(Some(std::time::Duration::from_secs(60)))
             .unwrap();
         let mut got = Vec::new();
@@ -219,6 +231,7 @@ fn the_go_agents_alert_envelope_over_tcp_and_http() {
             "{how}"
         );
         assert_eq!(marked["agent_name"], "ws1", "{how}");
+        assert_eq!(marked["agent_hostname"], "host1", "{how}");
         assert_eq!(marked["agent_group"], "eng", "{how}");
         assert_eq!(marked["alert"]["agent_hostname"], "host1", "{how}");
         let alerts: Vec<Value> = envelopes.iter().map(|e| e["alert"].clone()).collect();

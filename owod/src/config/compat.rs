@@ -5,7 +5,11 @@
 //!   one is dropped;
 //! - values it read in its own way: the YAML 1.1 booleans of yaml.v3 (`yes`, `off`), and what
 //!   its start-up filled in or gave up on (an empty or upper-case protocol, an empty HTTP path,
-//!   a remote or file output with nowhere to write, a log level it never read).
+//!   a remote or file output with nowhere to write, a log level it never read);
+//! - its remote's wire format: a remote with the Go agent's own keys gets its `alert` envelope,
+//!   unless the file says which envelope it wants.
+//!
+//! Only what the Go agent had is read so: `output.remote`, not owod's own `output.remotes`.
 
 use serde_norway::{Mapping, Value as Yaml};
 
@@ -19,7 +23,7 @@ enum Becomes {
     Dropped { why: &'static str },
 }
 
-/// The kept keys of a remote collector's mapping (`output.remote`, and each of `output.remotes`).
+/// The kept keys of the remote collector's mapping (`output.remote`).
 const REMOTE_KEPT: [(&str, Becomes); 2] = [
     ("retry_interval", Becomes::Renamed("retry_interval_seconds")),
     (
@@ -46,7 +50,7 @@ const GO_BOOLEANS: [&str; 11] = [
     "output.remote.enabled",
 ];
 
-/// The Go agent's first wait after a failed send, when its config gave none or 0.
+/// The Go agent's first wait after a failed send, for an interval of 0 or less.
 const GO_RETRY_INTERVAL: u64 = 10;
 
 /// What the Go agent posted to when `http_endpoint` was empty.
@@ -82,20 +86,31 @@ pub fn apply(
         yaml11_boolean(user, key, &mut notes);
     }
     if let Some(level) = at(user, "logging.level") {
-        if let Some(text) = level.as_str().filter(|l| !LOG_LEVELS.contains(l)) {
-            let message = format!(
-                "`{}` is not a level (the Go agent never read this key): info is used; \
-                 write one of {}",
-                text.escape_debug(),
-                LOG_LEVELS.join(", ")
-            );
-            *level = Yaml::from("info");
-            notes.warn("logging.level", message);
+        if let Some(given) = level.as_str().map(str::to_owned) {
+            let lower = given.to_lowercase();
+            let meant = if LOG_LEVELS.contains(&lower.as_str()) {
+                lower
+            } else {
+                "info".to_owned()
+            };
+            if meant != given {
+                *level = Yaml::from(meant.as_str());
+                notes.warn(
+                    "logging.level",
+                    format!(
+                        "`{}` is read as {meant} (the Go agent never read this key); \
+                         write one of {}",
+                        given.escape_debug(),
+                        LOG_LEVELS.join(", ")
+                    ),
+                );
+            }
         }
     }
     if let Some(Yaml::Mapping(file)) = at(user, "output.file") {
         let nowhere = file.get("path").is_some_and(|p| p.as_str() == Some(""));
-        if nowhere && file.get("enabled") == Some(&Yaml::Bool(true)) {
+        // Written out or not: the file output is on by default.
+        if nowhere && file.get("enabled").is_none_or(|e| e == &Yaml::Bool(true)) {
             file.insert(Yaml::from("enabled"), Yaml::Bool(false));
             notes.warn(
                 "output.file.path",
@@ -108,13 +123,8 @@ pub fn apply(
     if let Some(Yaml::Mapping(remote)) = at(user, "output.remote") {
         remote_keys(remote, "output.remote", &mut notes);
     }
-    if let Some(Yaml::Sequence(remotes)) = at(user, "output.remotes") {
-        for (i, remote) in remotes.iter_mut().enumerate() {
-            if let Yaml::Mapping(remote) = remote {
-                remote_keys(remote, &format!("output.remotes.{i}"), &mut notes);
-            }
-        }
-    }
+    // In the order of the file.
+    notes.warnings.sort_by_key(|w| w.line);
 }
 
 /// The value at a dotted key path, where every step is a mapping.
@@ -141,19 +151,35 @@ fn yaml11_boolean(user: &mut Yaml, key: &str, notes: &mut Notes) {
     notes.warn(key, message);
 }
 
-fn remote_keys(remote: &mut Mapping, at: &str, notes: &mut Notes) {
+fn remote_keys(remote: &mut Mapping, prefix: &str, notes: &mut Notes) {
+    // Its own keys make it the Go agent's remote, which sent every record in its envelope.
+    let go_key = REMOTE_KEPT
+        .iter()
+        .map(|(old, _)| *old)
+        .find(|old| remote.contains_key(*old));
+    let enabled = remote.get("enabled") == Some(&Yaml::Bool(true));
+    if let Some(go_key) = go_key.filter(|_| enabled && !remote.contains_key("envelope")) {
+        remote.insert(Yaml::from("envelope"), Yaml::from("alert"));
+        notes.warn(
+            &format!("{prefix}.{go_key}"),
+            format!(
+                "a Go agent's remote: records go in its alert envelope; write \
+                 `{prefix}.envelope: alert` to keep it, or `none` for bare records"
+            ),
+        );
+    }
     for (old, becomes) in &REMOTE_KEPT {
         let Some(mut value) = remote.remove(*old) else {
             continue;
         };
-        let key = format!("{at}.{old}");
+        let key = format!("{prefix}.{old}");
         match becomes {
             Becomes::Renamed(new) => {
                 if remote.contains_key(*new) {
                     notes.problems.push(Problem::at(
                         notes.lines,
                         &key,
-                        format!("give only `{at}.{new}`, which replaces it"),
+                        format!("give only `{prefix}.{new}`, which replaces it"),
                     ));
                     continue;
                 }
@@ -164,7 +190,7 @@ fn remote_keys(remote: &mut Mapping, at: &str, notes: &mut Notes) {
                 remote.insert(Yaml::from(*new), value);
                 notes.warn(
                     &key,
-                    format!("read for the Go agent's configs: use `{at}.{new}`"),
+                    format!("read for the Go agent's configs: use `{prefix}.{new}`"),
                 );
             }
             Becomes::Dropped { why } => notes.warn(
@@ -184,7 +210,7 @@ fn remote_keys(remote: &mut Mapping, at: &str, notes: &mut Notes) {
             if meant != given {
                 *protocol = Yaml::from(meant.as_str());
                 notes.warn(
-                    &format!("{at}.protocol"),
+                    &format!("{prefix}.protocol"),
                     format!("`{given}` was read as {meant} by the Go agent: write {meant}"),
                 );
             }
@@ -193,16 +219,15 @@ fn remote_keys(remote: &mut Mapping, at: &str, notes: &mut Notes) {
     if remote.get("http_endpoint").and_then(Yaml::as_str) == Some("") {
         remote.insert(Yaml::from("http_endpoint"), Yaml::from(GO_HTTP_ENDPOINT));
         notes.warn(
-            &format!("{at}.http_endpoint"),
+            &format!("{prefix}.http_endpoint"),
             format!("empty, read as {GO_HTTP_ENDPOINT} as the Go agent did: write it"),
         );
     }
-    let enabled = remote.get("enabled") == Some(&Yaml::Bool(true));
     let address = remote.get("address").and_then(Yaml::as_str);
     if enabled && address.is_none_or(str::is_empty) {
         remote.insert(Yaml::from("enabled"), Yaml::Bool(false));
         notes.warn(
-            &format!("{at}.address"),
+            &format!("{prefix}.address"),
             "no address, so this remote is off (as with the Go agent); \
              write host:port, or `enabled: false`"
                 .to_owned(),

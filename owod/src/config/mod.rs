@@ -367,6 +367,15 @@ impl RemoteConfig {
         }
         match self.envelope.as_str() {
             "none" => {}
+            "alert"
+                if matches!(self.protocol.as_str(), "http" | "https")
+                    && self.http_format != "ndjson" =>
+            {
+                out.push(format!(
+                    "envelope `alert` is the Go agent's JSON body, not http_format `{}`",
+                    self.http_format
+                ))
+            }
             "alert" if matches!(self.protocol.as_str(), "tcp" | "tls" | "http" | "https") => {}
             "alert" => out.push(format!(
                 "envelope `alert` is the Go agent's, for tcp, tls, http and https, not `{}`",
@@ -431,6 +440,17 @@ impl RemoteConfig {
         out
     }
 
+    /// Records in one batch at most: one where the Go agent's envelope goes over HTTP, which it
+    /// posted a record at a time (so a slow or refusing collector costs one record, not a
+    /// batch sent again from its start).
+    pub fn batch_records(&self) -> usize {
+        if self.envelope == "alert" && matches!(self.protocol.as_str(), "http" | "https") {
+            1
+        } else {
+            usize::try_from(self.batch_max_events).unwrap_or(usize::MAX)
+        }
+    }
+
     /// Over TLS?
     pub fn uses_tls(&self) -> bool {
         matches!(self.protocol.as_str(), "tls" | "https")
@@ -477,7 +497,9 @@ impl ConfigFile {
         &self,
         build: impl FnOnce(&Config) -> Result<T, Vec<(String, String)>>,
     ) -> Result<Loaded<T>, ConfigError> {
-        if !self.named && !self.path.exists() {
+        let missing =
+            std::fs::metadata(&self.path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        if !self.named && missing {
             let config = Config::default();
             let built = build(&config).map_err(|problems| ConfigError::Invalid {
                 path: self.path.clone(),
@@ -783,16 +805,17 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("output.remote.retry_interval", Some(30)),
-                ("output.remote.max_retries", Some(29))
+                ("output.remote.max_retries", Some(29)),
+                ("output.remote.retry_interval", Some(30))
             ]
         );
         assert_eq!(
-            warnings[0].to_string(),
+            warnings[1].to_string(),
             "line 30: `output.remote.retry_interval`: read for the Go agent's configs: use \
              `output.remote.retry_interval_seconds`"
         );
-        assert!(warnings[1].message.contains("spool.max_mb"), "{warnings:?}");
+        assert!(warnings[0].message.contains("spool.max_mb"), "{warnings:?}");
+        assert_eq!(config.output.remote.envelope, "none", "its remote is off");
     }
 
     /// Values as the Go agent read them: yaml.v3's YAML 1.1 booleans and its start-up defaults.
@@ -807,7 +830,16 @@ mod tests {
         assert_eq!(remote.protocol, "http");
         assert_eq!(remote.http_endpoint, "/alerts");
         assert_eq!(remote.retry_interval_seconds, 10);
+        assert_eq!(
+            remote.envelope, "alert",
+            "a Go agent's remote keeps its envelope"
+        );
         assert_eq!(config.logging.level, "info");
+        let said = "output:\n  remote:\n    enabled: true\n    address: \"h:1\"\n    max_retries: 5\n    envelope: none\n";
+        assert_eq!(
+            Config::parse(said).unwrap().config.output.remote.envelope,
+            "none"
+        );
         let got: Vec<(&str, Option<usize>)> =
             warnings.iter().map(|w| (w.key.as_str(), w.line)).collect();
         assert_eq!(
@@ -815,13 +847,15 @@ mod tests {
             vec![
                 ("monitor.execve", Some(2)),
                 ("monitor.write_events", Some(3)),
-                ("output.stderr", Some(8)),
-                ("logging.level", Some(16)),
                 ("output.file.path", Some(7)),
-                ("output.remote.retry_interval", Some(14)),
+                ("output.stderr", Some(8)),
+                ("output.remote.address", Some(11)),
                 ("output.remote.protocol", Some(12)),
                 ("output.remote.http_endpoint", Some(13)),
-                ("output.remote.address", Some(11)),
+                // Its envelope (a Go agent's remote), and the key's new name.
+                ("output.remote.retry_interval", Some(14)),
+                ("output.remote.retry_interval", Some(14)),
+                ("logging.level", Some(16)),
             ],
             "{warnings:#?}"
         );
@@ -849,15 +883,15 @@ mod tests {
 
     #[test]
     fn a_kept_key_and_its_replacement_together_are_a_problem() {
-        let text = "output:\n  remotes:\n    - retry_interval: 3\n      retry_interval_seconds: 4\n      address: \"h:1\"\n";
+        let text = "output:\n  remote:\n    retry_interval: 3\n    retry_interval_seconds: 4\n";
         let problems = Config::parse(text).unwrap_err();
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert_eq!(problems[0].key, "output.remotes.0.retry_interval");
+        assert_eq!(problems[0].key, "output.remote.retry_interval");
         assert_eq!(problems[0].line, Some(3));
+        // Only the Go agent's own remote: owod's `remotes` never had these keys.
         let text = "output:\n  remotes:\n    - retry_interval: 3\n      address: \"h:1\"\n";
-        let parsed = Config::parse(text).unwrap();
-        assert_eq!(parsed.config.output.remotes[0].retry_interval_seconds, 3);
-        assert_eq!(parsed.warnings.len(), 1);
+        let problems = Config::parse(text).unwrap_err();
+        assert!(problems[0].message.contains("unknown key"), "{problems:?}");
     }
 
     #[test]

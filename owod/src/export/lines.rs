@@ -225,8 +225,9 @@ impl<W: Output> Writer<W> {
             shared.writing = Runs(lines.seqs.0.clone());
             let (reopen, closed) = (shared.reopen.take(), shared.closed);
             drop(shared);
-            self.write(lines);
+            // Moved away while quiet? Then these lines go to the new file, not the old.
             self.follow();
+            self.write(lines);
             if let Some(reply) = reopen {
                 let _ = reply.send(self.reopen());
             }
@@ -271,9 +272,15 @@ impl<W: Output> Writer<W> {
                 // What this batch wrote is at the end (the file is opened to append): cut back
                 // from there, so that a file truncated under owod (logrotate's copytruncate) is
                 // never stretched back to its old length.
-                if written > 0 {
-                    if let Some(len) = self.out.len() {
-                        let _ = self.out.cut(len.saturating_sub(written));
+                // (An output with no length, a pipe, cannot be cut.)
+                if let Some(len) = self.out.len().filter(|_| written > 0) {
+                    if let Err(e) = self.out.cut(len.saturating_sub(written)) {
+                        tracing::error!(
+                            "sink `{}`: the part of a line written to {} cannot be cut off ({e}): \
+                             the next line follows it on the same line",
+                            self.name,
+                            self.target
+                        );
                     }
                 }
                 lines.lose(&mut self.lost);
@@ -471,5 +478,80 @@ impl Drop for LineSink {
             self.dropped
                 .tell(losses, "file", &self.target, "file_write");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A disk that takes `room` bytes more, then says it is full, and that another program may
+    /// truncate (logrotate's copytruncate).
+    #[derive(Clone, Default)]
+    struct Disk {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        room: Arc<Mutex<usize>>,
+    }
+
+    impl Write for Disk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut room = self.room.lock().unwrap();
+            if *room == 0 {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = buf.len().min(*room);
+            *room -= n;
+            self.bytes.lock().unwrap().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Output for Disk {
+        fn len(&self) -> Option<u64> {
+            Some(self.bytes.lock().unwrap().len() as u64)
+        }
+
+        fn cut(&self, len: u64) -> io::Result<()> {
+            self.bytes.lock().unwrap().resize(len as usize, 0);
+            Ok(())
+        }
+    }
+
+    fn lines(text: &str, first: u64) -> Lines {
+        let mut seqs = Runs::default();
+        seqs.add(first, first + text.lines().count() as u64 - 1);
+        Lines {
+            bytes: text.as_bytes().to_vec(),
+            seqs,
+            tells: Vec::new(),
+        }
+    }
+
+    /// A batch cut short by a full disk is cut off again from the file's end, also after the file
+    /// was truncated under owod: no line is left half written, no hole of zeros appears.
+    #[test]
+    fn a_failed_write_after_a_truncation_leaves_whole_lines_and_no_hole() {
+        let disk = Disk::default();
+        *disk.room.lock().unwrap() = 1 << 20;
+        let mut writer = Writer::new("file", "disk".to_owned(), disk.clone(), None);
+        writer.write(lines("{\"seq\":1}\n{\"seq\":2}\n", 1));
+        disk.bytes.lock().unwrap().clear();
+        *disk.room.lock().unwrap() = 14;
+        writer.write(lines("{\"seq\":3}\n{\"seq\":4}\n", 3));
+        assert_eq!(&disk.bytes.lock().unwrap()[..], b"");
+        assert_eq!(
+            writer.lost.0,
+            vec![(3, 4)],
+            "the batch that failed is lost, named"
+        );
+        *disk.room.lock().unwrap() = 1 << 20;
+        writer.write(lines("{\"seq\":5}\n", 5));
+        assert_eq!(&disk.bytes.lock().unwrap()[..], b"{\"seq\":5}\n");
     }
 }

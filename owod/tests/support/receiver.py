@@ -58,9 +58,12 @@ def main():
             if args.go_manager:
                 try:
                     envelope = json.loads(body)
-                    assert isinstance(envelope, dict)
-                    assert self.headers.get("Content-Type") == "application/json"
-                except (ValueError, AssertionError):
+                except ValueError:
+                    envelope = None
+                if (
+                    not isinstance(envelope, dict)
+                    or self.headers.get("Content-Type") != "application/json"
+                ):
                     self.send_response(400)
                     self.send_header("Content-Length", "0")
                     self.end_headers()

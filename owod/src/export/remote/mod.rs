@@ -383,7 +383,7 @@ async fn send_spool(
         let until = *end.borrow();
         let batch = spool.read_batch(
             until,
-            remote.batch_max_events as usize,
+            remote.batch_records(),
             remote.batch_max_bytes as usize,
         );
         let (lines, to) = match batch {

@@ -474,8 +474,9 @@ impl Connection {
         match self {
             Connection::Lines(io) => {
                 let mut bytes = Vec::with_capacity(batch.iter().map(|l| l.len() + 1).sum());
+                let enveloped = remote.envelope == "alert";
                 for line in batch {
-                    if remote.envelope == "alert" {
+                    if enveloped {
                         bytes.extend_from_slice(AgentNames::of(line).envelope(line).as_bytes());
                     } else {
                         bytes.extend_from_slice(line.as_bytes());
@@ -550,8 +551,8 @@ impl Connection {
                 Ok(())
             }
             Connection::Http(sender) if remote.envelope == "alert" => {
-                // As the Go agent posted: one enveloped record a request, as JSON. A failure
-                // sends the batch again from its start (at least once, as every batch).
+                // As the Go agent posted: one enveloped record a request, as JSON (its batches
+                // hold one record: RemoteConfig::batch_records).
                 for line in batch {
                     let names = AgentNames::of(line);
                     let extra = [
