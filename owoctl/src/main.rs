@@ -12,7 +12,12 @@
 //! | 5 | no such monitor |
 //! | 6 | the config has problems (reload) |
 
-use std::{io::Write, process::ExitCode};
+mod tree;
+
+use std::{
+    io::{IsTerminal, Write},
+    process::ExitCode,
+};
 
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
@@ -303,11 +308,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Tree { pid, json } => {
+            // On a terminal the tree is drawn here, from the JSON answer; to a pipe or a file it
+            // is owod's tab-separated text, for scripts.
+            let drawn = !*json && std::io::stdout().is_terminal();
             let tree = proxy
-                .dump_process_tree(*pid, if *json { "json" } else { "text" })
+                .dump_process_tree(*pid, if *json || drawn { "json" } else { "text" })
                 .await
                 .map_err(explain)?;
-            print!("{tree}");
+            if drawn {
+                let answer: Value = serde_json::from_str(&tree)
+                    .map_err(|e| fail(1, format!("owod's tree is not JSON: {e}")))?;
+                print!("{}", tree::draw(&answer));
+            } else {
+                print!("{tree}");
+            }
             if *json {
                 println!();
             }

@@ -189,6 +189,45 @@ fn root_drives_every_command_and_switching_a_monitor_reloads_nothing() {
     ))
     .unwrap();
     assert_eq!(mine["processes"][0]["pid"], me);
+    // On a terminal (script(1) gives it one), the tree is drawn: a shell and, under it, its sleep.
+    let mark = marker("tree");
+    let mut shell = Command::new("sh")
+        .args(["-c", "sleep 30; true \"$0\"", &mark])
+        .spawn()
+        .unwrap();
+    let sleep = daemon.wait_for("the shell's sleep", |r| {
+        event(r)["event_type"] == "execve" && event(r)["ppid"] == shell.id()
+    });
+    let command = format!(
+        "{} --dbus-address {} tree --pid {}",
+        env!("CARGO_BIN_EXE_owoctl"),
+        bus.address,
+        shell.id()
+    );
+    let drawn = ok(
+        &Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .output()
+            .expect("script (util-linux)"),
+        "tree on a terminal",
+    )
+    .replace('\r', "");
+    let _ = shell.kill();
+    let _ = shell.wait();
+    assert!(
+        drawn.starts_with(&format!(
+            "{} sh (uid 0) sh -c sleep 30; true \"$0\" {mark}\n",
+            shell.id()
+        )),
+        "{drawn}"
+    );
+    assert!(
+        drawn.contains(&format!(
+            "\n└─ {} sleep (uid 0) sleep 30\n",
+            event(&sleep)["pid"]
+        )),
+        "{drawn}"
+    );
     ok(&owoctl(&bus, &["reopen"]), "reopen");
     ok(&owoctl(&bus, &["reload"]), "reload");
     let bad = owoctl(&bus, &["disable", "nonsense"]);

@@ -6,7 +6,7 @@ mod lines;
 #[cfg(test)]
 pub(crate) use lines::tests::{alias_bomb, any_yaml_value};
 
-use std::{collections::BTreeMap, fmt, path::Path, path::PathBuf};
+use std::{collections::BTreeMap, fmt, path::Path, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -440,15 +440,15 @@ impl RemoteConfig {
         out
     }
 
-    /// Records in one batch at most: one where the Go agent's envelope goes over HTTP, which it
-    /// posted a record at a time (so a slow or refusing collector costs one record, not a
-    /// batch sent again from its start).
-    pub fn batch_records(&self) -> usize {
-        if self.envelope == "alert" && matches!(self.protocol.as_str(), "http" | "https") {
-            1
-        } else {
-            usize::try_from(self.batch_max_events).unwrap_or(usize::MAX)
-        }
+    /// Each record a request of its own: the Go agent's envelope over HTTP.
+    pub fn posts_each_record(&self) -> bool {
+        self.envelope == "alert" && matches!(self.protocol.as_str(), "http" | "https")
+    }
+
+    /// How long sending a batch of `records` may take: `timeout_seconds`, for each request.
+    pub fn send_timeout(&self, records: usize) -> Duration {
+        let requests = if self.posts_each_record() { records } else { 1 };
+        Duration::from_secs(self.timeout_seconds).saturating_mul(requests.max(1) as u32)
     }
 
     /// Over TLS?

@@ -383,7 +383,7 @@ async fn send_spool(
         let until = *end.borrow();
         let batch = spool.read_batch(
             until,
-            remote.batch_records(),
+            remote.batch_max_events as usize,
             remote.batch_max_bytes as usize,
         );
         let (lines, to) = match batch {
@@ -427,7 +427,8 @@ async fn send_spool(
         }
         if connection.is_none() {
             status.send_modify(|s| s.state = "connecting");
-            match with_timeout(&remote, protocol::connect(&remote, tls.as_ref())).await {
+            let limit = Duration::from_secs(remote.timeout_seconds);
+            match with_timeout(&remote, limit, protocol::connect(&remote, tls.as_ref())).await {
                 Ok(c) => {
                     retry.succeeded(&name);
                     connection = Some(c);
@@ -441,7 +442,13 @@ async fn send_spool(
             }
         }
         let c = connection.as_mut().expect("connected above");
-        match with_timeout(&remote, c.send(&remote, &lines)).await {
+        match with_timeout(
+            &remote,
+            remote.send_timeout(lines.len()),
+            c.send(&remote, &lines),
+        )
+        .await
+        {
             Ok(()) => {
                 retry.succeeded(&name);
                 if let Err(err) = spool.commit(to) {
@@ -528,17 +535,18 @@ async fn refused(
     });
 }
 
-/// `work`, given up after the remote's `timeout_seconds`: a peer that stops answering costs a
-/// reconnection, not the sender.
+/// `work`, given up after `limit`: a peer that stops answering costs a reconnection, not the
+/// sender.
 async fn with_timeout<T, E: From<String>>(
     remote: &RemoteConfig,
+    limit: Duration,
     work: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
-    let limit = Duration::from_secs(remote.timeout_seconds);
     tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
         Err(format!(
             "{} did not answer within {} s",
-            remote.address, remote.timeout_seconds
+            remote.address,
+            limit.as_secs()
         )
         .into())
     })

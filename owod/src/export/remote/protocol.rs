@@ -550,19 +550,32 @@ impl Connection {
                 }
                 Ok(())
             }
-            Connection::Http(sender) if remote.envelope == "alert" => {
-                // As the Go agent posted: one enveloped record a request, as JSON (its batches
-                // hold one record: RemoteConfig::batch_records).
-                for line in batch {
+            Connection::Http(sender) if remote.posts_each_record() => {
+                // As the Go agent posted: one enveloped record a request, as JSON. A refused one
+                // is dropped alone; the batch may take `timeout_seconds` a request.
+                let mut refused = Vec::new();
+                let mut why = String::new();
+                for (i, line) in batch.iter().enumerate() {
                     let names = AgentNames::of(line);
                     let extra = [
                         ("X-Agent-Name", names.agent_name.as_str()),
                         ("X-Agent-Hostname", names.agent_hostname.as_str()),
                     ];
                     let body = (names.envelope(line).into_bytes(), "application/json");
-                    post(sender, remote, body, &extra, "ndjson", 1).await?;
+                    match post(sender, remote, body, &extra, "ndjson", 1).await {
+                        Ok(()) => {}
+                        Err(SendError::Refused(said)) => {
+                            refused.push(i);
+                            why = said;
+                        }
+                        Err(other) => return Err(other),
+                    }
                 }
-                Ok(())
+                if refused.is_empty() {
+                    Ok(())
+                } else {
+                    Err(SendError::Partly(refused, why))
+                }
             }
             Connection::Http(sender) => {
                 let body = http_body(&remote.http_format, batch);
