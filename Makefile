@@ -32,12 +32,13 @@ MANDIR ?= $(DATADIR)/man
 # from /usr/share and /etc, so under another prefix the policy goes to /etc.
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DBUSPOLICYDIR ?= $(if $(filter /usr,$(PREFIX)),$(DATADIR)/dbus-1/system.d,/etc/dbus-1/system.d)
+# Every page in man/, installed by its section.
+MAN_PAGES := $(wildcard man/*.[578])
 # The files `make install` owns, relative to DESTDIR (the config is installed only where there
 # is none, and removed only if it is still the shipped one).
 INSTALLED := $(SBINDIR)/owod $(BINDIR)/owoctl $(UNITDIR)/owod.service \
 	$(DBUSPOLICYDIR)/org.owo.Observer1.conf $(SYSCONFDIR)/logrotate.d/owo \
-	$(MANDIR)/man8/owod.8 $(MANDIR)/man8/owoctl.8 $(MANDIR)/man5/owo.yaml.5 \
-	$(MANDIR)/man7/owo-records.7 $(MANDIR)/man7/owo-migrating.7 \
+	$(foreach page,$(MAN_PAGES),$(MANDIR)/man$(subst .,,$(suffix $(page)))/$(notdir $(page))) \
 	$(DATADIR)/bash-completion/completions/owoctl $(DATADIR)/zsh/vendor-completions/_owoctl \
 	$(DATADIR)/fish/vendor_completions.d/owoctl.fish
 
@@ -115,9 +116,9 @@ install:
 	sed -e 's|/usr/bin/owoctl|$(BINDIR)/owoctl|' contrib/owo.logrotate >$(DESTDIR)$(SYSCONFDIR)/logrotate.d/owo
 	chmod 0644 $(DESTDIR)$(UNITDIR)/owod.service $(DESTDIR)$(SYSCONFDIR)/logrotate.d/owo
 	install -m 0644 contrib/org.owo.Observer1.conf $(DESTDIR)$(DBUSPOLICYDIR)/
-	install -m 0644 man/owod.8 man/owoctl.8 $(DESTDIR)$(MANDIR)/man8/
-	install -m 0644 man/owo.yaml.5 $(DESTDIR)$(MANDIR)/man5/
-	install -m 0644 man/owo-records.7 man/owo-migrating.7 $(DESTDIR)$(MANDIR)/man7/
+	install -m 0644 $(filter %.5,$(MAN_PAGES)) $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 $(filter %.7,$(MAN_PAGES)) $(DESTDIR)$(MANDIR)/man7/
+	install -m 0644 $(filter %.8,$(MAN_PAGES)) $(DESTDIR)$(MANDIR)/man8/
 	target/release/owoctl completions bash >$(DESTDIR)$(DATADIR)/bash-completion/completions/owoctl
 	target/release/owoctl completions zsh >$(DESTDIR)$(DATADIR)/zsh/vendor-completions/_owoctl
 	target/release/owoctl completions fish >$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/owoctl.fish

@@ -497,58 +497,29 @@ impl ConfigFile {
         &self,
         build: impl FnOnce(&Config) -> Result<T, Vec<(String, String)>>,
     ) -> Result<Loaded<T>, ConfigError> {
-        let missing =
-            std::fs::metadata(&self.path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
-        if !self.named && missing {
-            let config = Config::default();
-            let built = build(&config).map_err(|problems| ConfigError::Invalid {
-                path: self.path.clone(),
-                problems: problems
-                    .into_iter()
-                    .map(|(key, message)| Problem {
-                        key,
-                        line: None,
-                        message,
-                    })
-                    .collect(),
-            })?;
-            return Ok(Loaded {
-                config,
-                built,
-                warnings: Vec::new(),
-                defaults: true,
-            });
-        }
-        Config::load(&self.path, build)
-    }
-
-    /// One line in the log for each key read only for the Go agent's configs.
-    pub fn log_warnings(&self, warnings: &[Problem]) {
-        for warning in warnings {
-            tracing::warn!("{}: {warning}", self.path.display());
-        }
-    }
-}
-
-impl Config {
-    /// Read, parse and validate the file, then build from it what more there is to check (the
-    /// behavior rules, from the files it names): `build` returns that, or its problems, each
-    /// with the key it is about.
-    fn load<T>(
-        path: &Path,
-        build: impl FnOnce(&Config) -> Result<T, Vec<(String, String)>>,
-    ) -> Result<Loaded<T>, ConfigError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.named => None,
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
         let invalid = |problems| ConfigError::Invalid {
-            path: path.to_owned(),
+            path: self.path.clone(),
             problems,
         };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let Parsed { config, warnings } = Config::parse(&text).map_err(invalid)?;
+        let Parsed { config, warnings } = match &text {
+            Some(text) => Config::parse(text).map_err(invalid)?,
+            None => Parsed {
+                config: Config::default(),
+                warnings: Vec::new(),
+            },
+        };
         let built = build(&config).map_err(|problems| {
-            let lines = KeyLines::parse(&text);
+            let lines = text.as_deref().map(KeyLines::parse).unwrap_or_default();
             invalid(
                 problems
                     .into_iter()
@@ -560,10 +531,19 @@ impl Config {
             config,
             built,
             warnings,
-            defaults: false,
+            defaults: text.is_none(),
         })
     }
 
+    /// One line in the log for each key read only for the Go agent's configs.
+    pub fn log_warnings(&self, warnings: &[Problem]) {
+        for warning in warnings {
+            tracing::warn!("{}: {warning}", self.path.display());
+        }
+    }
+}
+
+impl Config {
     /// Parse and validate; on failure, every problem found.
     pub fn parse(text: &str) -> Result<Parsed, Vec<Problem>> {
         if let Err(why) = lines::check_expansion(text) {
@@ -730,6 +710,11 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// What each problem or warning is about, and where.
+    fn keys_and_lines(notes: &[Problem]) -> Vec<(&str, Option<usize>)> {
+        notes.iter().map(|p| (p.key.as_str(), p.line)).collect()
+    }
+
     proptest::proptest! {
         /// Any text is a config or a list of problems, never a panic.
         #[test]
@@ -800,10 +785,8 @@ mod tests {
         assert_eq!(remote.address, "");
         assert_eq!(remote.http_endpoint, "/alerts");
         assert_eq!(remote.retry_interval_seconds, 10);
-        let got: Vec<(&str, Option<usize>)> =
-            warnings.iter().map(|w| (w.key.as_str(), w.line)).collect();
         assert_eq!(
-            got,
+            keys_and_lines(&warnings),
             vec![
                 ("output.remote.max_retries", Some(29)),
                 ("output.remote.retry_interval", Some(30))
@@ -840,10 +823,8 @@ mod tests {
             Config::parse(said).unwrap().config.output.remote.envelope,
             "none"
         );
-        let got: Vec<(&str, Option<usize>)> =
-            warnings.iter().map(|w| (w.key.as_str(), w.line)).collect();
         assert_eq!(
-            got,
+            keys_and_lines(&warnings),
             vec![
                 ("monitor.execve", Some(2)),
                 ("monitor.write_events", Some(3)),
@@ -907,14 +888,12 @@ mod tests {
     fn every_problem_is_reported_at_once_with_its_line() {
         let text = "agent:\n  name: ws1\nmonitor:\n  execve: yes please\n  bogus: 1\noutput:\n  file:\n    path: relative.jsonl\nlogging:\n  level: loud\nextra: {}\n";
         let problems = Config::parse(text).unwrap_err();
-        let got: Vec<(String, Option<usize>)> =
-            problems.iter().map(|p| (p.key.clone(), p.line)).collect();
         assert_eq!(
-            got,
+            keys_and_lines(&problems),
             vec![
-                ("monitor.execve".into(), Some(4)),
-                ("monitor.bogus".into(), Some(5)),
-                ("extra".into(), Some(11))
+                ("monitor.execve", Some(4)),
+                ("monitor.bogus", Some(5)),
+                ("extra", Some(11))
             ],
             "{problems:#?}"
         );
@@ -930,10 +909,8 @@ mod tests {
     fn value_problems_are_all_reported_with_lines() {
         let text = "output:\n  file:\n    path: relative.jsonl\n  stderr: false\nbehavior:\n  window_seconds: 0\nenrich:\n  sha256_max_file_mb: 0\n";
         let problems = Config::parse(text).unwrap_err();
-        let got: Vec<(&str, Option<usize>)> =
-            problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
         assert_eq!(
-            got,
+            keys_and_lines(&problems),
             vec![
                 ("enrich.sha256_max_file_mb", Some(8)),
                 ("behavior.window_seconds", Some(6)),
