@@ -17,7 +17,7 @@ CARGO ?= cargo
 OWOD := target/release/owod
 CONFIG ?= config.yaml
 
-.PHONY: deps build run test lint bench vm-test fuzz clean install uninstall deb package-test
+.PHONY: deps schemas build run test lint bench vm-test fuzz clean install uninstall deb package-test
 
 # Where `make install` puts things: DESTDIR is prepended to every path (for a package's staging
 # root), PREFIX is /usr/local unless given (the Debian package uses /usr). The config and the
@@ -52,9 +52,14 @@ build: deps
 run: build
 	@scripts/run-live.sh $(OWOD) $(CONFIG)
 
+# The official ECS field definitions and OCSF schema that the format tests check records
+# against (from the npm registry and PyPI, pinned), in target/schemas.
+schemas:
+	@scripts/fetch-schemas.sh target/schemas
+
 # The whole suite, then the package's. As root the real eBPF tests and the package test run;
 # OWO_REQUIRE_BPF=1 makes them fail, not skip.
-test: deps
+test: deps schemas
 	$(CARGO) test --workspace
 	$(MAKE) package-test
 

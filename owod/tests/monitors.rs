@@ -11,7 +11,7 @@ use std::{
     process::Command,
 };
 
-use harness::{bpf_available, event, marker, python, s, watched_dir, Daemon};
+use harness::{bpf_available, dns_query, event, marker, python, s, watched_dir, Daemon};
 use serde_json::Value;
 
 /// A fresh directory outside every default watched path.
@@ -222,17 +222,6 @@ fn tcp_connect_and_accept_match_on_ipv4_and_ipv6() {
         }
         assert_eq!(event(&connect)["ret"], 0);
     }
-}
-
-/// A DNS query (RFC 1035 §4.1) for `name`, type A.
-fn dns_query(name: &str) -> Vec<u8> {
-    let mut q = vec![0x4f, 0x57, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in name.split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
-    q
 }
 
 #[test]

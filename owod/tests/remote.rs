@@ -11,59 +11,10 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use harness::{bpf_available, event, json_lines, marker, wait_until, Daemon, Tmpfs};
+use harness::{
+    bpf_available, event, json_lines, marker, receiver::Receiver, wait_until, Daemon, Tmpfs,
+};
 use serde_json::Value;
-
-struct Receiver {
-    child: Child,
-    port: u16,
-    out: PathBuf,
-}
-
-impl Receiver {
-    fn start(dir: &Path, port: u16, tls: &[&str]) -> Receiver {
-        let out = dir.join("received.jsonl");
-        let mut child = Command::new("python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/receiver.py"))
-            .args(["--port", &port.to_string(), "--out"])
-            .arg(&out)
-            .args(tls)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("the receiver did not start: {line:?}"));
-        Receiver { child, port, out }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Records received so far.
-    fn records(&self) -> Vec<Value> {
-        json_lines(&self.out)
-    }
-
-    fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) {
-        wait_until(&format!("the collector to get {what}"), || {
-            self.records().iter().any(&pred)
-        });
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn remote_config(protocol: &str, port: u16, spool: &Path, extra: &str) -> String {
     format!(

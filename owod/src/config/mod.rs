@@ -156,9 +156,22 @@ pub struct OutputConfig {
     pub file: FileOutputConfig,
     /// Also write every record to stderr.
     pub stderr: bool,
+    /// The schema of the records written to stderr.
+    pub stderr_format: Format,
     pub remote: RemoteConfig,
     /// More collectors, each like `remote`.
     pub remotes: Vec<RemoteConfig>,
+}
+
+/// The schema a sink's records are written in: owod's own (owo-records(7)), Elastic Common
+/// Schema 8 or OCSF 1.7 (owo.yaml(5) has the mapping).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Owo,
+    Ecs,
+    Ocsf,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -167,6 +180,51 @@ pub struct FileOutputConfig {
     pub enabled: bool,
     /// JSON lines, one record each; the directory is created, the file is mode 0640.
     pub path: PathBuf,
+    pub format: Format,
+}
+
+/// Every `format` of a sink that is not a format's name, each a problem at its line (serde
+/// would refuse the first one with no key).
+fn check_formats(user: &serde_norway::Value, lines: &KeyLines, problems: &mut Vec<Problem>) {
+    let output = &user["output"];
+    let mut keys = vec![
+        ("output.file.format".to_owned(), &output["file"]["format"]),
+        ("output.stderr_format".to_owned(), &output["stderr_format"]),
+        (
+            "output.remote.format".to_owned(),
+            &output["remote"]["format"],
+        ),
+    ];
+    if let Some(remotes) = output["remotes"].as_sequence() {
+        for (i, remote) in remotes.iter().enumerate() {
+            keys.push((format!("output.remotes.{i}.format"), &remote["format"]));
+        }
+    }
+    let names = Format::ALL.map(Format::name);
+    for (key, value) in keys {
+        // Not a string at all: check_shape has said so.
+        match value.as_str() {
+            None => {}
+            Some(name) if names.contains(&name) => {}
+            Some(_) => problems.push(Problem::at(
+                lines,
+                &key,
+                format!("is not one of {}", names.join(", ")),
+            )),
+        }
+    }
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::Owo, Format::Ecs, Format::Ocsf];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Owo => "owo",
+            Format::Ecs => "ecs",
+            Format::Ocsf => "ocsf",
+        }
+    }
 }
 
 impl Default for FileOutputConfig {
@@ -174,6 +232,7 @@ impl Default for FileOutputConfig {
         FileOutputConfig {
             enabled: true,
             path: PathBuf::from("/var/log/edr/alerts.jsonl"),
+            format: Format::Owo,
         }
     }
 }
@@ -197,6 +256,8 @@ pub struct RemoteConfig {
     pub tls: TlsConfig,
     /// Extra HTTP headers (a Splunk HEC token, an Elastic API key).
     pub headers: BTreeMap<String, String>,
+    /// The schema of the records (each line, or each item of an HTTP body).
+    pub format: Format,
     /// ndjson, elasticsearch_bulk or splunk_hec.
     pub http_format: String,
     /// none, or alert: each record wrapped as the Go agent sent it (tcp, tls, http, https).
@@ -222,6 +283,7 @@ impl Default for RemoteConfig {
             timeout_seconds: 30,
             tls: TlsConfig::default(),
             headers: BTreeMap::new(),
+            format: Format::Owo,
             http_format: "ndjson".to_owned(),
             envelope: "none".to_owned(),
             batch_max_events: 500,
@@ -367,6 +429,10 @@ impl RemoteConfig {
         }
         match self.envelope.as_str() {
             "none" => {}
+            "alert" if self.format != Format::Owo => out.push(format!(
+                "envelope `alert` wraps owo records, not format `{}`",
+                self.format.name()
+            )),
             "alert"
                 if matches!(self.protocol.as_str(), "http" | "https")
                     && self.http_format != "ndjson" =>
@@ -580,6 +646,7 @@ impl Config {
             ref mut user => {
                 compat::apply(user, &lines, &mut warnings, &mut problems);
                 lines::check_shape(user, &default, "", &lines, &mut problems);
+                check_formats(user, &lines, &mut problems);
             }
         }
         if !problems.is_empty() {
@@ -858,6 +925,31 @@ mod tests {
             problems[0]
                 .message
                 .contains("is not a path starting with /"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_format_is_one_of_three_and_the_go_envelope_wraps_only_owo_records() {
+        let text = "output:\n  file:\n    format: ecs\n  stderr_format: ocsf\n";
+        let config = Config::parse(text).unwrap().config;
+        assert_eq!(
+            (config.output.file.format, config.output.stderr_format),
+            (Format::Ecs, Format::Ocsf)
+        );
+        let problems = Config::parse("output:\n  file:\n    format: cef\n").unwrap_err();
+        assert_eq!(
+            keys_and_lines(&problems),
+            vec![("output.file.format", Some(3))]
+        );
+        assert!(
+            problems[0].message.contains("owo") && problems[0].message.contains("ocsf"),
+            "{problems:?}"
+        );
+        let text = "output:\n  remote:\n    enabled: true\n    address: \"h:1\"\n    envelope: alert\n    format: ocsf\n";
+        let problems = Config::parse(text).unwrap_err();
+        assert!(
+            problems[0].message.contains("not format `ocsf`"),
             "{problems:?}"
         );
     }

@@ -37,21 +37,22 @@ impl BootClock {
         ns(ClockId::CLOCK_REALTIME) - ns(ClockId::CLOCK_BOOTTIME)
     }
 
-    /// RFC 3339 (UTC, nanoseconds) of a boot-clock time, in `out` (cleared first).
-    pub fn wall_clock(&mut self, boot_ns: u64, out: &mut String) {
+    /// RFC 3339 (UTC, nanoseconds) of a boot-clock time, in `out` (cleared first); returns the
+    /// same time in nanoseconds since the Unix epoch.
+    pub fn wall_clock(&mut self, boot_ns: u64, out: &mut String) -> i128 {
         if self.refreshed.elapsed() > Duration::from_secs(1) {
             self.offset_ns = Self::offset();
             self.refreshed = Instant::now();
         }
-        self.format(boot_ns as i128 + self.offset_ns, out);
+        self.format(boot_ns as i128 + self.offset_ns, out)
     }
 
     /// The time now, as [`BootClock::wall_clock`] writes it.
-    pub fn now(&mut self, out: &mut String) {
-        self.format(ns(ClockId::CLOCK_REALTIME), out);
+    pub fn now(&mut self, out: &mut String) -> i128 {
+        self.format(ns(ClockId::CLOCK_REALTIME), out)
     }
 
-    fn format(&mut self, unix_ns: i128, out: &mut String) {
+    fn format(&mut self, unix_ns: i128, out: &mut String) -> i128 {
         let secs = unix_ns.div_euclid(1_000_000_000) as i64;
         let nanos = unix_ns.rem_euclid(1_000_000_000) as u32;
         if self.second != Some(secs) {
@@ -64,6 +65,7 @@ impl BootClock {
         out.clear();
         out.push_str(&self.prefix);
         let _ = write!(out, ".{nanos:09}Z");
+        unix_ns
     }
 }
 

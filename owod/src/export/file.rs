@@ -11,6 +11,7 @@ use std::{
 use tokio::sync::mpsc;
 
 use super::{LineSink, SinkLoss, Writer};
+use crate::config::Format;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot open the output file `{}`", .path.display())]
@@ -22,6 +23,7 @@ pub struct OpenError {
 
 pub fn file_sink(
     path: &Path,
+    format: Format,
     losses: Option<mpsc::Sender<SinkLoss>>,
 ) -> Result<LineSink, OpenError> {
     let fail = |source| OpenError {
@@ -51,7 +53,7 @@ pub fn file_sink(
     if let Some(losses) = losses {
         writer = writer.telling(losses);
     }
-    writer.start(256 * 1024).map_err(fail)
+    writer.start(256 * 1024, format).map_err(fail)
 }
 
 /// The path no longer names `file`: it was renamed or removed, or the file system it is on is
@@ -107,7 +109,9 @@ mod tests {
     fn a_link_a_stranger_s_file_or_a_writable_one_is_not_written_to() {
         let dir = tempfile::tempdir().unwrap();
         let refused = |name: &str| {
-            let err = file_sink(&dir.path().join(name), None).err().expect(name);
+            let err = file_sink(&dir.path().join(name), Format::Owo, None)
+                .err()
+                .expect(name);
             format!("{:#}", anyhow::Error::from(err))
         };
         let target = dir.path().join("target");
@@ -139,8 +143,8 @@ mod tests {
         }
 
         // A file of its own, or a new one, is fine, and a new one is 0640.
-        file_sink(&target, None).unwrap();
-        file_sink(&dir.path().join("new"), None).unwrap();
+        file_sink(&target, Format::Owo, None).unwrap();
+        file_sink(&dir.path().join("new"), Format::Owo, None).unwrap();
         let mode = std::fs::metadata(dir.path().join("new")).unwrap().mode();
         assert_eq!(mode & 0o777, 0o640);
     }

@@ -20,6 +20,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Runs, Sink, SinkLoss};
+use crate::config::Format;
 
 /// What a writer writes to: a stream, or a file, which can be cut back to its last whole line
 /// after a failed write (a full disk) so that the next line does not join a broken one.
@@ -82,11 +83,14 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 /// escaped: their quotes cannot make it).
 const FILE_WRITE_LOSS: &str = "\"stage\":\"file_write\"";
 
-/// The seqs a loss record's line names.
+/// The seqs a loss record's line names, in any format (ECS and OCSF keep them by their names
+/// under `owo` and `unmapped`).
 fn named_run(line: &str) -> Option<(u64, u64)> {
     let record: Value = serde_json::from_str(line).ok()?;
-    let event = &record["event"];
-    Some((event["first_seq"].as_u64()?, event["last_seq"].as_u64()?))
+    let fields = ["event", "owo", "unmapped"]
+        .iter()
+        .find_map(|key| record.get(key).filter(|f| f.get("first_seq").is_some()))?;
+    Some((fields["first_seq"].as_u64()?, fields["last_seq"].as_u64()?))
 }
 
 /// Whole lines, the runs of their seqs, and the runs that the loss records among them name
@@ -194,7 +198,7 @@ impl<W: Output> Writer<W> {
 
     /// Start the thread; the sink goes to the hub. Lines are handed over in `buffer` bytes at
     /// most.
-    pub fn start(self, buffer: usize) -> io::Result<LineSink> {
+    pub fn start(self, buffer: usize, format: Format) -> io::Result<LineSink> {
         let (name, target) = (self.name, self.target.clone());
         let (link, losses) = (self.link.clone(), self.losses.clone());
         std::thread::Builder::new()
@@ -202,6 +206,7 @@ impl<W: Output> Writer<W> {
             .spawn(move || self.run())?;
         Ok(LineSink {
             name,
+            format,
             target,
             pending: Lines::default(),
             capacity: buffer,
@@ -341,6 +346,7 @@ impl<W: Output> Writer<W> {
 /// The hub's side of a line sink: it gathers lines and hands them to the [`Writer`].
 pub struct LineSink {
     name: &'static str,
+    format: Format,
     target: String,
     pending: Lines,
     capacity: usize,
@@ -402,6 +408,10 @@ impl LineSink {
 impl Sink for LineSink {
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    fn format(&self) -> Format {
+        self.format
     }
 
     fn write_line(&mut self, seq: u64, line: &str) {

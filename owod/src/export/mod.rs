@@ -7,6 +7,7 @@
 
 mod clock;
 pub mod file;
+pub mod format;
 mod lines;
 pub mod remote;
 pub mod stderr;
@@ -27,7 +28,7 @@ pub use lines::{LineSink, Writer};
 
 use crate::{
     behavior::rules::Rule,
-    config::Config,
+    config::{Config, Format},
     pipeline::{
         record::{AgentRecord, Record},
         sequencer::Sequencer,
@@ -89,11 +90,16 @@ pub fn open_local_sinks(
 ) -> anyhow::Result<Vec<Box<dyn Sink>>> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if config.output.file.enabled {
-        let file = file::file_sink(&config.output.file.path, Some(losses.clone()))?;
+        let file = file::file_sink(
+            &config.output.file.path,
+            config.output.file.format,
+            Some(losses.clone()),
+        )?;
         sinks.push(Box::new(file));
     }
     if config.output.stderr {
-        let stderr = stderr::stderr_sink().context("cannot start the stderr sink's writer")?;
+        let stderr = stderr::stderr_sink(config.output.stderr_format)
+            .context("cannot start the stderr sink's writer")?;
         sinks.push(Box::new(stderr));
     }
     Ok(sinks)
@@ -120,6 +126,7 @@ pub fn start_remotes(config: &Config, losses: &mpsc::Sender<SinkLoss>) -> anyhow
                 );
                 sinks.push(Box::new(remote::Unavailable::new(
                     name,
+                    remote.format,
                     why,
                     losses.clone(),
                 )));
@@ -132,6 +139,8 @@ pub fn start_remotes(config: &Config, losses: &mpsc::Sender<SinkLoss>) -> anyhow
 /// Where lines go. A sink that fails counts and logs it; it never blocks the others.
 pub trait Sink: Send {
     fn name(&self) -> &'static str;
+    /// The schema its lines are in.
+    fn format(&self) -> Format;
     fn write_line(&mut self, seq: u64, line: &str);
     /// A batch ended: pass on what waits.
     fn flush(&mut self);
@@ -220,6 +229,8 @@ pub struct Hub {
     /// Records wait: outputs are being replaced (see [`HubCommand::Sinks`]).
     held: bool,
     sinks: Vec<Box<dyn Sink>>,
+    /// The formats the sinks write, each once.
+    formats: Vec<Format>,
     clock: BootClock,
     sequencer: Sequencer,
     /// The records of a batch and the alerts they complete, kept for its capacity.
@@ -230,6 +241,14 @@ pub struct Hub {
     /// The line being written, and its timestamp, kept for their capacity.
     line: String,
     timestamp: String,
+}
+
+/// The formats `sinks` write, each once.
+fn formats(sinks: &[Box<dyn Sink>]) -> Vec<Format> {
+    let mut formats: Vec<Format> = sinks.iter().map(|s| s.format()).collect();
+    formats.sort_unstable_by_key(|f| f.name());
+    formats.dedup();
+    formats
 }
 
 /// What the hub has written, for `GetStatus`.
@@ -299,6 +318,7 @@ impl Hub {
             held: false,
             head: head(&identity),
             identity,
+            formats: formats(&sinks),
             sinks,
             clock: BootClock::new(),
             sequencer,
@@ -332,7 +352,12 @@ impl Hub {
                     self.flush();
                     self.publish(&stats, false);
                 }
-                _ = tick.tick() => self.sequencer.expire(),
+                _ = tick.tick() => {
+                    self.sequencer.expire();
+                    // Sinks that tell their losses at most once a second tell them on a quiet
+                    // machine too.
+                    self.flush();
+                }
             }
         }
         let mut record = stop(self.sequencer.seq() + 1);
@@ -374,11 +399,13 @@ impl Hub {
             HubCommand::Sinks { sinks, hold, reply } => {
                 self.flush();
                 self.sinks = sinks;
+                self.formats = formats(&self.sinks);
                 self.held = hold;
                 let _ = reply.send(());
             }
             HubCommand::Resume { sinks, reply } => {
                 self.sinks.extend(sinks);
+                self.formats = formats(&self.sinks);
                 self.held = false;
                 let _ = reply.send(());
             }
@@ -450,24 +477,44 @@ impl Hub {
             self.identity = identity;
         }
         self.count(&out.record);
+        let mut timestamp = std::mem::take(&mut self.timestamp);
+        let unix_ns = match out.ktime_ns {
+            Some(ns) => self.clock.wall_clock(ns, &mut timestamp),
+            None => self.clock.now(&mut timestamp),
+        };
         let mut line = std::mem::take(&mut self.line);
-        self.render(&mut line, out.seq, out.ktime_ns, &out.record);
-        if line.len() > LINE_MAX {
-            // Budgets make this unreachable for our own records; if it happens, say so in place.
-            self.oversize += 1;
-            tracing::error!(
-                seq = out.seq,
-                "a record of {} bytes exceeds {LINE_MAX}; replaced by a loss record",
-                line.len()
-            );
-            let mut loss = AgentRecord::loss("render", None, 1);
-            loss.set("lost_event_type", out.record.event_type())
-                .set("total", self.oversize);
-            self.render(&mut line, out.seq, out.ktime_ns, &Record::Agent(loss));
+        for i in 0..self.formats.len() {
+            let format = self.formats[i];
+            let wrapper = format::Wrapper {
+                identity: &self.identity,
+                seq: out.seq,
+                timestamp: &timestamp,
+                unix_ns,
+            };
+            self.render(format, &wrapper, &out.record, &mut line);
+            if line.len() > LINE_MAX {
+                // Budgets make this unreachable for our own records; if it happens, say so in
+                // place.
+                self.oversize += 1;
+                tracing::error!(
+                    seq = out.seq,
+                    "a record of {} bytes exceeds {LINE_MAX}; replaced by a loss record",
+                    line.len()
+                );
+                let mut loss = AgentRecord::loss("render", None, 1);
+                loss.set("lost_event_type", out.record.event_type())
+                    .set("total", self.oversize);
+                let wrapper = format::Wrapper {
+                    identity: &self.identity,
+                    ..wrapper
+                };
+                self.render(format, &wrapper, &Record::Agent(loss), &mut line);
+            }
+            for sink in self.sinks.iter_mut().filter(|s| s.format() == format) {
+                sink.write_line(out.seq, &line);
+            }
         }
-        for sink in &mut self.sinks {
-            sink.write_line(out.seq, &line);
-        }
+        self.timestamp = timestamp;
         // A rare huge line does not keep its memory.
         if line.capacity() > 4 * LINE_MAX {
             line = String::new();
@@ -475,28 +522,33 @@ impl Hub {
         self.line = line;
     }
 
-    /// The wrapper and the record, as one JSON line (without its newline) in `line`.
-    fn render(&mut self, line: &mut String, seq: u64, ktime_ns: Option<u64>, record: &Record) {
+    /// A record in `format`, as one JSON line (without its newline) in `line`.
+    fn render(
+        &self,
+        format: Format,
+        wrapper: &format::Wrapper,
+        record: &Record,
+        line: &mut String,
+    ) {
         use crate::pipeline::record::{Json, Visit};
-        let mut timestamp = std::mem::take(&mut self.timestamp);
-        match ktime_ns {
-            Some(ns) => self.clock.wall_clock(ns, &mut timestamp),
-            None => self.clock.now(&mut timestamp),
-        }
-        let id = &self.identity;
         line.clear();
-        line.push_str(&self.head);
-        let mut json = Json {
-            out: line,
-            first: false,
-        };
-        json.str("timestamp", &timestamp);
-        self.timestamp = timestamp;
-        json.uint("seq", seq);
-        json.str("run_id", &id.run_id);
-        line.push_str(",\"event\":");
-        record.write_json(line);
-        line.push('}');
+        match format {
+            Format::Owo => {
+                line.push_str(&self.head);
+                let mut json = Json {
+                    out: line,
+                    first: false,
+                };
+                json.str("timestamp", wrapper.timestamp);
+                json.uint("seq", wrapper.seq);
+                json.str("run_id", &wrapper.identity.run_id);
+                line.push_str(",\"event\":");
+                record.write_json(line);
+                line.push('}');
+            }
+            Format::Ecs => format::ecs::render(wrapper, record, line),
+            Format::Ocsf => format::ocsf::render(wrapper, record, line),
+        }
     }
 
     fn flush(&mut self) {

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod bus;
+pub mod receiver;
 
 use std::{
     fs,
@@ -322,6 +323,17 @@ pub fn watched_dir() -> tempfile::TempDir {
         .prefix("owo-watched-")
         .tempdir_in("/tmp")
         .expect("a temp dir under /tmp")
+}
+
+/// A DNS query (RFC 1035 §4.1) for `name`, type A.
+pub fn dns_query(name: &str) -> Vec<u8> {
+    let mut q = vec![0x4f, 0x57, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
 }
 
 /// A path as the `&str` records compare against.

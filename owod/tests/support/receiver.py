@@ -29,6 +29,11 @@ def main():
         action="store_true",
         help="answer an Elasticsearch bulk body with item errors: every other record refused",
     )
+    p.add_argument(
+        "--bulk",
+        action="store_true",
+        help="take Elasticsearch bulk bodies: answer each create action, keep the documents",
+    )
     p.add_argument("--hang-first", type=int, default=0)
     p.add_argument("--drop-first", type=int, default=0)
     p.add_argument("--go-manager", action="store_true")
@@ -82,20 +87,26 @@ def main():
                 self.wfile.write(b"refused")
                 return
             answer = b"ok"
-            if args.refuse_odd:
-                # Bulk: an action line, then the record. Keep the even ones.
+            if args.refuse_odd or args.bulk:
+                # Bulk: an action line, then the record. Keep the even ones (or all).
                 lines = body.splitlines()
                 docs = lines[1::2]
+                if any(json.loads(a) != {"create": {}} for a in lines[0::2]):
+                    self.send_response(400)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 items, kept = [], b""
                 for i, doc in enumerate(docs):
-                    if i % 2:
+                    if args.refuse_odd and i % 2:
                         items.append(
                             '{"create":{"status":400,"error":{"type":"mapper_parsing_exception"}}}'
                         )
                     else:
                         items.append('{"create":{"status":201}}')
                         kept += doc + b"\n"
-                answer = ('{"errors":true,"items":[' + ",".join(items) + "]}").encode()
+                errors = "true" if args.refuse_odd else "false"
+                answer = ('{"errors":' + errors + ',"items":[' + ",".join(items) + "]}").encode()
                 body = kept
             with lock:
                 fd = os.open(args.out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -25,7 +25,7 @@ use tokio::{
 };
 
 use super::{Runs, Sink, SinkLoss};
-use crate::config::RemoteConfig;
+use crate::config::{Format, RemoteConfig};
 use spool::{Dropped, Position, SpoolReader, SpoolWriter};
 
 /// Lines waiting for the writer task; past this the remote is too far behind, and they are
@@ -51,6 +51,7 @@ pub struct RemoteStatus {
 
 pub struct RemoteSink {
     name: String,
+    format: Format,
     lines: mpsc::Sender<(u64, String)>,
     status: watch::Receiver<RemoteStatus>,
     losses: mpsc::Sender<SinkLoss>,
@@ -131,6 +132,7 @@ pub fn start(
     Ok((
         RemoteSink {
             name,
+            format: remote.format,
             lines: tx,
             status: status_rx,
             losses,
@@ -157,6 +159,7 @@ impl RemoteSink {
 /// counted: it could not have them either, and counting them would make one more each time.
 pub struct Unavailable {
     name: String,
+    format: Format,
     why: String,
     losses: mpsc::Sender<SinkLoss>,
     lost: Runs,
@@ -165,9 +168,15 @@ pub struct Unavailable {
 }
 
 impl Unavailable {
-    pub fn new(name: String, why: String, losses: mpsc::Sender<SinkLoss>) -> Unavailable {
+    pub fn new(
+        name: String,
+        format: Format,
+        why: String,
+        losses: mpsc::Sender<SinkLoss>,
+    ) -> Unavailable {
         Unavailable {
             name,
+            format,
             why,
             losses,
             lost: Runs::default(),
@@ -180,6 +189,10 @@ impl Unavailable {
 impl Sink for Unavailable {
     fn name(&self) -> &'static str {
         "remote"
+    }
+
+    fn format(&self) -> Format {
+        self.format
     }
 
     fn write_line(&mut self, seq: u64, line: &str) {
@@ -219,6 +232,10 @@ impl Sink for Unavailable {
 impl Sink for RemoteSink {
     fn name(&self) -> &'static str {
         "remote"
+    }
+
+    fn format(&self) -> Format {
+        self.format
     }
 
     fn write_line(&mut self, seq: u64, line: &str) {
@@ -615,6 +632,7 @@ mod tests {
     fn sink(lines: mpsc::Sender<(u64, String)>, losses: mpsc::Sender<SinkLoss>) -> RemoteSink {
         RemoteSink {
             name: "http://collector".into(),
+            format: Format::Owo,
             lines,
             status: watch::channel(RemoteStatus::default()).1,
             losses,

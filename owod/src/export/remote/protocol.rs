@@ -16,7 +16,10 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::config::RemoteConfig;
+use crate::{
+    config::RemoteConfig,
+    export::format::{run_of, seq_of},
+};
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -205,12 +208,7 @@ async fn connect_nats(
 
 /// `run_id:seq` of a record line, for NATS deduplication (`Nats-Msg-Id`).
 fn message_id(line: &str) -> Option<String> {
-    let record: serde_json::Value = serde_json::from_str(line).ok()?;
-    Some(format!(
-        "{}:{}",
-        record.get("run_id")?.as_str()?,
-        record.get("seq")?.as_u64()?
-    ))
+    Some(format!("{}:{}", run_of(line)?, seq_of(line)?))
 }
 
 /// Open a connection to the remote.

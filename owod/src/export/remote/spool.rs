@@ -13,7 +13,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::export::file::open_owned;
+pub use crate::export::format::seq_of;
+use crate::export::{file::open_owned, format::run_of};
 
 /// The longest line a segment can hold: a record and its newline.
 const LINE_READ_MAX: u64 = owo_common::render::LINE_MAX as u64 + 1;
@@ -55,21 +56,6 @@ pub fn segments(dir: &Path) -> io::Result<Vec<u64>> {
         .collect();
     ids.sort_unstable();
     Ok(ids)
-}
-
-pub fn seq_of(line: &str) -> Option<u64> {
-    let at = line.find("\"seq\":")? + 6;
-    let rest = &line[at..];
-    let end = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
-/// The `run_id` of a record's line.
-fn run_of(line: &str) -> Option<&str> {
-    let at = line.find("\"run_id\":\"")? + 10;
-    line[at..].split('"').next()
 }
 
 /// Lines the reader skipped as corrupt, in one streak: how many, and the seqs they lie between

@@ -1,0 +1,270 @@
+//! The schemas other than owod's own that a sink may write records in (`format` in owo.yaml(5)):
+//! the Elastic Common Schema ([`ecs`]) and OCSF ([`ocsf`]).
+//!
+//! Both start from the record's own fields, as owod's schema names them and with the same
+//! escaping and cuts ([`Fields`]). A format moves each field it has a place for to that place,
+//! converted where the schema types it otherwise, adds what its schema requires (kinds,
+//! classes, ids), and keeps every field it has no place for under its own key (`owo` in ECS,
+//! `unmapped` in OCSF) by owod's name, so that no field is lost and a `_escaped` or `_truncated`
+//! flag still names the field it flags.
+
+pub mod ecs;
+pub mod ocsf;
+
+use owo_common::{event::Argv, render};
+use serde_json::{Map, Value};
+
+use crate::pipeline::{
+    record::{Record, Visit},
+    Identity,
+};
+
+/// A record's wrapper, as the hub stamps it.
+pub struct Wrapper<'a> {
+    pub identity: &'a Identity,
+    pub seq: u64,
+    /// RFC 3339, UTC.
+    pub timestamp: &'a str,
+    /// The same time, in nanoseconds since the Unix epoch.
+    pub unix_ns: i128,
+}
+
+/// The `seq` of a line in any format (each names it once, under a key no other field has).
+pub fn seq_of(line: &str) -> Option<u64> {
+    let at = ["\"seq\":", "\"sequence\":"]
+        .iter()
+        .find_map(|key| line.find(key).map(|at| at + key.len()))?;
+    let rest = &line[at..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// The `run_id` of a line in any format: owo's `run_id`, ECS's `agent.id` (the first key of
+/// `agent`), OCSF's `metadata.correlation_uid`.
+pub fn run_of(line: &str) -> Option<&str> {
+    let at = [
+        "\"run_id\":\"",
+        "\"agent\":{\"id\":\"",
+        "\"correlation_uid\":\"",
+    ]
+    .iter()
+    .find_map(|key| line.find(key).map(|at| at + key.len()))?;
+    line[at..].split('"').next()
+}
+
+/// The record's own fields (the owo `event` object's), by name, in order.
+pub struct Fields(Map<String, Value>);
+
+impl Fields {
+    pub fn of(record: &Record) -> Fields {
+        let mut fields = Fields(Map::new());
+        record.visit(&mut fields);
+        fields
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key)
+    }
+
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(Value::as_str)
+    }
+
+    pub fn int(&self, key: &str) -> Option<i64> {
+        self.0.get(key).and_then(Value::as_i64)
+    }
+
+    fn flags(&mut self, key: &str, flags: render::Flags) {
+        for (set, suffix) in [(flags.escaped, "_escaped"), (flags.truncated, "_truncated")] {
+            if set {
+                self.0.insert(format!("{key}{suffix}"), true.into());
+            }
+        }
+    }
+}
+
+impl Visit for Fields {
+    fn uint(&mut self, key: &str, value: u64) {
+        self.0.insert(key.to_owned(), value.into());
+    }
+
+    fn int(&mut self, key: &str, value: i64) {
+        self.0.insert(key.to_owned(), value.into());
+    }
+
+    fn bool(&mut self, key: &str, value: bool) {
+        self.0.insert(key.to_owned(), value.into());
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.0.insert(key.to_owned(), value.into());
+    }
+
+    fn text(&mut self, key: &str, value: &[u8], budget: usize, cut: bool) {
+        let e = render::escape(value, budget);
+        self.0.insert(key.to_owned(), e.text.into());
+        self.flags(
+            key,
+            render::Flags {
+                escaped: e.escaped,
+                truncated: e.truncated || cut,
+            },
+        );
+    }
+
+    fn args(&mut self, key: &str, args: &Argv, cut: bool) {
+        let (texts, mut flags) = render::args_texts(args.iter());
+        flags.truncated |= cut;
+        self.0.insert(key.to_owned(), texts.into());
+        self.flags(key, flags);
+    }
+
+    fn uints(&mut self, key: &str, values: &[u64]) {
+        self.0.insert(key.to_owned(), values.into());
+    }
+
+    fn ints(&mut self, key: &str, values: &[i64]) {
+        self.0.insert(key.to_owned(), values.into());
+    }
+
+    fn strs(&mut self, key: &str, values: &[String]) {
+        self.0.insert(key.to_owned(), values.into());
+    }
+
+    fn json(&mut self, key: &str, value: &Value) {
+        self.0.insert(key.to_owned(), value.clone());
+    }
+}
+
+/// How a field's value is put in its new place.
+#[derive(Clone, Copy)]
+pub enum As {
+    /// As it is.
+    Same,
+    /// A number as a string (ids the schema types as text).
+    Text,
+    /// A number as its octal digits (a file mode).
+    Octal,
+}
+
+/// A field's place in a format: owod's name, the dotted path there, and how it is put.
+pub type Place = (&'static str, &'static str, As);
+
+/// A record in a format, built by dotted paths, in the order they are put; and the record's
+/// fields it has placed.
+#[derive(Default)]
+pub struct Doc {
+    map: Map<String, Value>,
+    placed: Vec<&'static str>,
+}
+
+impl Doc {
+    /// Put `value` at `path` (`a.b.c`), making the objects on the way.
+    pub fn put(&mut self, path: &str, value: impl Into<Value>) {
+        let mut object = &mut self.map;
+        let mut parts = path.split('.').peekable();
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                object.insert(part.to_owned(), value.into());
+                return;
+            }
+            let next = object
+                .entry(part.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !next.is_object() {
+                *next = Value::Object(Map::new());
+            }
+            let Value::Object(next) = next else {
+                unreachable!("made an object above")
+            };
+            object = next;
+        }
+    }
+
+    /// Put the fields `places` name in their places under `prefix` (a field may have several).
+    pub fn place(&mut self, fields: &Fields, prefix: &str, places: &[Place]) {
+        for &(key, path, how) in places {
+            let Some(value) = fields.get(key) else {
+                continue;
+            };
+            let value = match (how, value.as_u64()) {
+                (As::Text, Some(n)) => n.to_string().into(),
+                (As::Octal, Some(n)) => format!("{n:o}").into(),
+                _ => value.clone(),
+            };
+            match prefix {
+                "" => self.put(path, value),
+                _ => self.put(&format!("{prefix}.{path}"), value),
+            }
+        }
+        self.placed.extend(places.iter().map(|&(key, _, _)| key));
+    }
+
+    /// The field `key` has a place (put by other means than [`Doc::place`]).
+    pub fn placed(&mut self, key: &'static str) {
+        self.placed.push(key);
+    }
+
+    /// Put the fields that have no place under the object `key`, by owod's names.
+    pub fn rest(&mut self, key: &str, fields: Fields) {
+        for (name, value) in fields.0 {
+            if !self.placed.contains(&name.as_str()) {
+                self.put(&format!("{key}.{name}"), value);
+            }
+        }
+    }
+
+    /// The record as one JSON line (without its newline) in `out`.
+    pub fn write(self, out: &mut String) {
+        // A Value's Display is compact JSON.
+        use std::fmt::Write as _;
+        let _ = write!(out, "{}", Value::Object(self.map));
+    }
+}
+
+/// The last component of a path.
+pub fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_and_run_are_found_in_every_format() {
+        let owo = r#"{"agent_name":"a","timestamp":"t","seq":12,"run_id":"r1","event":{"first_seq":3,"lost_run_id":"x"}}"#;
+        let ecs = r#"{"@timestamp":"t","event":{"kind":"event","sequence":13},"agent":{"id":"r2","name":"a"},"owo":{"lost_run_id":"x","related_seq":[1]}}"#;
+        let ocsf = r#"{"time":1,"metadata":{"sequence":14,"uid":"r3-14","correlation_uid":"r3"},"unmapped":{"lost_run_id":"x"}}"#;
+        assert_eq!((seq_of(owo), run_of(owo)), (Some(12), Some("r1")));
+        assert_eq!((seq_of(ecs), run_of(ecs)), (Some(13), Some("r2")));
+        assert_eq!((seq_of(ocsf), run_of(ocsf)), (Some(14), Some("r3")));
+    }
+
+    #[test]
+    fn owo_yaml_5_shows_every_place_of_every_field() {
+        let page = include_str!("../../../../man/owo.yaml.5");
+        for &(key, path, how) in ecs::TABLES.iter().chain(ocsf::TABLES).copied().flatten() {
+            let note = match how {
+                As::Same => "",
+                As::Text => " (as a string)",
+                As::Octal => " (octal digits)",
+            };
+            let row = format!("\\fI{key}\\fR \\(-> \\fB{path}\\fR{note}");
+            assert!(page.contains(&row), "owo.yaml(5) lacks {row}");
+        }
+    }
+
+    #[test]
+    fn a_doc_nests_dotted_paths_in_order() {
+        let mut doc = Doc::default();
+        doc.put("b", 1);
+        doc.put("a.x", 2);
+        doc.put("a.y.z", "3");
+        let mut out = String::new();
+        doc.write(&mut out);
+        assert_eq!(out, r#"{"b":1,"a":{"x":2,"y":{"z":"3"}}}"#);
+    }
+}
