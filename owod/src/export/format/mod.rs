@@ -257,6 +257,82 @@ mod tests {
         }
     }
 
+    /// Module loads cannot happen on a kernel without modules, where the live test runs: their
+    /// records, with a path that is not UTF-8 and with none (init_module), are checked here
+    /// against the same official schemas.
+    #[test]
+    fn module_records_are_valid_ecs_and_ocsf() {
+        use crate::pipeline::record::{Actor, ModuleRecord};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let schemas = root.join("target/schemas");
+        assert!(
+            schemas.join("venv/bin/python").is_file(),
+            "the official schemas are not in {}: run `make schemas` (make test does)",
+            schemas.display()
+        );
+        let identity = Identity {
+            agent_name: "ws1".into(),
+            agent_hostname: "ws1".into(),
+            agent_group: "lab".into(),
+            run_id: "r".into(),
+        };
+        let actor = Actor {
+            pid: 7,
+            comm: owo_common::event::Comm::new(b"insmod"),
+            exe: Some(b"/usr/sbin/insmod".as_slice().into()),
+            ..Actor::default()
+        };
+        let records = [
+            (313, Some(b"/lib/modules/x/\xff.ko".to_vec()), 0),
+            (175, None, -1),
+        ]
+        .map(|(syscall, path, ret)| {
+            Record::Module(ModuleRecord {
+                actor: actor.clone(),
+                syscall,
+                path,
+                path_truncated: false,
+                ret,
+            })
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--ecs-flat".into(),
+            schemas.join("ecs_flat.json").display().to_string(),
+        ];
+        for (name, render) in [
+            ("ecs", ecs::render as fn(&Wrapper, &Record, &mut String)),
+            ("ocsf", ocsf::render),
+        ] {
+            let mut text = String::new();
+            for (seq, record) in (1..).zip(&records) {
+                let wrapper = Wrapper {
+                    identity: &identity,
+                    seq,
+                    timestamp: "2026-12-07T10:00:00.000000001Z",
+                    unix_ns: 1_796_637_600_000_000_001,
+                };
+                render(&wrapper, record, &mut text);
+                text.push('\n');
+            }
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            args.extend([format!("--{name}"), path.display().to_string()]);
+        }
+        let output = std::process::Command::new(schemas.join("venv/bin/python"))
+            .arg(root.join("owod/tests/support/validate_formats.py"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{report}");
+        assert!(
+            report.contains(r#""ecs": {"module": 2}"#)
+                && report.contains(r#""kernel_extension_activity": 2"#),
+            "{report}"
+        );
+    }
+
     #[test]
     fn a_doc_nests_dotted_paths_in_order() {
         let mut doc = Doc::default();
