@@ -4,7 +4,7 @@
 //! | member | who may call |
 //! | --- | --- |
 //! | `Version`, `Monitors` (properties), `GetStatus` | anyone |
-//! | `SetMonitor`, `Reload`, `ReopenLogs`, `DumpProcessTree` | root (checked by the bus policy and by owod) |
+//! | `SetMonitor`, `Reload`, `ReopenLogs`, `DumpProcessTree`, `Watch` | root (checked by the bus policy and by owod) |
 //! | `Alert` (signal) | — |
 
 use std::collections::HashMap;
@@ -66,6 +66,11 @@ pub trait Manager {
 
     /// The process tree under `pid` (0 = all), `format` "text" or "json". Root only.
     fn dump_process_tree(&self, pid: u32, format: &str) -> zbus::Result<String>;
+
+    /// A socket on which every record comes as owod writes it, one `owo` JSON line each; a line
+    /// `{"watch":{"dropped":N}}` says that N records were dropped before the next one, because
+    /// the reader was too slow. Root only.
+    fn watch(&self) -> zbus::Result<zbus::OwnedFd>;
 
     /// A behavior rule matched: its name and the alert record as JSON.
     #[zbus(signal)]

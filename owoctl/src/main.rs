@@ -12,7 +12,9 @@
 //! | 5 | no such monitor |
 //! | 6 | the config has problems (reload) |
 
+mod terminal;
 mod tree;
+mod watch;
 
 use std::{
     io::{IsTerminal, Write},
@@ -73,6 +75,19 @@ enum Command {
     },
     /// Print behavior alerts as they happen, one JSON object a line, until interrupted.
     Alerts,
+    /// Print records as they happen, one line each, until interrupted or owod stops (root).
+    Watch {
+        /// Only the records of this monitor (execve, exit, file, network, privilege, module,
+        /// write), or alerts (behavior) or owod's own (agent); repeat for more.
+        #[arg(long = "monitor", value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(watch::NAMES))]
+        monitors: Vec<String>,
+        /// Only the records of this process.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// The records themselves, one JSON object a line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Shell completions for bash, zsh or fish (or elvish, powershell).
     Completions { shell: Shell },
 }
@@ -328,6 +343,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Alerts => alerts(&proxy).await,
+        Command::Watch {
+            monitors,
+            pid,
+            json,
+        } => {
+            let socket = proxy.watch().await.map_err(explain)?;
+            let filter = watch::Filter {
+                monitors: monitors.clone(),
+                pid: *pid,
+            };
+            let paint = terminal::Paint(terminal::colours());
+            watch::run(socket.into(), &filter, *json, &paint)
+                .map_err(|e| fail(1, format!("reading owod's records: {e}")))
+        }
         Command::Completions { .. } => unreachable!("handled above"),
     }
 }

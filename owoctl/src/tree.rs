@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use crate::terminal::printable;
+
 /// The answer of `DumpProcessTree` in its `json` format, drawn: one line a process, `PID COMM
 /// (uid UID) COMMAND`, its children below it on `├─`, `└─` and `│`.
 pub fn draw(answer: &Value) -> String {
@@ -29,15 +31,7 @@ fn node(process: &Value, prefix: &str, last: Option<bool>, out: &mut String) {
         Some(false) => "├─ ",
         Some(true) => "└─ ",
     };
-    // The names come from other users' processes: no control character reaches the terminal.
-    let text = |key: &str| -> String {
-        process[key]
-            .as_str()
-            .unwrap_or_default()
-            .chars()
-            .filter(|c| !c.is_control())
-            .collect()
-    };
+    let text = |key: &str| printable(process[key].as_str().unwrap_or_default());
     let _ = writeln!(
         out,
         "{prefix}{branch}{} {} (uid {}) {}",

@@ -902,3 +902,204 @@ fn status_shows_a_remote_backing_off_and_why() {
     let table = ok(&owoctl(&bus, &["status"]), "status");
     assert!(table.contains("backing_off"), "{table}");
 }
+
+/// `owoctl watch` started as a child, its stdout lines and its stderr read by threads; the
+/// reading of stdout stops while `paused` is set.
+struct Watch {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::thread::JoinHandle<String>,
+    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watch {
+    fn start(bus: &PrivateBus, args: &[&str]) -> Watch {
+        use std::io::{BufRead, BufReader, Read};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_owoctl"))
+            .arg("--dbus-address")
+            .arg(&bus.address)
+            .arg("watch")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = std::sync::mpsc::channel();
+        let paused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pause = paused.clone();
+        std::thread::spawn(move || loop {
+            while pause.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let mut line = String::new();
+            match stdout.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if tx.send(line.trim_end_matches('\n').to_owned()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Watch {
+            child,
+            lines,
+            stderr,
+            paused,
+        }
+    }
+
+    fn pause(&self, paused: bool) {
+        self.paused
+            .store(paused, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Run `act` again and again until a line that `found` likes comes (the watch is live only
+    /// once owod has answered `Watch`).
+    fn until(&self, what: &str, act: impl Fn(), found: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            act();
+            while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(300)) {
+                if found(&line) {
+                    return line;
+                }
+            }
+            assert!(Instant::now() < deadline, "owoctl watch showed no {what}");
+        }
+    }
+}
+
+#[test]
+fn owoctl_watch_shows_an_exec_as_it_happens_and_ends_with_owod() {
+    if !bpf_available("owoctl_watch_shows_an_exec_as_it_happens_and_ends_with_owod") {
+        return;
+    }
+    let bus = PrivateBus::start();
+    let mut daemon = on_bus(&bus, "");
+    wait_for_name(&bus);
+    let tag = marker("watched");
+    let run = || {
+        assert!(Command::new("true").arg(&tag).status().unwrap().success());
+    };
+    // For people: one line, no colour into a pipe, with the command line.
+    let plain = Watch::start(&bus, &["--monitor", "execve"]);
+    let line = plain.until("exec", run, |l| l.contains(&tag));
+    assert!(
+        line.contains(" execve ")
+            && line.contains(&format!("true {tag}"))
+            && !line.contains('\u{1b}'),
+        "{line}"
+    );
+    // For scripts: the records themselves, here of one process only.
+    let json = Watch::start(&bus, &["--json", "--pid", &std::process::id().to_string()]);
+    let mine = marker("mine");
+    let file = std::env::temp_dir().join(&mine);
+    let line = json.until(
+        "file record of this process",
+        || fs::write(&file, b"x").unwrap(),
+        |l| l.contains(&mine),
+    );
+    let record: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event(&record)["pid"], std::process::id());
+    assert_eq!(record["run_id"], daemon.start["run_id"]);
+    let _ = fs::remove_file(&file);
+    // Not for everyone: records carry command lines.
+    let out = owoctl_as_nobody(&bus, &["watch"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let out = owoctl(&bus, &["watch", "--monitor", "bogus"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // owod stops: every watch ends, with success (the slow-watcher test sees the stop record).
+    assert!(daemon.stop().success());
+    for mut watch in [plain, json] {
+        let _rest: Vec<String> = watch.lines.iter().collect();
+        assert!(watch.child.wait().unwrap().success());
+    }
+}
+
+#[test]
+fn a_watcher_that_does_not_read_costs_owod_no_record_and_is_told_what_it_missed() {
+    if !bpf_available(
+        "a_watcher_that_does_not_read_costs_owod_no_record_and_is_told_what_it_missed",
+    ) {
+        return;
+    }
+    let bus = PrivateBus::start();
+    let dir = harness::watched_dir();
+    let mut daemon = on_bus(&bus, "");
+    wait_for_name(&bus);
+    let watch = Watch::start(&bus, &["--json"]);
+    let tag = marker("slow");
+    let first = watch.until(
+        "first exec",
+        || assert!(Command::new("true").arg(&tag).status().unwrap().success()),
+        |l| l.contains(&tag),
+    );
+    let first_seq = serde_json::from_str::<Value>(&first).unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    // The watcher's reader stops: owoctl blocks on its full pipe, owod's socket and buffer fill.
+    watch.pause(true);
+    // Some 8 MB of file records: far more than the watcher's buffer.
+    let path = dir.path().join(marker("flood"));
+    harness::python(&format!(
+        "import os\nfor i in range(20000):\n    os.close(os.open({:?}, os.O_CREAT | os.O_WRONLY, 0o600))",
+        harness::s(&path)
+    ));
+    daemon.file_barrier(dir.path());
+    watch.pause(false);
+    // One more record after the flood, so that a notice of what was dropped precedes it.
+    let last_tag = marker("after");
+    assert!(Command::new("true")
+        .arg(&last_tag)
+        .status()
+        .unwrap()
+        .success());
+    daemon.wait_for("the exec after the flood", |r| {
+        event(r)["args"][1] == last_tag.as_str()
+    });
+    assert!(daemon.stop().success());
+    let mut watch = watch;
+    let rest: Vec<String> = watch.lines.iter().collect();
+    assert!(watch.child.wait().unwrap().success());
+    let told = watch.stderr.join().unwrap();
+    // owod lost nothing: every seq in the file, no loss record.
+    let records = daemon.records();
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert!(
+        !records.iter().any(|r| event(r)["type"] == "loss"),
+        "owod lost records for a slow watcher"
+    );
+    // The watcher got some records in order and was told how many it missed: together, every
+    // record from its first to the stop record.
+    let got: Vec<u64> = rest
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order");
+    let dropped: u64 = told
+        .lines()
+        .filter_map(|l| l.strip_prefix("owoctl: "))
+        .filter_map(|l| l.split(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(dropped > 0, "nothing dropped, nothing told: {told}");
+    let last_seq = *seqs.last().unwrap();
+    assert_eq!(
+        1 + got.len() as u64 + dropped,
+        last_seq - first_seq + 1,
+        "shown ({}) and told dropped ({dropped}) make every record from {first_seq} to {last_seq}",
+        got.len() + 1
+    );
+}

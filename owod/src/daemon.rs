@@ -321,6 +321,18 @@ impl Daemon {
                     let _ = reply.send(reopen(&hub).await);
                 });
             }
+            ControlCommand::Watch { socket, reply } => {
+                let hub = self.stages.hub.clone();
+                tokio::spawn(async move {
+                    let result = ask(&hub, "the exporter is gone", |reply| HubCommand::Watch {
+                        socket,
+                        reply,
+                    })
+                    .await
+                    .and_then(|added| added.map_err(OwoError::Failed));
+                    let _ = reply.send(result);
+                });
+            }
             ControlCommand::DumpTree { pid, format, reply } => {
                 let stage = self.stages.process.clone();
                 // Answered off the loop; the stage replies when it gets to it.

@@ -34,6 +34,11 @@ pub enum ControlCommand {
         format: String,
         reply: oneshot::Sender<Result<String, OwoError>>,
     },
+    /// Give every record to this end of a socket pair (`Watch` hands out the other).
+    Watch {
+        socket: std::os::unix::net::UnixStream,
+        reply: oneshot::Sender<Result<(), OwoError>>,
+    },
 }
 
 /// A monitor, as status shows it.
@@ -212,6 +217,24 @@ impl ControlService {
         Self::authorize(conn, &hdr, "DumpProcessTree").await?;
         self.ask(|reply| ControlCommand::DumpTree { pid, format, reply })
             .await
+    }
+
+    /// A socket on which every record comes as it is written, one `owo` JSON line each
+    /// (see owoctl(8), watch). Root only: records carry command lines.
+    async fn watch(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<zbus::OwnedFd, OwoError> {
+        Self::authorize(conn, &hdr, "Watch").await?;
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| OwoError::Failed(format!("cannot make a socket pair: {e}")))?;
+        self.ask(|reply| ControlCommand::Watch {
+            socket: ours,
+            reply,
+        })
+        .await?;
+        Ok(std::os::fd::OwnedFd::from(theirs).into())
     }
 
     /// A behavior rule matched.

@@ -9,6 +9,7 @@ mod clock;
 pub mod file;
 pub mod format;
 mod lines;
+pub mod live;
 pub mod remote;
 pub mod stderr;
 
@@ -229,8 +230,10 @@ pub struct Hub {
     /// Records wait: outputs are being replaced (see [`HubCommand::Sinks`]).
     held: bool,
     sinks: Vec<Box<dyn Sink>>,
-    /// The formats the sinks write, each once.
+    /// The formats the sinks and watchers take, each once.
     formats: Vec<Format>,
+    /// `owoctl watch`es, which take `owo` lines.
+    watchers: Vec<live::Watcher>,
     clock: BootClock,
     sequencer: Sequencer,
     /// The records of a batch and the alerts they complete, kept for its capacity.
@@ -243,9 +246,10 @@ pub struct Hub {
     timestamp: String,
 }
 
-/// The formats `sinks` write, each once.
-fn formats(sinks: &[Box<dyn Sink>]) -> Vec<Format> {
-    let mut formats: Vec<Format> = sinks.iter().map(|s| s.format()).collect();
+/// The formats `sinks` and `watchers` take, each once.
+fn formats(sinks: &[Box<dyn Sink>], watchers: &[live::Watcher]) -> Vec<Format> {
+    let watched = (!watchers.is_empty()).then_some(Format::Owo);
+    let mut formats: Vec<Format> = sinks.iter().map(|s| s.format()).chain(watched).collect();
     formats.sort_unstable_by_key(|f| f.name());
     formats.dedup();
     formats
@@ -296,6 +300,11 @@ pub enum HubCommand {
         rules: Option<Vec<Rule>>,
         reply: oneshot::Sender<()>,
     },
+    /// A watcher on this end of a socket pair (`owoctl watch` has the other).
+    Watch {
+        socket: std::os::unix::net::UnixStream,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// `{"agent_name":…,"agent_hostname":…,"agent_group":…`: what every line starts with.
@@ -318,7 +327,8 @@ impl Hub {
             held: false,
             head: head(&identity),
             identity,
-            formats: formats(&sinks),
+            formats: formats(&sinks, &[]),
+            watchers: Vec::new(),
             sinks,
             clock: BootClock::new(),
             sequencer,
@@ -399,19 +409,35 @@ impl Hub {
             HubCommand::Sinks { sinks, hold, reply } => {
                 self.flush();
                 self.sinks = sinks;
-                self.formats = formats(&self.sinks);
+                self.formats = formats(&self.sinks, &self.watchers);
                 self.held = hold;
                 let _ = reply.send(());
             }
             HubCommand::Resume { sinks, reply } => {
                 self.sinks.extend(sinks);
-                self.formats = formats(&self.sinks);
+                self.formats = formats(&self.sinks, &self.watchers);
                 self.held = false;
                 let _ = reply.send(());
             }
             HubCommand::Rules { rules, reply } => {
                 self.sequencer.set_rules(rules);
                 let _ = reply.send(());
+            }
+            HubCommand::Watch { socket, reply } => {
+                let result = if self.watchers.len() >= live::WATCHERS_MAX {
+                    Err(format!(
+                        "{} watchers already; that is the most",
+                        live::WATCHERS_MAX
+                    ))
+                } else {
+                    live::Watcher::new(socket)
+                        .map(|watcher| {
+                            self.watchers.push(watcher);
+                            self.formats = formats(&self.sinks, &self.watchers);
+                        })
+                        .map_err(|e| format!("cannot use the socket: {e}"))
+                };
+                let _ = reply.send(result);
             }
         }
     }
@@ -513,6 +539,11 @@ impl Hub {
             for sink in self.sinks.iter_mut().filter(|s| s.format() == format) {
                 sink.write_line(out.seq, &line);
             }
+            if format == Format::Owo {
+                for watcher in &mut self.watchers {
+                    watcher.push(&line);
+                }
+            }
         }
         self.timestamp = timestamp;
         // A rare huge line does not keep its memory.
@@ -554,6 +585,13 @@ impl Hub {
     fn flush(&mut self) {
         for sink in &mut self.sinks {
             sink.flush();
+        }
+        for watcher in &mut self.watchers {
+            watcher.flush();
+        }
+        if self.watchers.iter().any(live::Watcher::gone) {
+            self.watchers.retain(|w| !w.gone());
+            self.formats = formats(&self.sinks, &self.watchers);
         }
     }
 }
