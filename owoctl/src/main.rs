@@ -13,6 +13,7 @@
 //! | 6 | the config has problems (reload) |
 
 mod terminal;
+mod top;
 mod tree;
 mod watch;
 
@@ -87,6 +88,13 @@ enum Command {
         /// The records themselves, one JSON object a line.
         #[arg(long)]
         json: bool,
+    },
+    /// A screen of owod's work, refreshed every second: rates, losses, queues, CPU, memory,
+    /// outputs, last alerts.
+    Top {
+        /// One screen (after a second, for the rates) to standard output, then exit.
+        #[arg(long)]
+        once: bool,
     },
     /// Shell completions for bash, zsh or fish (or elvish, powershell).
     Completions { shell: Shell },
@@ -295,6 +303,52 @@ async fn alerts(proxy: &ManagerProxy<'_>) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Alerts `owoctl top` shows at most.
+const TOP_ALERTS: usize = 5;
+
+async fn top(proxy: &ManagerProxy<'_>, once: bool) -> Result<(), Failure> {
+    use futures_lite::StreamExt as _;
+    let sample = || async {
+        let text = proxy.get_status().await.map_err(explain)?;
+        let status: Value = serde_json::from_str(&text)
+            .map_err(|e| fail(1, format!("owod sent a status that is not JSON: {e}")))?;
+        Ok::<_, Failure>(top::Sample::now(status))
+    };
+    let mut before = sample().await?;
+    // The bus gives alerts to root only; others see none.
+    let mut signals = proxy.receive_alert().await.map_err(explain)?;
+    let mut alerts: std::collections::VecDeque<Value> = std::collections::VecDeque::new();
+    let clear = std::io::stdout().is_terminal() && !once;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = sample().await?;
+                let alerts: Vec<Value> = alerts.iter().cloned().collect();
+                let screen = top::render(&before, &now, &alerts);
+                let mut out = std::io::stdout().lock();
+                let written = if clear {
+                    write!(out, "\x1b[H\x1b[2J{screen}")
+                } else {
+                    writeln!(out, "{screen}")
+                };
+                if written.and_then(|()| out.flush()).is_err() || once {
+                    return Ok(());
+                }
+                before = now;
+            }
+            Some(signal) = signals.next() => {
+                let alert = signal.args().ok().and_then(|a| serde_json::from_str::<Value>(a.json()).ok());
+                if let Some(alert) = alert {
+                    alerts.push_front(alert);
+                    alerts.truncate(TOP_ALERTS);
+                }
+            }
+        }
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Completions { shell } = &cli.command {
         clap_complete::generate(
@@ -343,6 +397,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Alerts => alerts(&proxy).await,
+        Command::Top { once } => top(&proxy, *once).await,
         Command::Watch {
             monitors,
             pid,

@@ -1103,3 +1103,76 @@ fn a_watcher_that_does_not_read_costs_owod_no_record_and_is_told_what_it_missed(
         got.len() + 1
     );
 }
+
+#[test]
+fn owoctl_top_renders_owods_real_status_and_alerts() {
+    if !bpf_available("owoctl_top_renders_owods_real_status_and_alerts") {
+        return;
+    }
+    let bus = PrivateBus::start();
+    let spool = tempfile::tempdir().unwrap();
+    // A remote that is never there: its records wait in the spool.
+    let mut daemon = on_bus(
+        &bus,
+        &format!(
+            "  remote:\n    enabled: true\n    address: \"127.0.0.1:9\"\n    spool:\n      dir: {}\n",
+            spool.path().display()
+        ),
+    );
+    wait_for_name(&bus);
+    let pid = daemon.child.id();
+    let deadline = Instant::now() + DEADLINE;
+    let arg0 = marker("top");
+    loop {
+        // Execs during the second `top --once` measures, and one alert (a program run from
+        // memory) once its subscription may be in place.
+        let top = Command::new(env!("CARGO_BIN_EXE_owoctl"))
+            .arg("--dbus-address")
+            .arg(&bus.address)
+            .args(["top", "--once"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..20 {
+            assert!(Command::new("true").status().unwrap().success());
+        }
+        harness::python(&format!(
+            "import os\nfd = os.memfd_create('payload', 0)\nos.write(fd, open('/usr/bin/true', 'rb').read())\nos.execve(f'/proc/self/fd/{{fd}}', [{arg0:?}], {{}})"
+        ));
+        let screen = ok(&top.wait_with_output().unwrap(), "top --once");
+        let expected = [
+            format!("pid {pid} "),
+            "hash cache".to_owned(),
+            "execve     on".to_owned(),
+            "module     ".to_owned(),
+            format!("file    {}", daemon.output.display()),
+            "remote  tcp://127.0.0.1:9".to_owned(),
+            "fileless_exec [".to_owned(),
+        ];
+        let missing: Vec<&String> = expected
+            .iter()
+            .filter(|e| !screen.contains(e.as_str()))
+            .collect();
+        let rates = screen
+            .lines()
+            .find(|l| l.starts_with("execve"))
+            .and_then(|l| l.split_whitespace().nth(2)?.parse::<f64>().ok());
+        let backlog = screen
+            .lines()
+            .find(|l| l.starts_with("remote"))
+            .is_some_and(|l| !l.contains(" 0 B "));
+        if missing.is_empty() && rates.is_some_and(|r| r > 0.0) && backlog {
+            assert!(
+                screen.contains("CPU ") && !screen.contains("CPU ?"),
+                "{screen}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "top never showed {missing:?}, an exec rate ({rates:?}) and a backlog:\n{screen}"
+        );
+    }
+    assert!(daemon.stop().success());
+}

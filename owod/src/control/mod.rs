@@ -159,6 +159,7 @@ impl ControlService {
             "records": hub.records,
             "records_by_type": hub.by_type,
             "lost": hub.lost,
+            "hub_queue_batches": hub.queue_batches,
             "counters": self.counters.snapshot(),
             "sinks": hub.sinks,
         });

@@ -264,6 +264,8 @@ pub struct HubStats {
     pub by_type: BTreeMap<String, u64>,
     /// Records reported lost, by `monitor/stage` (from the `loss` records).
     pub lost: BTreeMap<String, u64>,
+    /// Batches from the process stage waiting for the hub.
+    pub queue_batches: usize,
     pub sinks: Vec<SinkState>,
 }
 
@@ -360,10 +362,11 @@ impl Hub {
                         self.write_batch(next);
                     }
                     self.flush();
-                    self.publish(&stats, false);
+                    self.publish(&stats, false, rx.len());
                 }
                 _ = tick.tick() => {
                     self.sequencer.expire();
+                    self.publish(&stats, false, rx.len());
                     // Sinks that tell their losses at most once a second tell them on a quiet
                     // machine too.
                     self.flush();
@@ -379,7 +382,7 @@ impl Hub {
         record.set("sink_write_errors", errors);
         self.write_batch(vec![Outgoing::agent(record)]);
         self.flush();
-        self.publish(&stats, true);
+        self.publish(&stats, true, 0);
     }
 
     fn command(&mut self, command: HubCommand) {
@@ -442,8 +445,8 @@ impl Hub {
         }
     }
 
-    /// At most four times a second, unless `now`.
-    fn publish(&mut self, stats: &watch::Sender<HubStats>, now: bool) {
+    /// At most four times a second, unless `now`; `queued`: the batches waiting.
+    fn publish(&mut self, stats: &watch::Sender<HubStats>, now: bool, queued: usize) {
         if !now
             && self
                 .published
@@ -453,6 +456,7 @@ impl Hub {
         }
         self.published = Some(std::time::Instant::now());
         self.stats.records = self.sequencer.seq();
+        self.stats.queue_batches = queued;
         self.stats.sinks = self
             .sinks
             .iter()

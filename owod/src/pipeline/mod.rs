@@ -75,16 +75,20 @@ impl Outgoing {
 
 /// What the bounds inside the stages cost, counted where it happens and read by `GetStatus`
 /// (before, only the log said so).
+/// What the stages count, and what they hold now (the gauges, set every second), for status.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Fired rules the D-Bus `Alert` signal could not keep up with (the records are written).
     pub alert_signals_dropped: AtomicU64,
-    /// Times the write monitor's path cache was full and started again.
     pub write_path_resets: AtomicU64,
-    /// Entries the process table let go to stay within its bounds.
     pub process_table_evictions: AtomicU64,
-    /// Rule chains let go to stay within the engine's bounds.
     pub rule_chains_evicted: AtomicU64,
+    /// Executables hashed, and hashes taken from the cache instead.
+    pub hashed: AtomicU64,
+    pub hash_cache_hits: AtomicU64,
+    pub process_table_entries: AtomicU64,
+    /// Batches from the collector waiting for the process stage, and records in that stage.
+    pub process_queue_batches: AtomicU64,
+    pub process_queue_records: AtomicU64,
 }
 
 impl Counters {
@@ -94,6 +98,11 @@ impl Counters {
             ("write_path_resets", &self.write_path_resets),
             ("process_table_evictions", &self.process_table_evictions),
             ("rule_chains_evicted", &self.rule_chains_evicted),
+            ("hashed", &self.hashed),
+            ("hash_cache_hits", &self.hash_cache_hits),
+            ("process_table_entries", &self.process_table_entries),
+            ("process_queue_batches", &self.process_queue_batches),
+            ("process_queue_records", &self.process_queue_records),
         ]
         .into_iter()
         .map(|(name, n)| (name, n.load(Ordering::Relaxed)))
@@ -101,7 +110,6 @@ impl Counters {
     }
 }
 
-/// Records handed from one stage to the next together: one wake-up for all that was ready.
 pub type Batch = Vec<Outgoing>;
 
 /// The wrapper's fixed part: who wrote the records of this run.

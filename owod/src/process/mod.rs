@@ -209,10 +209,26 @@ impl ProcessStage {
                         tracing::warn!("process table full: evicted {} entries so far", self.table.evictions);
                         evictions_reported = self.table.evictions;
                     }
-                    self.counters.process_table_evictions.store(self.table.evictions, Ordering::Relaxed);
-                    self.counters.write_path_resets.store(self.write_paths.resets, Ordering::Relaxed);
+                    self.publish(rx.len());
                 }
             }
+        }
+    }
+
+    /// Counters and gauges, for status.
+    fn publish(&self, input_batches: usize) {
+        let stats = self.stats();
+        let c = &self.counters;
+        for (counter, value) in [
+            (&c.process_table_evictions, stats.table_evictions),
+            (&c.write_path_resets, self.write_paths.resets),
+            (&c.hashed, stats.hashed),
+            (&c.hash_cache_hits, stats.hash_cache_hits),
+            (&c.process_table_entries, stats.table_entries as u64),
+            (&c.process_queue_batches, input_batches as u64),
+            (&c.process_queue_records, self.queue.len() as u64),
+        ] {
+            counter.store(value, Ordering::Relaxed);
         }
     }
 

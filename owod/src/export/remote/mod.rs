@@ -52,6 +52,8 @@ pub struct RemoteStatus {
 pub struct RemoteSink {
     name: String,
     format: Format,
+    /// The spool's directory, and how far the sender has delivered: its backlog, for status.
+    spool: (PathBuf, watch::Receiver<Position>),
     lines: mpsc::Sender<(u64, String)>,
     status: watch::Receiver<RemoteStatus>,
     losses: mpsc::Sender<SinkLoss>,
@@ -112,7 +114,7 @@ pub fn start(
         writer,
         (rx, queued.clone()),
         end_tx,
-        done_rx,
+        done_rx.clone(),
         losses.clone(),
         spool_lost.clone(),
         name.clone(),
@@ -133,6 +135,7 @@ pub fn start(
         RemoteSink {
             name,
             format: remote.format,
+            spool: (dir.clone(), done_rx.clone()),
             lines: tx,
             status: status_rx,
             losses,
@@ -276,6 +279,8 @@ impl Sink for RemoteSink {
         let mut status = json!(*self.status.borrow());
         status["queue_lost"] = json!(self.dropped);
         status["spool_write_lost"] = json!(self.spool_lost.load(Ordering::Relaxed));
+        let (dir, delivered) = &self.spool;
+        status["backlog_bytes"] = json!(spool::backlog_bytes(dir, *delivered.borrow()));
         Some(status)
     }
 }
@@ -633,6 +638,10 @@ mod tests {
         RemoteSink {
             name: "http://collector".into(),
             format: Format::Owo,
+            spool: (
+                PathBuf::from("/nonexistent"),
+                watch::channel(Position::default()).1,
+            ),
             lines,
             status: watch::channel(RemoteStatus::default()).1,
             losses,

@@ -58,6 +58,24 @@ pub fn segments(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(ids)
 }
 
+/// The bytes of the spool in `dir` from `at` on: what waits to be sent (from the segments'
+/// sizes).
+pub fn backlog_bytes(dir: &Path, at: Position) -> u64 {
+    let Ok(ids) = segments(dir) else {
+        return 0;
+    };
+    ids.into_iter()
+        .filter(|&id| id >= at.segment)
+        .map(|id| {
+            let len = fs::metadata(segment_path(dir, id)).map_or(0, |m| m.len());
+            match id == at.segment {
+                true => len.saturating_sub(at.offset),
+                false => len,
+            }
+        })
+        .sum()
+}
+
 /// Lines the reader skipped as corrupt, in one streak: how many, and the seqs they lie between
 /// (after the good line before them, before the good line after them), where those two are of
 /// one run: the records the lines were, if they were records.
