@@ -11,8 +11,9 @@ DEB_PACKAGES := clang libbpf-dev linux-libc-dev build-essential pkg-config pytho
 # The kernel matrix (make vm-test) boots each kernel under QEMU from a busybox initramfs, and
 # takes modules out of xz- or zstd-compressed kernel packages.
 VM_PACKAGES := qemu-system-x86 busybox-static cpio xz-utils zstd
-# The peers `make bench` compares owod with (auditd, libbpf-tools' execsnoop), and its mixed load.
-BENCH_PACKAGES := auditd libbpf-tools stress-ng
+# The peers `make bench` compares owod with (auditd, libbpf-tools' execsnoop), its mixed load,
+# and matplotlib for its plots.
+BENCH_PACKAGES := auditd libbpf-tools stress-ng python3-matplotlib
 CARGO ?= cargo
 OWOD := target/release/owod
 CONFIG ?= config.yaml
@@ -68,14 +69,19 @@ lint: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Benchmarks are not tests: they print ratios against a baseline measured in the same run.
+# The table's text and the plots (bench/plot.py, from the JSON results in target/bench) go to
+# bench/results/, which the README shows.
 bench: build
 	@scripts/install-deps.sh $(BENCH_PACKAGES)
-	$(CARGO) run --release -p owo-bench --bin table -- --owod $(OWOD)
+	@mkdir -p bench/results
+	bash -o pipefail -c '$(CARGO) run --release -p owo-bench --bin table -- --owod $(OWOD) | tee bench/results/table.txt'
 	$(CARGO) run --release -p owo-bench --bin exec-loop -- --owod $(OWOD)
 	$(CARGO) run --release -p owo-bench --bin file-loop -- --owod $(OWOD)
 	$(CARGO) run --release -p owo-bench --bin connect-loop -- --owod $(OWOD)
 	$(CARGO) run --release -p owo-bench --bin remote-loop -- --owod $(OWOD)
 	$(CARGO) run --release -p owo-bench --bin latency -- --owod $(OWOD)
+	$(CARGO) run --release -p owo-bench --bin cpu-curve -- --owod $(OWOD)
+	/usr/bin/python3 bench/plot.py target/bench bench/results
 
 # owod on Debian's 5.10, 6.1, 6.12 and newest kernels, each booted under QEMU with TCG (no KVM
 # needed), every monitor checked in the guest; prints a kernel x monitor table, fails on any FAIL.

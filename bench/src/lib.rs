@@ -501,3 +501,21 @@ pub fn tally(output: &Path, from: u64) -> Result<(u64, u64)> {
     }
     Ok((lines, lost))
 }
+
+/// Where the benchmarks leave their results as JSON, for `bench/plot.py` to draw:
+/// `OWO_BENCH_RESULTS`, or `target/bench`.
+pub fn results_dir() -> PathBuf {
+    std::env::var_os("OWO_BENCH_RESULTS")
+        .map_or_else(|| PathBuf::from("target/bench"), PathBuf::from)
+}
+
+/// Write `value` as `NAME.json` in [`results_dir`].
+pub fn save(name: &str, value: &Value) -> Result<()> {
+    let dir = results_dir();
+    fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}.json"));
+    fs::write(&path, serde_json::to_string_pretty(value)?)
+        .with_context(|| format!("write `{}`", path.display()))?;
+    println!("  results: {}", path.display());
+    Ok(())
+}

@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::Result;
 use owo_bench::{
-    flood_opens, latency_samples, parse_args, print_field, quantile_ms, require_root, Owod,
+    flood_opens, latency_samples, parse_args, print_field, quantile_ms, require_root, save, Owod,
 };
 
 /// Every monitor on (writes too), hashing on: the cost of a real deployment.
@@ -54,7 +54,19 @@ fn main() -> Result<()> {
 
     let records = daemon.stop()?;
     print_field("records lost:", records.losses(None));
-    Ok(())
+    let ms = |samples: &[Duration]| -> Vec<f64> {
+        samples.iter().map(|d| d.as_secs_f64() * 1e3).collect()
+    };
+    save(
+        "latency",
+        &serde_json::json!({
+            "what": "file create to its line in owod's output, ms",
+            "series": [
+                {"label": "idle", "ms": ms(&idle)},
+                {"label": format!("{rate} opens/s"), "ms": ms(&busy)},
+            ],
+        }),
+    )
 }
 
 fn report(label: &str, latencies: &[Duration]) {
