@@ -38,7 +38,7 @@ pub struct Escaped {
 }
 
 /// Bytes a char takes once serde_json has quoted it.
-fn json_cost(c: char) -> usize {
+pub fn json_cost(c: char) -> usize {
     match c {
         '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
         c if (c as u32) < 0x20 => 6,

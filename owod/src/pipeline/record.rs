@@ -815,12 +815,12 @@ impl<S: AsRef<str>> Visit for Lookup<'_, S> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// An exec record with every field there, each as long as the kernel gives and made of the
     /// bytes that cost most in JSON.
-    fn worst_exec() -> Record {
+    pub(crate) fn worst_exec() -> Record {
         let costly = |n: usize| vec![0x01u8; n];
         let info = CgroupInfo {
             container_id: Some("c".repeat(64)),

@@ -224,9 +224,21 @@ impl Doc {
     }
 }
 
-/// The last component of a path.
+/// The last component of a path (as owod writes it: escaped), within 1,530 bytes of JSON: a
+/// file name is at most 255 bytes (NAME_MAX), each at most 6 in JSON, so only a last component
+/// that is no file name (a path the kernel cut short) is cut, at a character's end.
 pub fn base_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
+    const NAME_MAX_JSON: usize = 6 * 255;
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let mut cost = 0;
+    let end = name
+        .char_indices()
+        .find(|&(_, c)| {
+            cost += render::json_cost(c);
+            cost > NAME_MAX_JSON
+        })
+        .map_or(name.len(), |(at, _)| at);
+    &name[..end]
 }
 
 #[cfg(test)]
@@ -331,6 +343,39 @@ mod tests {
                 && report.contains(r#""kernel_extension_activity": 2"#),
             "{report}"
         );
+    }
+
+    /// The costliest exec, with the longest names (255 bytes, each escaped in JSON: the config
+    /// refuses control characters in them), fits in a line in every format.
+    #[test]
+    fn the_costliest_exec_fits_in_a_line_in_every_format() {
+        let record = crate::pipeline::record::tests::worst_exec();
+        let long = "\"".repeat(255);
+        let identity = Identity {
+            agent_name: long.clone(),
+            agent_hostname: long.clone(),
+            agent_group: long,
+            run_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let wrapper = Wrapper {
+            identity: &identity,
+            seq: u64::MAX,
+            timestamp: "2026-12-07T10:00:00.000000001Z",
+            unix_ns: 1_796_637_600_000_000_001,
+        };
+        for (name, render) in [
+            ("ecs", ecs::render as fn(&Wrapper, &Record, &mut String)),
+            ("ocsf", ocsf::render),
+        ] {
+            let mut line = String::new();
+            render(&wrapper, &record, &mut line);
+            assert!(
+                line.len() <= render::LINE_MAX,
+                "{name}: {} bytes > {}",
+                line.len(),
+                render::LINE_MAX
+            );
+        }
     }
 
     #[test]

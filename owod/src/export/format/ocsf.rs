@@ -23,7 +23,8 @@ pub const PROCESS: &[Place] = &[
     ("ppid", "parent_process.pid", As::Same),
 ];
 
-/// An exec's own fields; the parent is also the actor.
+/// An exec's own fields; its parent is the actor (`process.parent_process` has only its pid, so
+/// that the costliest exec still fits in a line).
 pub const EXEC: &[Place] = &[
     ("cmdline", "process.cmd_line", As::Same),
     ("cwd", "process.working_directory", As::Same),
@@ -31,12 +32,6 @@ pub const EXEC: &[Place] = &[
     ("auid", "process.auid", As::Same),
     ("container_id", "process.container.uid", As::Same),
     ("container_runtime", "process.container.runtime", As::Same),
-    ("parent_path", "process.parent_process.file.path", As::Same),
-    (
-        "parent_cmdline",
-        "process.parent_process.cmd_line",
-        As::Same,
-    ),
     ("ppid", "actor.process.pid", As::Same),
     ("parent_path", "actor.process.file.path", As::Same),
     ("parent_cmdline", "actor.process.cmd_line", As::Same),
@@ -239,9 +234,7 @@ pub fn render(wrapper: &Wrapper, record: &Record, out: &mut String) {
     match record {
         Record::Exec(_) => {
             if fields.get("parent_path").is_some() {
-                for parent in ["process.parent_process.file", "actor.process.file"] {
-                    file_object(&mut doc, &fields, "parent_path", parent, true);
-                }
+                file_object(&mut doc, &fields, "parent_path", "actor.process.file", true);
             }
             doc.place(&fields, "", EXEC);
         }
