@@ -267,6 +267,28 @@ mod tests {
             let row = format!("\\fI{key}\\fR \\(-> \\fB{path}\\fR{note}");
             assert!(page.contains(&row), "owo.yaml(5) lacks {row}");
         }
+        // And it shows no place the code does not have.
+        let places: Vec<(&str, &str)> = ecs::TABLES
+            .iter()
+            .chain(ocsf::TABLES)
+            .copied()
+            .flatten()
+            .map(|&(key, path, _)| (key, path))
+            .collect();
+        for row in page.split("\\fI").skip(1) {
+            let Some((key, rest)) = row.split_once("\\fR \\(-> \\fB") else {
+                continue;
+            };
+            // The page's own example of a row names no field.
+            if key == "owo field" {
+                continue;
+            }
+            let path = rest.split("\\fR").next().unwrap_or_default();
+            assert!(
+                places.contains(&(key, path)),
+                "owo.yaml(5) shows {key} -> {path}, which the code does not"
+            );
+        }
     }
 
     /// Module loads cannot happen on a kernel without modules, where the live test runs: their
