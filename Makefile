@@ -81,7 +81,7 @@ bench: build
 	$(CARGO) run --release -p owo-bench --bin remote-loop -- --owod $(OWOD)
 	$(CARGO) run --release -p owo-bench --bin latency -- --owod $(OWOD)
 	$(CARGO) run --release -p owo-bench --bin cpu-curve -- --owod $(OWOD)
-	/usr/bin/python3 bench/plot.py target/bench bench/results
+	/usr/bin/python3 bench/plot.py $${OWO_BENCH_RESULTS:-target/bench} bench/results
 
 # owod on Debian's 5.10, 6.1, 6.12 and newest kernels, each booted under QEMU with TCG (no KVM
 # needed), every monitor checked in the guest; prints a kernel x monitor table, fails on any FAIL.

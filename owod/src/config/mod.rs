@@ -937,6 +937,13 @@ mod tests {
             (config.output.file.format, config.output.stderr_format),
             (Format::Ecs, Format::Ocsf)
         );
+        for format in Format::ALL {
+            let text = format!("output:\n  file:\n    format: {}\n", format.name());
+            assert_eq!(
+                Config::parse(&text).unwrap().config.output.file.format,
+                format
+            );
+        }
         let problems = Config::parse("output:\n  file:\n    format: cef\n").unwrap_err();
         assert_eq!(
             keys_and_lines(&problems),

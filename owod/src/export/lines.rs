@@ -85,7 +85,7 @@ const FILE_WRITE_LOSS: &str = "\"stage\":\"file_write\"";
 
 /// The seqs a loss record's line names, in any format (ECS and OCSF keep them by their names
 /// under `owo` and `unmapped`).
-fn named_run(line: &str) -> Option<(u64, u64)> {
+pub(super) fn named_run(line: &str) -> Option<(u64, u64)> {
     let record: Value = serde_json::from_str(line).ok()?;
     let fields = ["event", "owo", "unmapped"]
         .iter()

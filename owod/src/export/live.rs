@@ -7,6 +7,7 @@
 use std::{
     io::{self, Write},
     os::unix::net::UnixStream,
+    time::Instant,
 };
 
 /// Watchers at most; another one is refused.
@@ -61,6 +62,32 @@ impl Watcher {
         }
         self.buffer.extend_from_slice(line.as_bytes());
         self.buffer.push(b'\n');
+    }
+
+    /// At the end (owod stops): what waits, and a last notice of what was dropped, written by
+    /// `deadline` at the latest.
+    pub fn finish(&mut self, deadline: Instant) {
+        if self.gone {
+            return;
+        }
+        if self.dropped > 0 {
+            let notice = format!("{{\"watch\":{{\"dropped\":{}}}}}\n", self.dropped);
+            self.buffer.extend_from_slice(notice.as_bytes());
+            self.dropped = 0;
+        }
+        if self.socket.set_nonblocking(false).is_err() {
+            return;
+        }
+        while self.sent < self.buffer.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.socket.set_write_timeout(Some(left)).is_err() {
+                return;
+            }
+            match self.socket.write(&self.buffer[self.sent..]) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => self.sent += n,
+            }
+        }
     }
 
     /// Write what waits, as far as the socket takes it now.

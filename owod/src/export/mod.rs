@@ -382,6 +382,11 @@ impl Hub {
         record.set("sink_write_errors", errors);
         self.write_batch(vec![Outgoing::agent(record)]);
         self.flush();
+        // Watchers get what waits for them, and what they missed, within a second.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        for watcher in &mut self.watchers {
+            watcher.finish(deadline);
+        }
         self.publish(&stats, true, 0);
     }
 
@@ -513,6 +518,7 @@ impl Hub {
             None => self.clock.now(&mut timestamp),
         };
         let mut line = std::mem::take(&mut self.line);
+        let mut oversize = false;
         for i in 0..self.formats.len() {
             let format = self.formats[i];
             let wrapper = format::Wrapper {
@@ -524,20 +530,20 @@ impl Hub {
             self.render(format, &wrapper, &out.record, &mut line);
             if line.len() > LINE_MAX {
                 // Budgets make this unreachable for our own records; if it happens, say so in
-                // place.
-                self.oversize += 1;
+                // place (counted once, whatever the formats it overflows in).
+                if !oversize {
+                    oversize = true;
+                    self.oversize += 1;
+                }
                 tracing::error!(
                     seq = out.seq,
-                    "a record of {} bytes exceeds {LINE_MAX}; replaced by a loss record",
-                    line.len()
+                    "a record of {} bytes in format {} exceeds {LINE_MAX}; replaced by a loss record",
+                    line.len(),
+                    format.name()
                 );
                 let mut loss = AgentRecord::loss("render", None, 1);
                 loss.set("lost_event_type", out.record.event_type())
                     .set("total", self.oversize);
-                let wrapper = format::Wrapper {
-                    identity: &self.identity,
-                    ..wrapper
-                };
                 self.render(format, &wrapper, &Record::Agent(loss), &mut line);
             }
             for sink in self.sinks.iter_mut().filter(|s| s.format() == format) {

@@ -73,14 +73,17 @@ impl Outgoing {
     }
 }
 
-/// What the bounds inside the stages cost, counted where it happens and read by `GetStatus`
-/// (before, only the log said so).
-/// What the stages count, and what they hold now (the gauges, set every second), for status.
+/// What the bounds inside the stages cost, counted where it happens, and what the stages hold
+/// now (gauges, set every second by the process stage), read by `GetStatus`.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Fired rules the D-Bus `Alert` signal could not keep up with (the records are written).
     pub alert_signals_dropped: AtomicU64,
+    /// Times the write monitor's path cache was full and started again.
     pub write_path_resets: AtomicU64,
+    /// Entries the process table let go to stay within its bounds.
     pub process_table_evictions: AtomicU64,
+    /// Rule chains let go to stay within the engine's bounds.
     pub rule_chains_evicted: AtomicU64,
     /// Executables hashed, and hashes taken from the cache instead.
     pub hashed: AtomicU64,
@@ -110,6 +113,7 @@ impl Counters {
     }
 }
 
+/// Records handed from one stage to the next together: one wake-up for all that was ready.
 pub type Batch = Vec<Outgoing>;
 
 /// The wrapper's fixed part: who wrote the records of this run.

@@ -1,7 +1,7 @@
 //! Records in the Elastic Common Schema 8 (`format: ecs`). The places of owod's fields are the
 //! tables below; owo.yaml(5) shows the same tables.
 
-use super::{As, Doc, Fields, Place, Wrapper};
+use super::{As, Doc, Fields, Outcome, Place, Wrapper};
 use crate::pipeline::record::Record;
 
 /// The ECS version the records follow (`ecs.version`).
@@ -174,7 +174,12 @@ pub fn render(wrapper: &Wrapper, record: &Record, out: &mut String) {
     doc.put("event.module", "owo");
     doc.put("event.dataset", format!("owo.{}", record.event_type()));
     if let Some(ret) = fields.int("ret") {
-        doc.put("event.outcome", if ret < 0 { "failure" } else { "success" });
+        let outcome = match Outcome::of(ret) {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Unknown => "unknown",
+        };
+        doc.put("event.outcome", outcome);
     }
     // `agent.id` first in `agent`: where a spool finds a line's run.
     doc.put("agent.id", id.run_id.as_str());
@@ -219,9 +224,13 @@ pub fn render(wrapper: &Wrapper, record: &Record, out: &mut String) {
             doc.put("rule.ruleset", "owo");
             if !behavior.mitre.is_empty() {
                 // `T1059.004` is the sub-technique 004 of the technique T1059.
-                let technique = |id: &String| id.split('.').next().unwrap_or(id).to_owned();
-                let mut techniques: Vec<String> = behavior.mitre.iter().map(technique).collect();
-                techniques.dedup();
+                let mut techniques: Vec<String> = Vec::new();
+                for id in &behavior.mitre {
+                    let technique = id.split('.').next().unwrap_or(id);
+                    if !techniques.iter().any(|t| t == technique) {
+                        techniques.push(technique.to_owned());
+                    }
+                }
                 let subtechniques: Vec<String> = behavior
                     .mitre
                     .iter()

@@ -29,11 +29,19 @@ pub struct Wrapper<'a> {
     pub unix_ns: i128,
 }
 
-/// The `seq` of a line in any format (each names it once, under a key no other field has).
+/// Where the first of `keys` starts in `line`, and its end.
+fn first_of(line: &str, keys: &[&str]) -> Option<usize> {
+    keys.iter()
+        .filter_map(|key| line.find(key).map(|at| (at, at + key.len())))
+        .min()
+        .map(|(_, end)| end)
+}
+
+/// The `seq` of a line in any format: owo's `seq`, ECS's `event.sequence`, OCSF's
+/// `metadata.sequence`, each written before any field of the record itself (a field of the
+/// same name under `owo` or `unmapped` comes later).
 pub fn seq_of(line: &str) -> Option<u64> {
-    let at = ["\"seq\":", "\"sequence\":"]
-        .iter()
-        .find_map(|key| line.find(key).map(|at| at + key.len()))?;
+    let at = first_of(line, &["\"seq\":", "\"sequence\":"])?;
     let rest = &line[at..];
     let end = rest
         .find(|c: char| !c.is_ascii_digit())
@@ -42,15 +50,14 @@ pub fn seq_of(line: &str) -> Option<u64> {
 }
 
 /// The `run_id` of a line in any format: owo's `run_id`, ECS's `agent.id` (the first key of
-/// `agent`), OCSF's `metadata.correlation_uid`.
+/// `agent`), OCSF's `metadata.correlation_uid`, each before the record's own fields.
 pub fn run_of(line: &str) -> Option<&str> {
-    let at = [
+    let keys = [
         "\"run_id\":\"",
         "\"agent\":{\"id\":\"",
         "\"correlation_uid\":\"",
-    ]
-    .iter()
-    .find_map(|key| line.find(key).map(|at| at + key.len()))?;
+    ];
+    let at = first_of(line, &keys)?;
     line[at..].split('"').next()
 }
 
@@ -224,6 +231,25 @@ impl Doc {
     }
 }
 
+/// What a record's `ret` says of its call: done, failed, or not known yet (a non-blocking
+/// connect answers EINPROGRESS, -115, and completes later).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+    Unknown,
+}
+
+impl Outcome {
+    pub fn of(ret: i64) -> Outcome {
+        match ret {
+            -115 => Outcome::Unknown,
+            ret if ret < 0 => Outcome::Failure,
+            _ => Outcome::Success,
+        }
+    }
+}
+
 /// The last component of a path (as owod writes it: escaped), within 1,530 bytes of JSON: a
 /// file name is at most 255 bytes (NAME_MAX), each at most 6 in JSON, so only a last component
 /// that is no file name (a path the kernel cut short) is cut, at a character's end.
@@ -258,23 +284,26 @@ mod tests {
     #[test]
     fn owo_yaml_5_shows_every_place_of_every_field() {
         let page = include_str!("../../../../man/owo.yaml.5");
-        for &(key, path, how) in ecs::TABLES.iter().chain(ocsf::TABLES).copied().flatten() {
-            let note = match how {
-                As::Same => "",
-                As::Text => " (as a string)",
-                As::Octal => " (octal digits)",
-            };
-            let row = format!("\\fI{key}\\fR \\(-> \\fB{path}\\fR{note}");
-            assert!(page.contains(&row), "owo.yaml(5) lacks {row}");
-        }
-        // And it shows no place the code does not have.
-        let places: Vec<(&str, &str)> = ecs::TABLES
+        let note = |how: As| match how {
+            As::Same => "",
+            As::Text => " (as a string)",
+            As::Octal => " (octal digits)",
+        };
+        let places: Vec<(&str, &str, &str)> = ecs::TABLES
             .iter()
             .chain(ocsf::TABLES)
             .copied()
             .flatten()
-            .map(|&(key, path, _)| (key, path))
+            .map(|&(key, path, how)| (key, path, note(how)))
             .collect();
+        for &(key, path, note) in &places {
+            let row = format!("\\fI{key}\\fR \\(-> \\fB{path}\\fR{note}");
+            assert!(
+                page.contains(&format!("{row},")) || page.contains(&format!("{row}.")),
+                "owo.yaml(5) lacks {row}"
+            );
+        }
+        // And it shows no place, nor note, the code does not have.
         for row in page.split("\\fI").skip(1) {
             let Some((key, rest)) = row.split_once("\\fR \\(-> \\fB") else {
                 continue;
@@ -283,10 +312,11 @@ mod tests {
             if key == "owo field" {
                 continue;
             }
-            let path = rest.split("\\fR").next().unwrap_or_default();
+            let (path, rest) = rest.split_once("\\fR").unwrap_or_default();
+            let note = &rest[..rest.find([',', '.']).unwrap_or(rest.len())];
             assert!(
-                places.contains(&(key, path)),
-                "owo.yaml(5) shows {key} -> {path}, which the code does not"
+                places.contains(&(key, path, note)),
+                "owo.yaml(5) shows {key} -> {path}{note}, which the code does not"
             );
         }
     }
@@ -397,6 +427,46 @@ mod tests {
                 line.len(),
                 render::LINE_MAX
             );
+        }
+    }
+
+    /// Real loss records, in every format, with fields of their own named `seq` and `run_id`:
+    /// the spool finds the record's seq and run, and the file sink the seqs it names.
+    #[test]
+    fn the_spool_and_the_file_sink_read_rendered_lines_of_every_format() {
+        use crate::pipeline::record::AgentRecord;
+        let identity = Identity {
+            agent_name: "ws1".into(),
+            agent_hostname: "ws1".into(),
+            agent_group: String::new(),
+            run_id: "the-run".into(),
+        };
+        let wrapper = Wrapper {
+            identity: &identity,
+            seq: 42,
+            timestamp: "2026-12-07T10:00:00.000000001Z",
+            unix_ns: 1_796_637_600_000_000_001,
+        };
+        let mut loss = AgentRecord::loss("file_write", None, 2);
+        loss.set("first_seq", 7)
+            .set("last_seq", 8)
+            .set("seq", 1)
+            .set("run_id", "not-the-run");
+        let record = Record::Agent(loss);
+        for render in [
+            ecs::render as fn(&Wrapper, &Record, &mut String),
+            ocsf::render,
+        ] {
+            let mut line = String::new();
+            render(&wrapper, &record, &mut line);
+            assert_eq!(seq_of(&line), Some(42), "{line}");
+            assert_eq!(run_of(&line), Some("the-run"), "{line}");
+            assert_eq!(
+                super::super::lines::named_run(&line),
+                Some((7, 8)),
+                "{line}"
+            );
+            assert!(line.contains("\"stage\":\"file_write\""), "{line}");
         }
     }
 

@@ -1,7 +1,7 @@
 //! Records as OCSF 1.7 events (`format: ocsf`), one class per kind of record. The places of
 //! owod's fields are the tables below; owo.yaml(5) shows the same tables.
 
-use super::{As, Doc, Fields, Place, Wrapper};
+use super::{As, Doc, Fields, Outcome, Place, Wrapper};
 use crate::pipeline::record::{Record, Sha256};
 
 /// The OCSF version the events follow (`metadata.version`).
@@ -183,7 +183,13 @@ pub fn render(wrapper: &Wrapper, record: &Record, out: &mut String) {
     };
     doc.put("severity_id", severity_id);
     if let Some(ret) = fields.int("ret") {
-        doc.put("status_id", if ret < 0 { 2 } else { 1 });
+        // 1 success, 2 failure, 0 unknown.
+        let status = match Outcome::of(ret) {
+            Outcome::Success => 1,
+            Outcome::Failure => 2,
+            Outcome::Unknown => 0,
+        };
+        doc.put("status_id", status);
         doc.put("status_code", ret.to_string());
     }
     doc.put("metadata.version", VERSION);

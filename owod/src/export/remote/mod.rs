@@ -25,7 +25,10 @@ use tokio::{
 };
 
 use super::{Runs, Sink, SinkLoss};
-use crate::config::{Format, RemoteConfig};
+use crate::{
+    config::{Format, RemoteConfig},
+    export::format::seq_of,
+};
 use spool::{Dropped, Position, SpoolReader, SpoolWriter};
 
 /// Lines waiting for the writer task; past this the remote is too far behind, and they are
@@ -52,8 +55,9 @@ pub struct RemoteStatus {
 pub struct RemoteSink {
     name: String,
     format: Format,
-    /// The spool's directory, and how far the sender has delivered: its backlog, for status.
-    spool: (PathBuf, watch::Receiver<Position>),
+    /// The spool's bytes not yet delivered, as the spool's writer and sender last measured them
+    /// (on their own threads: the hub never waits for the disk).
+    backlog: Arc<AtomicU64>,
     lines: mpsc::Sender<(u64, String)>,
     status: watch::Receiver<RemoteStatus>,
     losses: mpsc::Sender<SinkLoss>,
@@ -109,6 +113,7 @@ pub fn start(
         ..Default::default()
     });
     let spool_lost = Arc::new(AtomicU64::new(0));
+    let backlog = Arc::new(AtomicU64::new(0));
     let queued = Arc::new(AtomicUsize::new(0));
     let writing = crate::pipeline::on_own_thread(write_spool(
         writer,
@@ -116,7 +121,7 @@ pub fn start(
         end_tx,
         done_rx.clone(),
         losses.clone(),
-        spool_lost.clone(),
+        (spool_lost.clone(), backlog.clone()),
         name.clone(),
     ));
     let sending = crate::pipeline::on_own_thread(send_spool(
@@ -128,6 +133,7 @@ pub fn start(
             delivered: done_tx,
             status: status_tx,
             losses: losses.clone(),
+            backlog: backlog.clone(),
         },
         name.clone(),
     ));
@@ -135,7 +141,7 @@ pub fn start(
         RemoteSink {
             name,
             format: remote.format,
-            spool: (dir.clone(), done_rx.clone()),
+            backlog: backlog.clone(),
             lines: tx,
             status: status_rx,
             losses,
@@ -162,6 +168,8 @@ impl RemoteSink {
 /// counted: it could not have them either, and counting them would make one more each time.
 pub struct Unavailable {
     name: String,
+    /// `"remote":NAME`, which its own loss records hold (and no other's).
+    own: String,
     format: Format,
     why: String,
     losses: mpsc::Sender<SinkLoss>,
@@ -178,6 +186,7 @@ impl Unavailable {
         losses: mpsc::Sender<SinkLoss>,
     ) -> Unavailable {
         Unavailable {
+            own: format!("\"remote\":{}", serde_json::Value::from(name.as_str())),
             name,
             format,
             why,
@@ -199,7 +208,7 @@ impl Sink for Unavailable {
     }
 
     fn write_line(&mut self, seq: u64, line: &str) {
-        if line.contains("\"stage\":\"remote_unavailable\"") {
+        if line.contains("\"stage\":\"remote_unavailable\"") && line.contains(&self.own) {
             return;
         }
         self.lost.add(seq, seq);
@@ -279,8 +288,7 @@ impl Sink for RemoteSink {
         let mut status = json!(*self.status.borrow());
         status["queue_lost"] = json!(self.dropped);
         status["spool_write_lost"] = json!(self.spool_lost.load(Ordering::Relaxed));
-        let (dir, delivered) = &self.spool;
-        status["backlog_bytes"] = json!(spool::backlog_bytes(dir, *delivered.borrow()));
+        status["backlog_bytes"] = json!(self.backlog.load(Ordering::Relaxed));
         Some(status)
     }
 }
@@ -293,10 +301,11 @@ async fn write_spool(
     end: watch::Sender<Position>,
     delivered: watch::Receiver<Position>,
     losses: mpsc::Sender<SinkLoss>,
-    spool_lost: Arc<AtomicU64>,
+    (spool_lost, backlog): (Arc<AtomicU64>, Arc<AtomicU64>),
     name: String,
 ) {
     let mut failing = false;
+    let mut measured = Backlog::new(backlog);
     // Records that could not be written, as runs of seqs, named in loss records once the spool
     // takes a write again: a loss record made now would meet the full disk too, and its own
     // loss another one, for as long as the disk is full.
@@ -361,6 +370,8 @@ async fn write_spool(
             Ok(None) => {}
             Err(err) => tracing::error!("remote {name}: cannot trim its spool: {err}"),
         }
+        // While the collector is away, records still come: the backlog is measured here.
+        measured.measure(false, || spool.backlog_bytes(delivered_to));
     }
     if let Ok(position) = spool.sync() {
         end.send_replace(position);
@@ -376,11 +387,41 @@ fn jitter(seed: &mut u64, base: Duration) -> Duration {
     base.mul_f64(1.0 + spread)
 }
 
-/// Where the sender says what it did: how far it delivered, its state, and what it dropped.
+/// Where the sender says what it did: how far it delivered, its state, what it dropped, and
+/// what is left.
 struct Reports {
     delivered: watch::Sender<Position>,
     status: watch::Sender<RemoteStatus>,
     losses: mpsc::Sender<SinkLoss>,
+    backlog: Arc<AtomicU64>,
+}
+
+/// The spool's backlog for status, measured (from the segments' sizes) at most once a second,
+/// by the writer as records come and by the sender as it delivers them.
+struct Backlog {
+    bytes: Arc<AtomicU64>,
+    measured: Option<Instant>,
+}
+
+impl Backlog {
+    fn new(bytes: Arc<AtomicU64>) -> Backlog {
+        Backlog {
+            bytes,
+            measured: None,
+        }
+    }
+
+    /// Measure with `bytes` if a second has passed, or `now`.
+    fn measure(&mut self, now: bool, bytes: impl FnOnce() -> u64) {
+        if now
+            || self
+                .measured
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.bytes.store(bytes(), Ordering::Relaxed);
+            self.measured = Some(Instant::now());
+        }
+    }
 }
 
 /// Deliver from the spool, in order, until the writer is done (shutdown): what is left stays
@@ -397,7 +438,9 @@ async fn send_spool(
         delivered,
         status,
         losses,
+        backlog,
     } = reports;
+    let mut backlog = Backlog::new(backlog);
     let mut connection: Option<protocol::Connection> = None;
     let mut retry = Retry::new(Duration::from_secs(remote.retry_interval_seconds.max(1)));
     let flush_every = Duration::from_millis(remote.flush_interval_ms);
@@ -415,6 +458,8 @@ async fn send_spool(
                 (Vec::new(), spool.at)
             }
         };
+        // Caught up: measured now, so that status does not show what was just delivered.
+        backlog.measure(lines.is_empty(), || spool.backlog_bytes());
         for skipped in std::mem::take(&mut spool.skipped) {
             tracing::warn!(
                 "remote {name}: {} corrupt lines in its spool were skipped (between seq {:?} and {:?})",
@@ -538,7 +583,7 @@ async fn refused(
     let mut seqs: Vec<u64> = lines
         .iter()
         .filter(|l| !(l.contains("\"stage\":\"remote_refused\"") && l.contains(&own)))
-        .filter_map(|l| spool::seq_of(l))
+        .filter_map(|l| seq_of(l))
         .collect();
     seqs.sort_unstable();
     let mut runs = Runs::default();
@@ -638,10 +683,7 @@ mod tests {
         RemoteSink {
             name: "http://collector".into(),
             format: Format::Owo,
-            spool: (
-                PathBuf::from("/nonexistent"),
-                watch::channel(Position::default()).1,
-            ),
+            backlog: Arc::new(AtomicU64::new(0)),
             lines,
             status: watch::channel(RemoteStatus::default()).1,
             losses,

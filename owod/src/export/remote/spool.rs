@@ -13,8 +13,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use crate::export::format::seq_of;
-use crate::export::{file::open_owned, format::run_of};
+use crate::export::{
+    file::open_owned,
+    format::{run_of, seq_of},
+};
 
 /// The longest line a segment can hold: a record and its newline.
 const LINE_READ_MAX: u64 = owo_common::render::LINE_MAX as u64 + 1;
@@ -60,7 +62,7 @@ pub fn segments(dir: &Path) -> io::Result<Vec<u64>> {
 
 /// The bytes of the spool in `dir` from `at` on: what waits to be sent (from the segments'
 /// sizes).
-pub fn backlog_bytes(dir: &Path, at: Position) -> u64 {
+fn backlog_bytes(dir: &Path, at: Position) -> u64 {
     let Ok(ids) = segments(dir) else {
         return 0;
     };
@@ -153,6 +155,11 @@ impl SpoolWriter {
     }
 
     /// Make what was appended durable; the sender may read up to the returned position.
+    /// The bytes from `delivered` to the end.
+    pub fn backlog_bytes(&self, delivered: Position) -> u64 {
+        backlog_bytes(&self.dir, delivered)
+    }
+
     pub fn sync(&mut self) -> io::Result<Position> {
         self.file.sync_data()?;
         Ok(self.position())
@@ -285,6 +292,11 @@ impl SpoolReader {
 
     /// Up to `max_events` records (and about `max_bytes`) from the cursor, not past `end` (what
     /// the writer has synced). Moves to the next segment, and deletes the finished one, as needed.
+    /// The bytes from the cursor to the end.
+    pub fn backlog_bytes(&self) -> u64 {
+        backlog_bytes(&self.dir, self.at)
+    }
+
     pub fn read_batch(
         &mut self,
         end: Position,
