@@ -87,6 +87,25 @@ struct Daemon {
     losses: mpsc::Sender<SinkLoss>,
     /// Tasks of remotes opened by a reload.
     remote_tasks: Vec<JoinHandle<()>>,
+    heartbeat: Heartbeat,
+}
+
+/// The last heartbeat: when the next is due (`None`: heartbeats are off), and the records and
+/// losses counted then.
+struct Heartbeat {
+    next: Option<Instant>,
+    records: u64,
+    lost: u64,
+}
+
+impl Heartbeat {
+    fn after(seconds: u64, records: u64, lost: u64) -> Heartbeat {
+        Heartbeat {
+            next: (seconds > 0).then(|| Instant::now() + std::time::Duration::from_secs(seconds)),
+            records,
+            lost,
+        }
+    }
 }
 
 pub async fn serve(
@@ -152,7 +171,9 @@ pub async fn serve(
         bus: None,
         losses: losses_tx,
         remote_tasks: Vec::new(),
+        heartbeat: Heartbeat::after(0, 0, 0),
     };
+    daemon.heartbeat = Heartbeat::after(daemon.config.agent.heartbeat_seconds, 0, 0);
     daemon.publish_view(started);
     let service = ControlService::new(
         control_tx,
@@ -205,6 +226,7 @@ pub async fn serve(
                 let _ = daemon.stages.records.send(vec![Outgoing::agent(loss_record(&loss))]).await;
             }
             _ = status_tick.tick() => service::notify_status(&daemon.status_line()),
+            () = sleep_until(daemon.heartbeat.next) => daemon.beat(started).await,
             () = stages.ended_by_itself() => break,
         }
     }
@@ -230,7 +252,38 @@ pub async fn serve(
     Ok(())
 }
 
+/// Until `at`, or for ever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Daemon {
+    /// A `heartbeat` record: owod's uptime, the records and losses since the last one, and
+    /// each monitor's state. A collector that gets none for longer than the interval knows
+    /// that owod, or the way from it, is gone.
+    async fn beat(&mut self, started: Instant) {
+        let (records, lost) = {
+            let stats = self.stages.hub_stats.borrow();
+            (stats.records, stats.lost.values().sum::<u64>())
+        };
+        let mut record = AgentRecord::new("heartbeat");
+        record
+            .set("uptime_seconds", started.elapsed().as_secs())
+            .set("interval_seconds", self.config.agent.heartbeat_seconds)
+            .set("records", records.saturating_sub(self.heartbeat.records))
+            .set("lost", lost.saturating_sub(self.heartbeat.lost))
+            .set("monitors", monitor_states(&self.monitors));
+        let _ = self
+            .stages
+            .records
+            .send(vec![Outgoing::agent(record)])
+            .await;
+        self.heartbeat = Heartbeat::after(self.config.agent.heartbeat_seconds, records, lost);
+    }
+
     /// The D-Bus `Alert` signal (the record itself is already on its way to the outputs).
     async fn signal_alert(&self, rule: &str, json: &str) {
         let Some(bus) = &self.bus else { return };
@@ -443,6 +496,10 @@ impl Daemon {
                 tracing::warn!("`{key}` changed: it takes effect when owod restarts");
             }
         }
+        if new.agent.heartbeat_seconds != self.config.agent.heartbeat_seconds {
+            let (records, lost) = (self.heartbeat.records, self.heartbeat.lost);
+            self.heartbeat = Heartbeat::after(new.agent.heartbeat_seconds, records, lost);
+        }
         self.config = new;
         let mut reload = AgentRecord::new("reload");
         reload.set("config_path", self.config_file.path.display().to_string());
@@ -571,6 +628,21 @@ impl Daemon {
     }
 }
 
+/// Each monitor's state by name, as `start` and `heartbeat` records give it.
+fn monitor_states(monitors: &BTreeMap<&'static str, MonitorState>) -> Map<String, Value> {
+    monitors
+        .iter()
+        .map(|(name, state)| {
+            let state = match state {
+                MonitorState::On => "on",
+                MonitorState::Off => "off",
+                MonitorState::Unavailable(_) => "unavailable",
+            };
+            ((*name).to_owned(), state.into())
+        })
+        .collect()
+}
+
 fn start_record(
     config_path: &std::path::Path,
     config: &Config,
@@ -587,19 +659,7 @@ fn start_record(
             record.set(&key, value);
         }
     }
-    let monitors: Map<String, Value> = collector
-        .monitors
-        .iter()
-        .map(|(name, state)| {
-            let state = match state {
-                MonitorState::On => "on",
-                MonitorState::Off => "off",
-                MonitorState::Unavailable(_) => "unavailable",
-            };
-            ((*name).to_owned(), state.into())
-        })
-        .collect();
-    record.set("monitors", monitors);
+    record.set("monitors", monitor_states(&collector.monitors));
     let unavailable: Map<String, Value> = collector
         .unavailable()
         .map(|(name, why)| (name.into(), why.into()))

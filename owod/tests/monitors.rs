@@ -732,3 +732,51 @@ touch(f"{{root}}/keep/dir/{{name}}")
         );
     }
 }
+
+#[test]
+fn a_heartbeat_comes_every_interval_with_what_happened_since() {
+    if !bpf_available("a_heartbeat_comes_every_interval_with_what_happened_since") {
+        return;
+    }
+    let mut daemon = Daemon::start("agent:\n  heartbeat_seconds: 1\n");
+    let heartbeats = |daemon: &Daemon| -> Vec<Value> {
+        daemon
+            .records()
+            .into_iter()
+            .filter(|r| event(r)["type"] == "heartbeat")
+            .collect()
+    };
+    daemon.wait_for("a first heartbeat", |r| event(r)["type"] == "heartbeat");
+    let before = heartbeats(&daemon).len();
+    let tag = marker("beat");
+    for _ in 0..5 {
+        assert!(std::process::Command::new("true")
+            .arg(&tag)
+            .status()
+            .unwrap()
+            .success());
+    }
+    harness::wait_until("two more heartbeats", || {
+        heartbeats(&daemon).len() >= before + 2
+    });
+    let beats = heartbeats(&daemon);
+    let (last, previous) = (&beats[beats.len() - 1], &beats[beats.len() - 2]);
+    assert_eq!(event(last)["interval_seconds"], 1);
+    assert_eq!(event(last)["monitors"]["execve"], "on");
+    assert_eq!(event(last)["lost"], 0);
+    assert!(event(last)["uptime_seconds"].as_u64() >= event(previous)["uptime_seconds"].as_u64());
+    // One a second, give or take the machine's load.
+    let at =
+        |r: &Value| chrono::DateTime::parse_from_rfc3339(r["timestamp"].as_str().unwrap()).unwrap();
+    let gap = (at(last) - at(previous)).num_milliseconds();
+    assert!((500..=3000).contains(&gap), "{gap} ms between heartbeats");
+    // The five execs and their exits are in the records the heartbeats after them count.
+    let counted: u64 = beats[before..]
+        .iter()
+        .map(|r| event(r)["records"].as_u64().unwrap())
+        .sum();
+    assert!(
+        counted >= 10,
+        "heartbeats counted {counted} records for 5 execs and exits"
+    );
+}

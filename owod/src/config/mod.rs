@@ -24,7 +24,7 @@ pub struct Config {
     pub logging: LoggingConfig,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
     /// Shown as `agent_name`; "" = `hostname`.
@@ -33,6 +33,19 @@ pub struct AgentConfig {
     pub hostname: String,
     /// Shown as `agent_group`, free text for the SIEM to group by.
     pub group: String,
+    /// A `heartbeat` record this often; 0 = none.
+    pub heartbeat_seconds: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            name: String::new(),
+            hostname: String::new(),
+            group: String::new(),
+            heartbeat_seconds: 60,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -679,6 +692,12 @@ impl Config {
                 );
             }
         }
+        if self.agent.heartbeat_seconds > 86_400 {
+            problem(
+                "agent.heartbeat_seconds",
+                "is at most 86400 (a day); 0 means no heartbeat".to_owned(),
+            );
+        }
         for (i, p) in self.monitor.file_watch_paths.iter().enumerate() {
             let key = format!("monitor.file_watch_paths.{i}");
             if !p.starts_with('/') {
@@ -944,6 +963,11 @@ mod tests {
                 format
             );
         }
+        let problems = Config::parse("agent:\n  heartbeat_seconds: 90000\n").unwrap_err();
+        assert_eq!(
+            keys_and_lines(&problems),
+            vec![("agent.heartbeat_seconds", Some(2))]
+        );
         let problems = Config::parse("output:\n  file:\n    format: cef\n").unwrap_err();
         assert_eq!(
             keys_and_lines(&problems),
