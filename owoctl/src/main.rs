@@ -213,14 +213,25 @@ async fn status(proxy: &ManagerProxy<'_>, json: bool) -> Result<(), Failure> {
     ];
     if let Some(monitors) = v["monitors"].as_object() {
         for (name, m) in monitors {
-            let state = match (m["on"].as_bool(), m["state"].as_str()) {
+            let mut state = match (m["on"].as_bool(), m["state"].as_str()) {
                 (_, Some("unavailable")) => {
                     format!("unavailable: {}", m["reason"].as_str().unwrap_or(""))
                 }
                 (Some(true), _) => "on".to_owned(),
                 _ => "off".to_owned(),
             };
+            let count = |key: &str| m[key].as_array().map_or(0, Vec::len);
+            if count("hooks") > 0 {
+                state += &format!(", {} hooks", count("hooks"));
+            }
+            if count("missing") > 0 {
+                state += &format!(", {} missing on this kernel", count("missing"));
+            }
             rows.push((format!("monitor {name}"), state));
+            for spot in m["blind_spots"].as_array().into_iter().flatten() {
+                let spot = terminal::printable(spot.as_str().unwrap_or_default());
+                rows.push((format!("  blind spot {name}"), spot));
+            }
         }
     }
     if let Some(by_type) = v["records_by_type"].as_object() {

@@ -1176,3 +1176,61 @@ fn owoctl_top_renders_owods_real_status_and_alerts() {
     }
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn coverage_says_what_each_monitor_hooks_lacks_and_cannot_see() {
+    if !bpf_available("coverage_says_what_each_monitor_hooks_lacks_and_cannot_see") {
+        return;
+    }
+    let bus = PrivateBus::start();
+    let mut daemon = on_bus(&bus, "");
+    wait_for_name(&bus);
+    let first = daemon.wait_for("the coverage record", |r| event(r)["type"] == "coverage");
+    let m = &event(&first)["monitors"];
+    let has = |list: &Value, text: &str| {
+        list.as_array().is_some_and(|l| {
+            l.iter()
+                .any(|v| v.as_str().is_some_and(|s| s.contains(text)))
+        })
+    };
+    assert_eq!(m["file"]["state"], "on", "{first}");
+    assert!(
+        has(&m["file"]["hooks"], "syscalls:sys_enter_openat"),
+        "{first}"
+    );
+    assert!(has(&m["file"]["blind_spots"], "io_uring"), "{first}");
+    assert!(
+        has(&m["network"]["blind_spots"], "32-bit compat"),
+        "{first}"
+    );
+    assert!(
+        has(&m["execve"]["hooks"], "sched:sched_process_exec"),
+        "{first}"
+    );
+    assert!(
+        has(&m["execve"]["hooks"], "raw:sched_process_fork"),
+        "{first}"
+    );
+    // A monitor this kernel cannot give (modules, here) lists every hook it lacks.
+    if m["module"]["state"] == "unavailable" {
+        assert!(
+            has(&m["module"]["missing"], "sys_enter_finit_module"),
+            "{first}"
+        );
+        assert_eq!(m["module"]["hooks"], serde_json::json!([]), "{first}");
+    }
+    // Status says the same.
+    let status = status_json(&bus);
+    assert_eq!(status["monitors"]["file"]["hooks"], m["file"]["hooks"]);
+    let table = ok(&owoctl(&bus, &["status"]), "status");
+    assert!(
+        table.contains("blind spot file") && table.contains("io_uring"),
+        "{table}"
+    );
+    // Switching a monitor is a change of coverage: a new record says so.
+    ok(&owoctl(&bus, &["disable", "network"]), "disable network");
+    daemon.wait_for("the coverage with network off", |r| {
+        event(r)["type"] == "coverage" && event(r)["monitors"]["network"]["state"] == "off"
+    });
+    assert!(daemon.stop().success());
+}

@@ -16,7 +16,10 @@ use tokio::{
 
 use crate::{
     behavior::{rules::Rule, rules_for},
-    collector::{loader::KernelChoice, Collector, CollectorCommand, MonitorState},
+    collector::{
+        loader::{Coverage, KernelChoice},
+        Collector, CollectorCommand, MonitorState,
+    },
     config::{Config, ConfigFile},
     control::{self, ControlCommand, ControlService, DaemonView, MonitorView},
     export::{open_local_sinks, open_sinks, start_remotes, HubCommand, SinkLoss},
@@ -80,6 +83,7 @@ struct Daemon {
     config: Config,
     monitors: BTreeMap<&'static str, MonitorState>,
     kernel: KernelChoice,
+    coverage: BTreeMap<&'static str, Coverage>,
     run_id: String,
     view: watch::Sender<DaemonView>,
     stages: Handles,
@@ -147,6 +151,7 @@ pub async fn serve(
 
     let monitors = collector.monitors.clone();
     let kernel = collector.kernel.clone();
+    let coverage = collector.coverage.clone();
     let start = Start {
         collector,
         table,
@@ -165,6 +170,7 @@ pub async fn serve(
         config,
         monitors,
         kernel,
+        coverage,
         run_id,
         view: view_tx,
         stages: handles,
@@ -196,6 +202,7 @@ pub async fn serve(
                 .with_context(|| format!("cannot serve D-Bus at `{address}`"))?,
         ),
     };
+    daemon.tell_coverage().await;
     // Programs attached, outputs open, the name owned.
     service::notify_ready(&daemon.status_line());
 
@@ -261,6 +268,34 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 impl Daemon {
+    /// A `coverage` record: each monitor's state, the hooks it attaches to, those this kernel
+    /// lacks, and its blind spots. At start, and whenever a monitor is switched.
+    async fn tell_coverage(&self) {
+        let states = monitor_states(&self.monitors);
+        let monitors: Map<String, Value> = states
+            .into_iter()
+            .map(|(name, state)| {
+                let mut entry = Map::new();
+                entry.insert("state".into(), state);
+                if let Some(Value::Object(coverage)) = self
+                    .coverage
+                    .get(name.as_str())
+                    .and_then(|c| serde_json::to_value(c).ok())
+                {
+                    entry.extend(coverage);
+                }
+                (name, Value::Object(entry))
+            })
+            .collect();
+        let mut record = AgentRecord::new("coverage");
+        record.set("monitors", monitors);
+        let _ = self
+            .stages
+            .records
+            .send(vec![Outgoing::agent(record)])
+            .await;
+    }
+
     /// A `heartbeat` record: owod's uptime, the records and losses since the last one, and
     /// each monitor's state. A collector that gets none for longer than the interval knows
     /// that owod, or the way from it, is gone.
@@ -305,22 +340,16 @@ impl Daemon {
             .monitors
             .iter()
             .map(|(name, state)| {
-                let view = match state {
-                    MonitorState::On => MonitorView {
-                        on: true,
-                        state: "attached",
-                        reason: None,
-                    },
-                    MonitorState::Off => MonitorView {
-                        on: false,
-                        state: "attached",
-                        reason: None,
-                    },
-                    MonitorState::Unavailable(why) => MonitorView {
-                        on: false,
-                        state: "unavailable",
-                        reason: Some(why.clone()),
-                    },
+                let (on, state, reason) = match state {
+                    MonitorState::On => (true, "attached", None),
+                    MonitorState::Off => (false, "attached", None),
+                    MonitorState::Unavailable(why) => (false, "unavailable", Some(why.clone())),
+                };
+                let view = MonitorView {
+                    on,
+                    state,
+                    reason,
+                    coverage: self.coverage.get(name).cloned().unwrap_or_default(),
                 };
                 ((*name).to_owned(), view)
             })
@@ -445,6 +474,7 @@ impl Daemon {
 
     async fn changed(&self) {
         self.publish_view(self.started());
+        self.tell_coverage().await;
         if let Some(bus) = &self.bus {
             control::monitors_changed(bus).await;
         }

@@ -68,6 +68,51 @@ enum Hook {
     Raw(&'static str),
 }
 
+impl Hook {
+    /// `category:event`, or `raw:event`.
+    fn name(&self) -> String {
+        match self {
+            Hook::Tracepoint(category, event) => format!("{category}:{event}"),
+            Hook::Raw(event) => format!("raw:{event}"),
+        }
+    }
+}
+
+/// What a monitor sees on this kernel: the hooks it attaches to, those of its hooks this
+/// kernel lacks, and what none of its hooks can see.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Coverage {
+    pub hooks: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    pub blind_spots: Vec<&'static str>,
+}
+
+const COMPAT: &str =
+    "32-bit compat syscalls (int 0x80, ia32 programs): no syscalls tracepoint sees them";
+const IO_URING: &str = "io_uring operations: they make no syscall";
+
+/// What a monitor's hooks cannot see.
+fn blind_spots(monitor: Monitor) -> Vec<&'static str> {
+    match monitor {
+        Monitor::Execve => vec!["failed execs: only a new program image is seen"],
+        Monitor::Exit | Monitor::Fork => Vec::new(),
+        Monitor::File => vec![
+            COMPAT,
+            IO_URING,
+            "mkdir, chmod, chown, setxattr, utimes, truncate, link and symlink: no hook",
+        ],
+        Monitor::Network => vec![COMPAT, IO_URING, "bind and listen: no hook"],
+        Monitor::Privilege => vec![COMPAT, "setfsuid, setfsgid and capset: no hook"],
+        Monitor::Module => vec![COMPAT],
+        Monitor::Write => vec![
+            COMPAT,
+            IO_URING,
+            "pwrite64, writev, pwritev, sendfile, splice, copy_file_range and writes through mmap: no hook",
+        ],
+    }
+}
+
 /// The programs of one monitor: (program name, hook).
 fn programs_of(monitor: Monitor) -> Vec<(String, Hook)> {
     let syscalls = |list: &[&str]| -> Vec<(String, Hook)> {
@@ -127,6 +172,7 @@ pub struct Loaded {
     pub settings: KernelSettings,
     pub hooks: Hooks,
     pub monitors: BTreeMap<&'static str, MonitorState>,
+    pub coverage: BTreeMap<&'static str, Coverage>,
     pub program_ids: Vec<u32>,
     pub kernel: KernelChoice,
 }
@@ -215,10 +261,30 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
     )?;
 
     let mut monitors = BTreeMap::new();
+    let mut coverage: BTreeMap<&'static str, Coverage> = BTreeMap::new();
     let mut program_ids = Vec::new();
     let mut hooks = Hooks::default();
     for monitor in Monitor::ALL {
-        let state = match attach_monitor(&mut ebpf, monitor, &mut program_ids, &mut hooks) {
+        let attached = attach_monitor(&mut ebpf, monitor, &mut program_ids, &mut hooks);
+        // The fork hook keeps the process table: it is the exec monitor's.
+        let shown = match monitor {
+            Monitor::Fork => Monitor::Execve.name(),
+            other => other.name(),
+        };
+        let seen = coverage.entry(shown).or_default();
+        match &attached {
+            Ok(covered) => {
+                seen.hooks.extend(covered.hooks.iter().cloned());
+                seen.missing.extend(covered.missing.iter().cloned());
+                seen.blind_spots.extend(covered.blind_spots.iter().copied());
+            }
+            Err(_) => {
+                seen.missing
+                    .extend(programs_of(monitor).iter().map(|(_, hook)| hook.name()));
+                seen.blind_spots.extend(blind_spots(monitor));
+            }
+        }
+        let state = match attached {
             Err(err) if matches!(monitor, Monitor::Execve | Monitor::Exit | Monitor::Fork) => {
                 return Err(CollectorError::Essential {
                     kernel: kernel.kernel,
@@ -231,8 +297,8 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
                 tracing::warn!("monitor `{}` is unavailable: {why}", monitor.name());
                 MonitorState::Unavailable(why)
             }
-            Ok(()) if config.monitor.wants(monitor) => MonitorState::On,
-            Ok(()) => MonitorState::Off,
+            Ok(_) if config.monitor.wants(monitor) => MonitorState::On,
+            Ok(_) => MonitorState::Off,
         };
         if monitor != Monitor::Fork {
             monitors.insert(monitor.name(), state);
@@ -251,6 +317,7 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
         settings,
         hooks,
         monitors,
+        coverage,
         program_ids,
         kernel,
     })
@@ -270,9 +337,9 @@ fn attach_monitor(
     monitor: Monitor,
     ids: &mut Vec<u32>,
     hooks: &mut Hooks,
-) -> Result<(), CollectorError> {
+) -> Result<Coverage, CollectorError> {
     let programs = programs_of(monitor);
-    let mut attached = 0;
+    let mut attached = Vec::new();
     let mut missing = Vec::new();
     for (name, hook) in &programs {
         if let Hook::Tracepoint(category, event) = hook {
@@ -309,9 +376,9 @@ fn attach_monitor(
             }
         };
         ids.push(id);
-        attached += 1;
+        attached.push(hook.name());
     }
-    if attached == 0 {
+    if attached.is_empty() {
         return Err(CollectorError::NoTracepoints {
             missing: missing.join(", "),
         });
@@ -323,7 +390,11 @@ fn attach_monitor(
             missing.join(", ")
         );
     }
-    Ok(())
+    Ok(Coverage {
+        hooks: attached,
+        missing,
+        blind_spots: blind_spots(monitor),
+    })
 }
 
 /// The links of the activity monitors, which are detached while their monitor is off.

@@ -118,6 +118,8 @@ pub struct Collector {
     activity_ring: RingBuf<MapData>,
     drops: PerCpuArray<MapData, u64>,
     pub monitors: BTreeMap<&'static str, MonitorState>,
+    /// Each monitor's hooks, what this kernel lacks of them, and their blind spots.
+    pub coverage: BTreeMap<&'static str, loader::Coverage>,
     pub program_ids: Vec<u32>,
     pub kernel: loader::KernelChoice,
 }
@@ -172,6 +174,7 @@ impl Collector {
             settings,
             hooks,
             monitors,
+            coverage,
             program_ids,
             kernel,
         } = loader::load(config)?;
@@ -192,6 +195,7 @@ impl Collector {
             activity_ring,
             drops,
             monitors,
+            coverage,
             program_ids,
             kernel,
         })

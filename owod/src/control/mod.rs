@@ -14,7 +14,11 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 use zbus::{interface, message::Header, object_server::SignalEmitter, Connection};
 
-use crate::{collector::loader::KernelChoice, export::HubStats, pipeline::Counters};
+use crate::{
+    collector::loader::{Coverage, KernelChoice},
+    export::HubStats,
+    pipeline::Counters,
+};
 
 /// What the event loop is asked to do; each carries the caller's uid and a reply.
 pub enum ControlCommand {
@@ -49,6 +53,9 @@ pub struct MonitorView {
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Its hooks, those this kernel lacks, and its blind spots.
+    #[serde(flatten)]
+    pub coverage: Coverage,
 }
 
 /// The event loop's view of itself, published for the service.
