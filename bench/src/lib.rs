@@ -484,6 +484,26 @@ pub fn flood_opens(target: &Path, rate: usize, stop: &AtomicBool) -> Result<usiz
     Ok(done)
 }
 
+/// Open and close `file` at `rate` per second from two threads (one open loop alone cannot
+/// reach the highest rates) for `seconds`: the rate reached, in opens per second.
+pub fn flood_for(file: &Path, rate: usize, seconds: usize) -> Result<f64> {
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, file) = (stop.clone(), file.to_path_buf());
+            std::thread::spawn(move || flood_opens(&file, rate / 2, &stop))
+        })
+        .collect();
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds as u64));
+    stop.store(true, Ordering::Relaxed);
+    let mut done = 0;
+    for t in threads {
+        done += t.join().expect("a flood thread")?;
+    }
+    Ok(done as f64 / start.elapsed().as_secs_f64())
+}
+
 /// Lines of owod's output from byte `from` on, and the records they report lost, read a line at a
 /// time (a long run's output does not fit in memory as parsed records).
 pub fn tally(output: &Path, from: u64) -> Result<(u64, u64)> {

@@ -6,17 +6,10 @@
 //!
 //! `cpu-curve [--owod PATH] [--seconds S] [--max-rate N]`
 
-use std::{
-    fs,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    time::{Duration, Instant},
-};
+use std::{fs, time::Instant};
 
 use anyhow::Result;
-use owo_bench::{flood_opens, parse_args, require_root, save, tally, Owod};
+use owo_bench::{flood_for, parse_args, require_root, save, tally, Owod};
 use serde_json::json;
 
 /// Every monitor on, writes included, as in `table`.
@@ -47,25 +40,12 @@ fn main() -> Result<()> {
         daemon.wait_until_quiet()?;
         let from = fs::metadata(daemon.output())?.len();
         let cpu_before = daemon.cpu_seconds()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let (stop, file) = (stop.clone(), file.clone());
-                std::thread::spawn(move || flood_opens(&file, rate / 2, &stop))
-            })
-            .collect();
         let start = Instant::now();
-        std::thread::sleep(Duration::from_secs(seconds as u64));
-        stop.store(true, Ordering::Relaxed);
-        let mut opened = 0;
-        for t in threads {
-            opened += t.join().expect("a flood thread")?;
-        }
+        let reached = flood_for(&file, rate, seconds)?;
         let elapsed = start.elapsed().as_secs_f64();
         daemon.wait_until_quiet()?;
         let cpu = daemon.cpu_seconds()? - cpu_before;
         let (records, lost) = tally(daemon.output(), from)?;
-        let reached = opened as f64 / elapsed;
         let per_record_us = cpu / records.max(1) as f64 * 1e6;
         println!(
             "  {rate:>9} {reached:>9.0} {records:>9} {:>9.1}% {per_record_us:>9.2} µs {lost:>6}",

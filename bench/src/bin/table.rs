@@ -21,17 +21,13 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
 use owo_bench::{
-    anon_rss_kib, cpu_seconds, flood_opens, latency_samples, ops_per_second, parse_args,
-    quantile_ms, require_root, tally, Owod,
+    anon_rss_kib, cpu_seconds, flood_for, latency_samples, ops_per_second, parse_args, quantile_ms,
+    require_root, tally, Owod,
 };
 use serde_json::Value;
 
@@ -544,22 +540,7 @@ fn print_table(setup: &Setup, conditions: &[Condition], results: &[Vec<Run>]) {
 /// the flood reached).
 fn flood(owod: &Owod, file: &Path, rate: usize, seconds: usize) -> Result<(u64, f64)> {
     let from = fs::metadata(owod.output())?.len();
-    let stop = Arc::new(AtomicBool::new(false));
-    // Two threads: one open loop alone cannot reach the rates asked for here.
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let (stop, file) = (stop.clone(), file.to_path_buf());
-            std::thread::spawn(move || flood_opens(&file, rate / 2, &stop))
-        })
-        .collect();
-    let start = Instant::now();
-    std::thread::sleep(Duration::from_secs(seconds as u64));
-    stop.store(true, Ordering::Relaxed);
-    let mut done = 0;
-    for t in threads {
-        done += t.join().expect("a flood thread")?;
-    }
-    let reached = done as f64 / start.elapsed().as_secs_f64();
+    let reached = flood_for(file, rate, seconds)?;
     owod.wait_until_quiet()?;
     let (_, lost) = tally(owod.output(), from)?;
     Ok((lost, reached))
