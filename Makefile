@@ -8,6 +8,10 @@
 DEB_PACKAGES := clang libbpf-dev linux-libc-dev build-essential pkg-config python3 procps \
 	dbus logrotate systemd util-linux groff-base openssl nats-server rsyslog rsyslog-relp rsyslog-gnutls \
 	fuse3 python3-fusepy
+# On x86, a 32-bit C library to build the ia32 program the compat-syscall tests run.
+ifeq ($(shell uname -m),x86_64)
+DEB_PACKAGES += gcc-multilib
+endif
 # The kernel matrix (make vm-test) boots each kernel under QEMU from a busybox initramfs, and
 # takes modules out of xz- or zstd-compressed kernel packages.
 VM_PACKAGES := qemu-system-x86 busybox-static cpio xz-utils zstd

@@ -149,6 +149,9 @@ build_initramfs() {
 	# Without debug info: a smaller initramfs boots faster under TCG.
 	strip --strip-debug -o "$root/usr/sbin/owod" "$OWOD"
 	strip --strip-debug -o "$root/usr/bin/owo-vmtest" "$VMTEST"
+	# The compat-syscall test program: an ia32 program, and a 64-bit one that uses int 0x80.
+	cc -O2 -static -m32 -o "$root/usr/bin/owo-ia32" "$ROOT/owod/tests/support/ia32.c"
+	cc -O2 -static -o "$root/usr/bin/owo-ia32-int80" "$ROOT/owod/tests/support/ia32.c"
 	for lib in $(ldd "$OWOD" "$VMTEST" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// && $2 ~ /^\(/ { print $1 }' | sort -u); do
 		mkdir -p "$root$(dirname "$lib")"
 		cp -L "$lib" "$root$lib"

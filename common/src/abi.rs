@@ -12,7 +12,7 @@ pub const KIND_MODULE: u32 = 7;
 pub const KIND_WRITE: u32 = 8;
 
 /// `enum owo_syscall`: the syscall behind an activity record, by its name.
-pub const SYSCALLS: [(u32, &str); 25] = [
+pub const SYSCALLS: [(u32, &str); 27] = [
     (1, "open"),
     (2, "openat"),
     (3, "openat2"),
@@ -38,6 +38,8 @@ pub const SYSCALLS: [(u32, &str); 25] = [
     (23, "finit_module"),
     (24, "write"),
     (25, "sendmmsg"),
+    (26, "execve"),
+    (27, "execveat"),
 ];
 
 /// The name of an `enum owo_syscall` value.
@@ -125,6 +127,22 @@ pub const CFG_LEN: u32 = 16;
 
 /// `owo_header.flags`: the monitor is on, export the record (otherwise it only feeds the table).
 pub const HDR_REPORT: u32 = 1 << 0;
+/// `owo_header.flags`: a 32-bit compat syscall.
+pub const HDR_IA32: u32 = 1 << 1;
+
+/// `enum owo_ia32_call`: the keys of `owo_ia32_calls`, each with the program loaded under it
+/// (the C name of a key is its program's, in capitals).
+pub const IA32_CALLS: [(u32, &str); 9] = [
+    (0, "owo_ia32_open"),
+    (1, "owo_ia32_unlink"),
+    (2, "owo_ia32_rename"),
+    (3, "owo_ia32_connect"),
+    (4, "owo_ia32_accept"),
+    (5, "owo_ia32_send"),
+    (6, "owo_ia32_privilege"),
+    (7, "owo_ia32_module"),
+    (8, "owo_ia32_write"),
+];
 
 pub const PATH_MAX: usize = 4096;
 pub const NAME_MAX: usize = 256;

@@ -5,7 +5,7 @@ use crate::{
     abi::{self, Header, Pod},
     event::{
         user_dev, Argv, Comm, Creds, Event, ExecEvent, ExitEvent, FileEvent, FileId, ForkEvent,
-        ModuleEvent, NetEvent, PrivEvent, Task, WriteEvent,
+        ModuleEvent, NetEvent, PrivEvent, Task, Via, WriteEvent,
     },
 };
 
@@ -122,6 +122,11 @@ fn task(hdr: &Header) -> Task {
         comm: Comm::new(until_nul(&hdr.comm)),
         report: hdr.flags & abi::HDR_REPORT != 0,
         size: hdr.size,
+        via: if hdr.flags & abi::HDR_IA32 != 0 {
+            Via::Ia32
+        } else {
+            Via::Syscall
+        },
     }
 }
 
@@ -239,6 +244,7 @@ mod tests {
             comm: Comm::new(b"bash"),
             report: true,
             size: 0,
+            via: Via::Ia32,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use crate::{
     abi::{self, Header, Pod},
-    event::{kernel_dev, Event, ExecEvent, Task},
+    event::{kernel_dev, Event, ExecEvent, Task, Via},
 };
 
 fn flag(set: bool, bit: u32) -> u32 {
@@ -193,7 +193,13 @@ fn header(kind: u32, size: usize, t: &Task) -> Header {
         ppid: t.ppid,
         uid: t.uid,
         gid: t.gid,
-        flags: if t.report { abi::HDR_REPORT } else { 0 },
+        flags: match t.report {
+            true => abi::HDR_REPORT,
+            false => 0,
+        } | match t.via {
+            Via::Syscall => 0,
+            Via::Ia32 => abi::HDR_IA32,
+        },
         cgroup_id: t.cgroup_id,
         comm,
     }

@@ -58,6 +58,28 @@ pub struct Task {
     pub report: bool,
     /// Bytes of the kernel's record of the event: about what holding it costs.
     pub size: u32,
+    /// How the call reached the kernel.
+    pub via: Via,
+}
+
+/// How an activity record's call reached the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Via {
+    /// A native syscall.
+    #[default]
+    Syscall,
+    /// A 32-bit compat syscall: `int 0x80`, or any call of an ia32 program.
+    Ia32,
+}
+
+impl Via {
+    /// The record's `via`: none for a native syscall.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Via::Syscall => None,
+            Via::Ia32 => Some("ia32"),
+        }
+    }
 }
 
 /// A new program image (`sched_process_exec`).

@@ -152,7 +152,14 @@ fn rust_constants() -> Vec<(String, u64)> {
             )
         })
         .collect();
+    out.extend(
+        abi::IA32_CALLS
+            .iter()
+            .map(|(value, program)| (program.to_uppercase(), u64::from(*value))),
+    );
     let fixed: Vec<(&'static str, u64)> = vec![
+        ("OWO_IA32_CALLS", abi::IA32_CALLS.len() as u64),
+        ("OWO_HDR_IA32", abi::HDR_IA32.into()),
         ("OWO_KIND_EXEC", abi::KIND_EXEC.into()),
         ("OWO_KIND_EXIT", abi::KIND_EXIT.into()),
         ("OWO_KIND_FORK", abi::KIND_FORK.into()),

@@ -49,6 +49,8 @@ enum owo_syscall {
 	OWO_SYS_FINIT_MODULE = 23,
 	OWO_SYS_WRITE = 24,
 	OWO_SYS_SENDMMSG = 25,
+	OWO_SYS_EXECVE = 26,
+	OWO_SYS_EXECVEAT = 27,
 };
 
 /* Monitors, the index of their on/off flag in `owo_config` and of their loss counter. */
@@ -76,6 +78,24 @@ enum owo_config_key {
 
 /* owo_header.flags */
 #define OWO_HDR_REPORT (1u << 0) /* the monitor is on: export this; otherwise it only feeds the process table */
+#define OWO_HDR_IA32 (1u << 1)   /* a 32-bit compat syscall (int 0x80, or an ia32 program) */
+
+/*
+ * Keys of `owo_ia32_calls`, the programs that report 32-bit compat syscalls (x86 only): the
+ * dispatcher on raw_syscalls picks one by the call, owod loads each under its key.
+ */
+enum owo_ia32_call {
+	OWO_IA32_OPEN = 0,      /* owo_ia32_open: open, openat, openat2, creat */
+	OWO_IA32_UNLINK = 1,    /* owo_ia32_unlink: unlink, unlinkat, rmdir */
+	OWO_IA32_RENAME = 2,    /* owo_ia32_rename */
+	OWO_IA32_CONNECT = 3,   /* owo_ia32_connect */
+	OWO_IA32_ACCEPT = 4,    /* owo_ia32_accept: accept, accept4 */
+	OWO_IA32_SEND = 5,      /* owo_ia32_send: sendto, sendmsg, sendmmsg */
+	OWO_IA32_PRIVILEGE = 6, /* owo_ia32_privilege: set*id, 16- and 32-bit */
+	OWO_IA32_MODULE = 7,    /* owo_ia32_module */
+	OWO_IA32_WRITE = 8,     /* owo_ia32_write, at entry */
+	OWO_IA32_CALLS = 9,
+};
 
 /* Limits of the variable part of an exec record. */
 #define OWO_PATH_MAX 4096    /* one path section (filename, exe, cwd) */

@@ -151,7 +151,26 @@ struct signal_struct {
 /* include/linux/sched.h */
 #define OWO_PF_KTHREAD 0x00200000
 
+/* arch/x86/include/asm/thread_info.h: `status` has TS_COMPAT while a 32-bit syscall runs. */
+#define OWO_TS_COMPAT 0x0002
+
+struct thread_info {
+	__u32 status; /* x86 */
+} OWO_CORE;
+
+/* arch/x86/include/asm/ptrace.h: a 32-bit syscall's arguments are in bx, cx, dx, si, di, bp. */
+struct pt_regs {
+	unsigned long bp;
+	unsigned long bx;
+	unsigned long cx;
+	unsigned long dx;
+	unsigned long si;
+	unsigned long di;
+	unsigned long orig_ax;
+} OWO_CORE;
+
 struct task_struct {
+	struct thread_info thread_info; /* CONFIG_THREAD_INFO_IN_TASK */
 	unsigned int flags;
 	int pid;
 	int tgid;

@@ -29,7 +29,7 @@ static __always_inline void owo_file_send(struct owo_file *ev, struct owo_pendin
 	size = owo_bound(size, sizeof(*ev));
 	ev->ret = ret;
 	ev->syscall = p->syscall;
-	owo_fill_header(&ev->hdr, OWO_KIND_FILE, size, task, OWO_MON_FILE);
+	owo_activity_header(&ev->hdr, OWO_KIND_FILE, size, task, OWO_MON_FILE, p->via);
 	owo_activity_output(ev, size, OWO_MON_FILE);
 }
 

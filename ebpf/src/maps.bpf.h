@@ -137,6 +137,18 @@ static __always_inline void owo_fill_header(struct owo_header *hdr, __u32 kind, 
 	bpf_get_current_comm(hdr->comm, sizeof(hdr->comm));
 }
 
+/* Is the current task inside a 32-bit compat syscall (x86: TS_COMPAT)? */
+static __always_inline bool owo_in_ia32(void)
+{
+#if defined(__TARGET_ARCH_x86)
+	struct task_struct *task = (void *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, thread_info.status) & OWO_TS_COMPAT;
+#else
+	return false;
+#endif
+}
+
 /* The struct file behind a descriptor of `task`, or NULL. */
 static __always_inline struct file *owo_fd_file_of(struct task_struct *task, __s64 fd)
 {

@@ -26,7 +26,7 @@ static __always_inline int owo_module_exit(struct owo_pending *p, __s64 ret)
 	ev->syscall = p->syscall;
 	ev->_pad0 = 0;
 	size = owo_bound(offsetof(struct owo_module, data) + ev->path_len, sizeof(*ev));
-	owo_fill_header(&ev->hdr, OWO_KIND_MODULE, size, task, OWO_MON_MODULE);
+	owo_activity_header(&ev->hdr, OWO_KIND_MODULE, size, task, OWO_MON_MODULE, p->via);
 	owo_activity_output(ev, size, OWO_MON_MODULE);
 	return 0;
 }

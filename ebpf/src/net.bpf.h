@@ -41,6 +41,19 @@ struct owo_iovec {
 	__u64 len;
 };
 
+/* The same in a 32-bit program (struct compat_msghdr, struct compat_iovec). */
+struct owo_user_msghdr32 {
+	__u32 name;
+	int namelen;
+	__u32 iov;
+	__u32 iovlen;
+};
+
+struct owo_iovec32 {
+	__u32 base;
+	__u32 len;
+};
+
 static __always_inline __u16 owo_ntohs(__u16 v)
 {
 	return __builtin_bswap16(v);
@@ -117,7 +130,7 @@ static __always_inline void owo_net_send(struct owo_net *ev, struct owo_pending 
 	size = offsetof(struct owo_net, payload) + owo_bound(payload, OWO_PAYLOAD_MAX);
 	ev->ret = ret;
 	ev->syscall = p->syscall;
-	owo_fill_header(&ev->hdr, OWO_KIND_NET, size, task, OWO_MON_NETWORK);
+	owo_activity_header(&ev->hdr, OWO_KIND_NET, size, task, OWO_MON_NETWORK, p->via);
 	owo_activity_output(ev, size, OWO_MON_NETWORK);
 }
 
@@ -164,7 +177,7 @@ static __always_inline int owo_net_accept(struct owo_pending *p, __s64 ret)
 
 /* sendto(fd, buf, len, flags, addr, addrlen), sendmsg(fd, msg, flags) and sendmmsg(fd, msgvec,
  * vlen, flags), of which the first message is read: glibc's resolver sends its A and AAAA
- * queries together with sendmmsg. */
+ * queries together with sendmmsg. A 32-bit program's messages have 32-bit pointers. */
 static __always_inline int owo_net_send_dgram(struct owo_pending *p, __s64 ret)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
@@ -175,7 +188,15 @@ static __always_inline int owo_net_send_dgram(struct owo_pending *p, __s64 ret)
 
 	if (!ev || !sk || BPF_CORE_READ(sk, sk_type) != OWO_SOCK_DGRAM || !owo_sock_addrs(sk, ev))
 		return 0;
-	if (p->syscall == OWO_SYS_SENDMSG || p->syscall == OWO_SYS_SENDMMSG) {
+	if ((p->syscall == OWO_SYS_SENDMSG || p->syscall == OWO_SYS_SENDMMSG) && (p->via & OWO_HDR_IA32)) {
+		struct owo_user_msghdr32 msg = {};
+		struct owo_iovec32 iov = {};
+
+		bpf_probe_read_user(&msg, sizeof(msg), (void *)p->args[1]);
+		if (msg.iovlen)
+			bpf_probe_read_user(&iov, sizeof(iov), (void *)(__u64)msg.iov);
+		addr = (void *)(__u64)msg.name, buf = (void *)(__u64)iov.base, len = iov.len;
+	} else if (p->syscall == OWO_SYS_SENDMSG || p->syscall == OWO_SYS_SENDMMSG) {
 		struct owo_user_msghdr msg = {};
 		struct owo_iovec iov = {};
 

@@ -10,5 +10,6 @@
 #include "privilege.bpf.h"
 #include "module.bpf.h"
 #include "write.bpf.h"
+#include "ia32.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";

@@ -18,7 +18,7 @@ static __always_inline int owo_priv_exit(struct owo_pending *p, __s64 ret)
 	ev.new_euid = BPF_CORE_READ(task, cred, euid.val);
 	ev.new_egid = BPF_CORE_READ(task, cred, egid.val);
 	ev.arg0 = p->args[0], ev.arg1 = p->args[1], ev.arg2 = p->args[2];
-	owo_fill_header(&ev.hdr, OWO_KIND_PRIV, sizeof(ev), task, OWO_MON_PRIVILEGE);
+	owo_activity_header(&ev.hdr, OWO_KIND_PRIV, sizeof(ev), task, OWO_MON_PRIVILEGE, p->via);
 	owo_activity_output(&ev, sizeof(ev), OWO_MON_PRIVILEGE);
 	return 0;
 }

@@ -5,6 +5,7 @@
 
 #include "maps.bpf.h"
 #include "path.bpf.h"
+#include "syscall.bpf.h"
 
 /* The inode's ctime, wherever this kernel keeps it (see owo_core.h). */
 static __always_inline void owo_inode_ctime(struct inode *inode, struct owo_exec *ev)
@@ -22,6 +23,20 @@ static __always_inline void owo_inode_ctime(struct inode *inode, struct owo_exec
 	} else if (bpf_core_field_exists(plain->i_ctime)) {
 		ev->exe_ctime_sec = BPF_CORE_READ(plain, i_ctime.tv_sec);
 		ev->exe_ctime_nsec = BPF_CORE_READ(plain, i_ctime.tv_nsec);
+	}
+}
+
+/*
+ * How the exec was asked for: a 32-bit execve left its mark in the thread's pending slot
+ * (TS_COMPAT says nothing by now: it follows the new image).
+ */
+static __always_inline void owo_exec_via(struct owo_header *hdr)
+{
+	struct owo_pending *p = owo_pending_slot(false);
+
+	if (p && p->armed && (p->syscall == OWO_SYS_EXECVE || p->syscall == OWO_SYS_EXECVEAT)) {
+		hdr->flags |= p->via;
+		p->armed = 0;
 	}
 }
 
@@ -133,6 +148,7 @@ int owo_exec(struct trace_event_raw_sched_process_exec *ctx)
 	__u64 size = owo_bound(offsetof(struct owo_exec, data) + off, sizeof(*ev));
 
 	owo_fill_header(&ev->hdr, OWO_KIND_EXEC, size, task, OWO_MON_EXECVE);
+	owo_exec_via(&ev->hdr);
 	owo_proc_output(ev, size, OWO_MON_EXECVE);
 	return 0;
 }

@@ -52,6 +52,7 @@ struct owo_pending {
 	__u32 syscall;
 	__u32 uid, gid, euid, egid; /* credentials at entry (privilege monitor only) */
 	__u32 armed;                /* stashed at entry and not yet taken at exit */
+	__u32 via;                  /* OWO_HDR_IA32 for a 32-bit compat syscall */
 };
 
 #ifdef OWO_BOUNDED_LOOPS
@@ -118,10 +119,10 @@ static __always_inline bool owo_activity_output(void *record, __u64 size, __u32 
 }
 
 /*
- * Remember the arguments of a syscall whose monitor is on. Only `nargs` are read: the kernel
- * refuses to attach a program that reads past the end of the tracepoint's record.
+ * Remember the arguments of a syscall whose monitor is on, and how it was made (`via`, the
+ * OWO_HDR_* bits its record will carry).
  */
-static __always_inline int owo_stash(struct owo_sys_enter *ctx, __u32 syscall, __u32 monitor, int nargs)
+static __always_inline int owo_stash_args(const __u64 *args, __u32 syscall, __u32 monitor, __u32 via)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
 	__u64 id = bpf_get_current_pid_tgid();
@@ -132,9 +133,9 @@ static __always_inline int owo_stash(struct owo_sys_enter *ctx, __u32 syscall, _
 	p = owo_pending_slot(true);
 	if (!p)
 		return 0;
-	for (int i = 0; i < 6 && i < nargs; i++)
-		p->args[i] = ctx->args[i];
+	__builtin_memcpy(p->args, args, sizeof(p->args));
 	p->syscall = syscall;
+	p->via = via;
 	/* Only a set*id record shows the credentials before the call (eight reads, for nothing
 	 * on an open). */
 	if (monitor == OWO_MON_PRIVILEGE) {
@@ -147,8 +148,21 @@ static __always_inline int owo_stash(struct owo_sys_enter *ctx, __u32 syscall, _
 	return 0;
 }
 
+/*
+ * owo_stash_args for a syscall tracepoint. Only `nargs` are read: the kernel refuses to attach
+ * a program that reads past the end of the tracepoint's record.
+ */
+static __always_inline int owo_stash(struct owo_sys_enter *ctx, __u32 syscall, __u32 monitor, int nargs)
+{
+	__u64 args[6] = {};
+
+	for (int i = 0; i < 6 && i < nargs; i++)
+		args[i] = ctx->args[i];
+	return owo_stash_args(args, syscall, monitor, 0);
+}
+
 /* Take back what owo_stash kept for this thread's syscall; false if nothing (monitor off). */
-static __always_inline bool owo_unstash(__u32 syscall, struct owo_pending *out)
+static __always_inline bool owo_unstash_any(struct owo_pending *out)
 {
 	struct owo_pending *p = owo_pending_slot(false);
 
@@ -156,7 +170,21 @@ static __always_inline bool owo_unstash(__u32 syscall, struct owo_pending *out)
 		return false;
 	__builtin_memcpy(out, p, sizeof(*out));
 	p->armed = 0;
-	return out->syscall == syscall;
+	return true;
+}
+
+/* owo_unstash_any, for the exit of `syscall`. */
+static __always_inline bool owo_unstash(__u32 syscall, struct owo_pending *out)
+{
+	return owo_unstash_any(out) && out->syscall == syscall;
+}
+
+/* The header of an activity record: the current task's, and how the call was made. */
+static __always_inline void owo_activity_header(struct owo_header *hdr, __u32 kind, __u32 size,
+						struct task_struct *task, __u32 monitor, __u32 via)
+{
+	owo_fill_header(hdr, kind, size, task, monitor);
+	hdr->flags |= via;
 }
 
 /* The struct file behind a descriptor of the current task, or NULL. */

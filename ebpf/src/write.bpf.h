@@ -26,11 +26,10 @@ struct {
 	__type(value, struct owo_fd_seen);
 } owo_write_fds SEC(".maps");
 
-SEC("tracepoint/syscalls/sys_enter_write")
-int owo_enter_write(struct owo_sys_enter *ctx)
+/* A write of `count` bytes to `fd`, made `via` a syscall (OWO_HDR_* bits). */
+static __always_inline int owo_write_seen(__u64 fd, __u64 count, __u32 via)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
-	__u64 fd = ctx->args[0];
 	__u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ull) | (fd & 0xffffffff);
 	struct owo_fd_seen *seen, now = {};
 	struct owo_write *ev;
@@ -66,12 +65,12 @@ int owo_enter_write(struct owo_sys_enter *ctx)
 		ev->path_len = owo_path_copy(ev->data, len);
 		ev->flags = OWO_PATH_PRESENT | (truncated ? OWO_PATH_TRUNCATED : 0);
 	}
-	ev->count = ctx->args[2];
+	ev->count = count;
 	ev->fd = fd;
 	ev->_pad0 = 0;
 	__u64 size = owo_bound(offsetof(struct owo_write, data) + ev->path_len, sizeof(*ev));
 
-	owo_fill_header(&ev->hdr, OWO_KIND_WRITE, size, task, OWO_MON_WRITE);
+	owo_activity_header(&ev->hdr, OWO_KIND_WRITE, size, task, OWO_MON_WRITE, via);
 	/* A lost record that carried the path must not leave user space without it: forget the
 	 * fd, so the next write sends the path again. */
 	if (!owo_activity_output(ev, size, OWO_MON_WRITE) && ev->path_len)
@@ -79,14 +78,26 @@ int owo_enter_write(struct owo_sys_enter *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_close")
-int owo_enter_close(struct owo_sys_enter *ctx)
+/* `fd` was closed: what it was is forgotten. */
+static __always_inline int owo_write_closed(__u64 fd)
 {
-	__u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ull) | (ctx->args[0] & 0xffffffff);
+	__u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ull) | (fd & 0xffffffff);
 
 	if (owo_config_get(OWO_MON_WRITE))
 		bpf_map_delete_elem(&owo_write_fds, &key);
 	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int owo_enter_write(struct owo_sys_enter *ctx)
+{
+	return owo_write_seen(ctx->args[0], ctx->args[2], 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int owo_enter_close(struct owo_sys_enter *ctx)
+{
+	return owo_write_closed(ctx->args[0]);
 }
 
 #endif /* OWO_WRITE_BPF_H */

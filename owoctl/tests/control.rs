@@ -1199,10 +1199,9 @@ fn coverage_says_what_each_monitor_hooks_lacks_and_cannot_see() {
         "{first}"
     );
     assert!(has(&m["file"]["blind_spots"], "io_uring"), "{first}");
-    assert!(
-        has(&m["network"]["blind_spots"], "32-bit compat"),
-        "{first}"
-    );
+    // 32-bit compat syscalls are seen, through raw_syscalls.
+    assert!(has(&m["network"]["hooks"], "raw:sys_enter"), "{first}");
+    assert!(!has(&m["network"]["blind_spots"], "32-bit"), "{first}");
     assert!(
         has(&m["execve"]["hooks"], "sched:sched_process_exec"),
         "{first}"

@@ -268,6 +268,15 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 impl Daemon {
+    /// What a monitor sees, as the config has it now.
+    fn coverage_of(&self, monitor: &str) -> Option<Coverage> {
+        let coverage = self.coverage.get(monitor)?;
+        Some(match self.config.monitor.compat_syscalls {
+            true => coverage.clone(),
+            false => coverage.without_compat(),
+        })
+    }
+
     /// A `coverage` record: each monitor's state, the hooks it attaches to, those this kernel
     /// lacks, and its blind spots. At start, and whenever a monitor is switched.
     async fn tell_coverage(&self) {
@@ -278,8 +287,7 @@ impl Daemon {
                 let mut entry = Map::new();
                 entry.insert("state".into(), state);
                 if let Some(Value::Object(coverage)) = self
-                    .coverage
-                    .get(name.as_str())
+                    .coverage_of(name.as_str())
                     .and_then(|c| serde_json::to_value(c).ok())
                 {
                     entry.extend(coverage);
@@ -349,7 +357,7 @@ impl Daemon {
                     on,
                     state,
                     reason,
-                    coverage: self.coverage.get(name).cloned().unwrap_or_default(),
+                    coverage: self.coverage_of(name).unwrap_or_default(),
                 };
                 ((*name).to_owned(), view)
             })
@@ -569,6 +577,7 @@ impl Daemon {
                 monitors: monitors.clone(),
                 watch_paths: new.monitor.file_watch_paths.clone(),
                 all_paths: new.monitor.file_watch_all_paths,
+                compat: new.monitor.compat_syscalls,
                 reply,
             }
         })

@@ -780,3 +780,184 @@ fn a_heartbeat_comes_every_interval_with_what_happened_since() {
         "heartbeats counted {counted} records for 5 execs and exits"
     );
 }
+
+/// `support/ia32.c`, built as an ia32 program (`m32`) or as a 64-bit one that makes its calls
+/// with `int 0x80`.
+fn ia32_program(m32: bool) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/ia32.c");
+    // Named afresh: tests build it at the same time.
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(marker(if m32 {
+        "ia32-m32"
+    } else {
+        "ia32-int80"
+    }));
+    let mut cc = Command::new("cc");
+    cc.args(["-O2", "-Wall", "-Werror", "-o"])
+        .arg(&out)
+        .arg(&source);
+    if m32 {
+        cc.arg("-m32");
+    }
+    let status = cc.status().expect("run cc");
+    assert!(
+        status.success(),
+        "cc {} failed: an ia32 build needs gcc-multilib (`make deps` installs it)",
+        if m32 { "-m32" } else { "" }
+    );
+    out
+}
+
+/// The records of `pid`.
+fn of_pid(records: &[Value], pid: u32) -> Vec<Value> {
+    records
+        .iter()
+        .filter(|r| event(r)["pid"] == pid)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn compat_syscalls_are_seen_and_marked_ia32() {
+    if !bpf_available("compat_syscalls_are_seen_and_marked_ia32") {
+        return;
+    }
+    let mut daemon = Daemon::start("monitor:\n  write_events: true\n");
+    let dir = watched_dir();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The 64-bit program opens with open(2) and connects twice (connect, then socketcall); the
+    // ia32 program's C library opens with openat and connects through socketcall.
+    for (m32, open_call, connects) in [(false, "open", 2), (true, "openat", 1)] {
+        let path = dir.path().join(marker("ia32"));
+        let mut child = Command::new(ia32_program(m32))
+            .arg(&path)
+            .arg(port.to_string())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(child.wait().unwrap().success(), "the ia32 program failed");
+        let exec = daemon.wait_for("its 32-bit exec of /bin/true", |r| {
+            event(r)["event_type"] == "execve"
+                && event(r)["pid"] == pid
+                && event(r)["path"] == "/bin/true"
+        });
+        assert_eq!(event(&exec)["via"], "ia32", "{exec}");
+        daemon.file_barrier(dir.path());
+        let records = of_pid(&daemon.records(), pid);
+        let file = files(&records, s(&path));
+        let kinds: Vec<(&str, &str)> = file
+            .iter()
+            .map(|r| {
+                (
+                    event(r)["type"].as_str().unwrap(),
+                    event(r)["syscall"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [("create", open_call), ("unlink", "unlink")],
+            "{file:#?}"
+        );
+        let writes: Vec<&Value> = records
+            .iter()
+            .filter(|r| event(r)["event_type"] == "write" && event(r)["path"] == s(&path))
+            .collect();
+        assert_eq!(writes.len(), 1, "{records:#?}");
+        assert_eq!(event(writes[0])["count"], 4);
+        let connected = nets(&records, "connect", "dport", port);
+        assert_eq!(connected.len(), connects, "{records:#?}");
+        for r in &connected {
+            assert_eq!(
+                (event(r)["daddr"].as_str(), event(r)["ret"].as_i64()),
+                (Some("127.0.0.1"), Some(0))
+            );
+        }
+        let privilege: Vec<&Value> = records
+            .iter()
+            .filter(|r| event(r)["event_type"] == "privilege")
+            .collect();
+        let setuid: Vec<(Value, Value)> = privilege
+            .iter()
+            .map(|r| (event(r)["args"].clone(), event(r)["ret"].clone()))
+            .collect();
+        let mut expected = vec![(serde_json::json!([0]), Value::from(0))];
+        if !m32 {
+            // The 16-bit setuid's (u16)-1, widened as the kernel widens it, and refused.
+            expected.push((serde_json::json!([-1]), Value::from(-libc::EINVAL)));
+        }
+        assert_eq!(setuid, expected);
+        let seen = file.iter().chain(writes).chain(&connected).chain(privilege);
+        for r in seen {
+            assert_eq!(event(r)["via"], "ia32", "{r}");
+        }
+    }
+    let coverage = daemon.wait_for("the coverage record", |r| event(r)["type"] == "coverage");
+    let file = &event(&coverage)["monitors"]["file"];
+    assert!(
+        file["hooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h == "raw:sys_exit"),
+        "{file}"
+    );
+    assert!(
+        !file["blind_spots"].to_string().contains("32-bit"),
+        "{file}"
+    );
+}
+
+#[test]
+fn compat_syscalls_switched_off_are_a_blind_spot() {
+    if !bpf_available("compat_syscalls_switched_off_are_a_blind_spot") {
+        return;
+    }
+    let mut daemon = Daemon::start("monitor:\n  compat_syscalls: false\n");
+    let dir = watched_dir();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let path = dir.path().join(marker("ia32-off"));
+    let status = Command::new(ia32_program(false))
+        .arg(&path)
+        .arg(listener.local_addr().unwrap().port().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    daemon.file_barrier(dir.path());
+    let records = daemon.records();
+    assert!(
+        files(&records, s(&path)).is_empty(),
+        "compat calls are not seen"
+    );
+    let coverage = daemon.wait_for("the coverage record", |r| event(r)["type"] == "coverage");
+    let file = &event(&coverage)["monitors"]["file"];
+    assert!(
+        file["blind_spots"]
+            .to_string()
+            .contains("monitor.compat_syscalls is off"),
+        "{file}"
+    );
+    // A reload that turns them on sees them from then on, and says so.
+    let config = fs::read_to_string(&daemon.config).unwrap();
+    fs::write(
+        &daemon.config,
+        config.replace("compat_syscalls: false", "compat_syscalls: true"),
+    )
+    .unwrap();
+    daemon.reload();
+    let status = Command::new(ia32_program(false))
+        .arg(&path)
+        .arg(listener.local_addr().unwrap().port().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    daemon.file_barrier(dir.path());
+    let file = files(&daemon.records(), s(&path));
+    assert_eq!(file.len(), 2, "create and unlink: {file:#?}");
+    let coverage = daemon.wait_for_n("a second coverage record", 2, |r| {
+        event(r)["type"] == "coverage"
+    });
+    assert!(!coverage[1]["event"]["monitors"]["file"]["blind_spots"]
+        .to_string()
+        .contains("32-bit"));
+}

@@ -5,7 +5,7 @@
 use std::fmt;
 
 /// The columns of the matrix, in the order the table shows them.
-pub const MONITORS: [&str; 10] = [
+pub const MONITORS: [&str; 11] = [
     "execve",
     "exit",
     "fork",
@@ -14,6 +14,7 @@ pub const MONITORS: [&str; 10] = [
     "network",
     "privilege",
     "module",
+    "compat",
     "behavior",
     "owod",
 ];

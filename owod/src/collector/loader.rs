@@ -11,10 +11,11 @@ use std::{collections::BTreeMap, hash::Hasher, mem::size_of, path::Path};
 use aya::{
     maps::{
         lpm_trie::{Key, LpmTrie},
-        Array, HashMap, MapData,
+        Array, HashMap, MapData, ProgramArray,
     },
     programs::{
-        trace_point::TracePointLinkId, ProgramError, ProgramType, RawTracePoint, TracePoint,
+        raw_trace_point::RawTracePointLinkId, trace_point::TracePointLinkId, ProgramError,
+        ProgramType, RawTracePoint, TracePoint,
     },
     sys::{is_helper_supported, BpfHelper},
     Ebpf, EbpfLoader, VerifierLogLevel,
@@ -63,6 +64,22 @@ const PRIVILEGE_SYSCALLS: &[&str] = &[
 ];
 const MODULE_SYSCALLS: &[&str] = &["init_module", "finit_module"];
 
+/// The monitors whose 32-bit compat calls the programs on raw_syscalls report (x86 only):
+/// they are attached while any of these is on.
+const IA32_MONITORS: &[Monitor] = &[
+    Monitor::File,
+    Monitor::Network,
+    Monitor::Privilege,
+    Monitor::Module,
+    Monitor::Write,
+];
+const IA32_MAP: &str = "owo_ia32_calls";
+/// The dispatchers, on raw_syscalls' sys_enter and sys_exit.
+const IA32_HOOKS: [(&str, &str); 2] = [
+    ("owo_ia32_enter", "sys_enter"),
+    ("owo_ia32_exit", "sys_exit"),
+];
+
 enum Hook {
     Tracepoint(&'static str, String),
     Raw(&'static str),
@@ -90,6 +107,25 @@ pub struct Coverage {
 
 const COMPAT: &str =
     "32-bit compat syscalls (int 0x80, ia32 programs): no syscalls tracepoint sees them";
+const COMPAT_OFF: &str =
+    "32-bit compat syscalls (int 0x80, ia32 programs): monitor.compat_syscalls is off";
+
+impl Coverage {
+    /// This coverage with `monitor.compat_syscalls` off: the compat dispatchers' hooks are a
+    /// blind spot.
+    pub fn without_compat(&self) -> Coverage {
+        let ia32: Vec<String> = IA32_HOOKS
+            .iter()
+            .map(|(_, e)| Hook::Raw(e).name())
+            .collect();
+        let mut seen = self.clone();
+        seen.hooks.retain(|hook| !ia32.contains(hook));
+        if seen.hooks.len() < self.hooks.len() {
+            seen.blind_spots.insert(0, COMPAT_OFF);
+        }
+        seen
+    }
+}
 const IO_URING: &str = "io_uring operations: they make no syscall";
 
 /// What a monitor's hooks cannot see.
@@ -304,6 +340,28 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
             monitors.insert(monitor.name(), state);
         }
     }
+    match load_ia32(&mut ebpf, &mut program_ids) {
+        Ok(mut ia32) => {
+            ia32.wanted = config.monitor.compat_syscalls;
+            hooks.ia32 = Some(ia32);
+            for monitor in IA32_MONITORS {
+                if let Some(seen) = coverage.get_mut(monitor.name()) {
+                    if !matches!(
+                        monitors.get(monitor.name()),
+                        Some(MonitorState::Unavailable(_))
+                    ) {
+                        seen.hooks
+                            .extend(IA32_HOOKS.iter().map(|(_, event)| Hook::Raw(event).name()));
+                        seen.blind_spots.retain(|spot| *spot != COMPAT);
+                    }
+                }
+            }
+        }
+        Err(err) => tracing::warn!(
+            "32-bit compat syscalls will not be seen: {:#}",
+            anyhow::Error::from(err)
+        ),
+    }
     for monitor in Monitor::ALL {
         let on = monitor == Monitor::Fork
             || matches!(monitors.get(monitor.name()), Some(MonitorState::On));
@@ -397,6 +455,55 @@ fn attach_monitor(
     })
 }
 
+/// Load the programs that report 32-bit compat syscalls and put each handler in its place in
+/// the dispatchers' jump table; the dispatchers are loaded, and attached by [`Hooks::switch`].
+/// An error leaves the compat calls unseen, and everything else as it is.
+fn load_ia32(ebpf: &mut Ebpf, ids: &mut Vec<u32>) -> Result<Ia32, CollectorError> {
+    if !cfg!(target_arch = "x86_64") {
+        return Err(CollectorError::NoProgram(
+            "owo_ia32_enter (x86 only)".to_owned(),
+        ));
+    }
+    let map = ebpf
+        .take_map(IA32_MAP)
+        .ok_or(CollectorError::MissingMap(IA32_MAP))?;
+    let mut calls = ProgramArray::try_from(map).map_err(|source| CollectorError::Map {
+        map: IA32_MAP,
+        source,
+    })?;
+    for (key, name) in abi::IA32_CALLS {
+        let program = raw_tracepoint(ebpf, name)?;
+        program.load().map_err(|source| refused(name, source))?;
+        let fd = program.fd().map_err(|source| refused(name, source))?;
+        calls
+            .set(key, fd, 0)
+            .map_err(|source| CollectorError::Map {
+                map: IA32_MAP,
+                source,
+            })?;
+        ids.push(program.info().map_err(|source| refused(name, source))?.id());
+    }
+    for (name, _) in IA32_HOOKS {
+        let program = raw_tracepoint(ebpf, name)?;
+        program.load().map_err(|source| refused(name, source))?;
+        ids.push(program.info().map_err(|source| refused(name, source))?.id());
+    }
+    Ok(Ia32 {
+        _calls: calls,
+        wanted: true,
+        links: None,
+    })
+}
+
+/// The compat-call programs: the jump table (held, not read: the kernel empties it when owod
+/// lets go of it), whether `monitor.compat_syscalls` wants them, and, while attached, the
+/// dispatchers' links.
+pub struct Ia32 {
+    _calls: ProgramArray<MapData>,
+    wanted: bool,
+    links: Option<Vec<(&'static str, RawTracePointLinkId)>>,
+}
+
 /// The links of the activity monitors, which are detached while their monitor is off.
 #[derive(Default)]
 pub struct Hooks {
@@ -404,6 +511,8 @@ pub struct Hooks {
     hooks: BTreeMap<Monitor, Vec<(String, &'static str, String)>>,
     /// The links of the monitors whose programs are attached now.
     links: BTreeMap<Monitor, Vec<(String, TracePointLinkId)>>,
+    /// The compat-call programs, if they loaded: attached while one of [`IA32_MONITORS`] is.
+    ia32: Option<Ia32>,
 }
 
 impl Hooks {
@@ -433,8 +542,68 @@ impl Hooks {
         }
     }
 
-    /// Attach a monitor's programs, or detach them; nothing if they already are.
+    /// Attach a monitor's programs, or detach them; nothing if they already are. The compat
+    /// dispatchers follow.
     pub fn switch(
+        &mut self,
+        ebpf: &mut Ebpf,
+        monitor: Monitor,
+        on: bool,
+    ) -> Result<(), CollectorError> {
+        self.switch_monitor(ebpf, monitor, on)?;
+        self.switch_ia32(ebpf)
+    }
+
+    /// `monitor.compat_syscalls`: may the compat dispatchers be attached?
+    pub fn want_ia32(&mut self, ebpf: &mut Ebpf, wanted: bool) -> Result<(), CollectorError> {
+        if let Some(ia32) = &mut self.ia32 {
+            ia32.wanted = wanted;
+        }
+        self.switch_ia32(ebpf)
+    }
+
+    /// Attach the compat dispatchers while any of [`IA32_MONITORS`] is attached (and they are
+    /// wanted), else detach them.
+    fn switch_ia32(&mut self, ebpf: &mut Ebpf) -> Result<(), CollectorError> {
+        let Some(ia32) = &mut self.ia32 else {
+            return Ok(());
+        };
+        let wanted = ia32.wanted && IA32_MONITORS.iter().any(|m| self.links.contains_key(m));
+        match (&ia32.links, wanted) {
+            (None, true) => {
+                let mut links = Vec::new();
+                for (name, event) in IA32_HOOKS {
+                    let link = raw_tracepoint(ebpf, name)?.attach(event).map_err(|source| {
+                        CollectorError::Attach {
+                            tracepoint: Hook::Raw(event).name(),
+                            source,
+                        }
+                    });
+                    match link {
+                        Ok(link) => links.push((name, link)),
+                        Err(err) => {
+                            for (name, link) in links {
+                                let _ = raw_tracepoint(ebpf, name).map(|tp| tp.detach(link));
+                            }
+                            return Err(err);
+                        }
+                    }
+                }
+                ia32.links = Some(links);
+            }
+            (Some(_), false) => {
+                for (name, link) in ia32.links.take().unwrap_or_default() {
+                    raw_tracepoint(ebpf, name)?
+                        .detach(link)
+                        .map_err(|source| refused(name, source))?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn switch_monitor(
         &mut self,
         ebpf: &mut Ebpf,
         monitor: Monitor,
@@ -476,6 +645,16 @@ impl Hooks {
 }
 
 fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint, CollectorError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| CollectorError::NoProgram(name.to_owned()))?;
+    program.try_into().map_err(|source| refused(name, source))
+}
+
+fn raw_tracepoint<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+) -> Result<&'a mut RawTracePoint, CollectorError> {
     let program = ebpf
         .program_mut(name)
         .ok_or_else(|| CollectorError::NoProgram(name.to_owned()))?;
@@ -775,6 +954,13 @@ mod tests {
                     monitor.name()
                 );
             }
+        }
+        let ia32 = abi::IA32_CALLS.iter().map(|(_, name)| *name);
+        for name in ia32.chain(IA32_HOOKS.iter().map(|(name, _)| *name)) {
+            assert!(
+                object.iter().any(|n| n == name),
+                "`{name}` is not in the object"
+            );
         }
     }
 

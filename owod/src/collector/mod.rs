@@ -163,6 +163,8 @@ pub enum CollectorCommand {
         monitors: Vec<(Monitor, bool)>,
         watch_paths: Vec<String>,
         all_paths: bool,
+        /// `monitor.compat_syscalls`.
+        compat: bool,
         reply: oneshot::Sender<Result<(), CollectorError>>,
     },
 }
@@ -245,9 +247,10 @@ impl Collector {
                     CollectorCommand::SetMonitor { monitor, on, reply } => {
                         let _ = reply.send(switch(&mut ebpf, &mut settings, &mut hooks, monitor, on));
                     }
-                    CollectorCommand::Reconfigure { monitors, watch_paths, all_paths, reply } => {
+                    CollectorCommand::Reconfigure { monitors, watch_paths, all_paths, compat, reply } => {
                         let result = (|| {
                             settings.set_watch(&watch_paths, all_paths)?;
+                            hooks.want_ia32(&mut ebpf, compat)?;
                             monitors.iter().try_for_each(|&(m, on)| {
                                 switch(&mut ebpf, &mut settings, &mut hooks, m, on)
                             })

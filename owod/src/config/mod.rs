@@ -71,6 +71,9 @@ pub struct MonitorConfig {
     pub write_events: bool,
     /// Kernel module loads.
     pub module_events: bool,
+    /// The activity monitors also see 32-bit compat syscalls (x86: `int 0x80`, ia32
+    /// programs), at some cost to every syscall.
+    pub compat_syscalls: bool,
 }
 
 impl MonitorConfig {
@@ -114,6 +117,7 @@ impl Default for MonitorConfig {
             exit_events: true,
             write_events: false,
             module_events: true,
+            compat_syscalls: true,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::{net::IpAddr, sync::Arc};
 
 use owo_common::{
     abi,
-    event::{Argv, Comm, Creds},
+    event::{Argv, Comm, Creds, Via},
     render::{self, CMDLINE_BUDGET, NAME_BUDGET, PARENT_CMDLINE_BUDGET, PATH_BUDGET},
 };
 use serde_json::{Map, Value};
@@ -43,6 +43,8 @@ pub struct Actor {
     /// The process's executable, shared with the process table.
     pub exe: Option<Arc<[u8]>>,
     pub cgroup_id: u64,
+    /// How the call reached the kernel (activity records).
+    pub via: Via,
 }
 
 impl Actor {
@@ -62,6 +64,9 @@ impl Actor {
             v.text("exe", exe, PATH_BUDGET, exe_cut);
         }
         v.uint("cgroup_id", self.cgroup_id);
+        if let Some(via) = self.via.name() {
+            v.str("via", via);
+        }
     }
 }
 

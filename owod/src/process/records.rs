@@ -42,6 +42,7 @@ fn actor(lk: &mut Lookups<'_>, task: Task, exe: Option<Arc<[u8]>>) -> Actor {
         comm: task.comm,
         exe,
         cgroup_id: task.cgroup_id,
+        via: task.via,
     }
 }
 

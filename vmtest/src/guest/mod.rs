@@ -4,6 +4,7 @@
 //! failure: every monitor gets its line, so the host's table shows exactly what broke.
 
 mod behavior;
+mod compat;
 mod files;
 mod module;
 mod network;
@@ -44,6 +45,12 @@ pub struct GuestArgs {
     /// Scratch space outside every watched path.
     #[arg(long, default_value = "/opt/owo-vmtest")]
     work: PathBuf,
+    /// The compat-syscall test program, built as an ia32 program ...
+    #[arg(long, default_value = "/usr/bin/owo-ia32")]
+    ia32: PathBuf,
+    /// ... and as a 64-bit one that makes its calls with `int 0x80`.
+    #[arg(long, default_value = "/usr/bin/owo-ia32-int80")]
+    ia32_int80: PathBuf,
 }
 
 /// What every scenario may use.
@@ -55,6 +62,8 @@ pub struct Context {
     pub init_exe: PathBuf,
     pub modules: PathBuf,
     pub work: PathBuf,
+    pub ia32: PathBuf,
+    pub ia32_int80: PathBuf,
 }
 
 /// What the checks look at, once owod has stopped.
@@ -131,6 +140,8 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new("module", "finit_module", module::finit),
     Scenario::new("module", "init_module", module::init),
+    Scenario::new("compat", "int 0x80 from 64-bit code", compat::int80),
+    Scenario::new("compat", "ia32 program", compat::ia32_program),
     Scenario::new("behavior", "download_and_run", behavior::download_and_run),
     Scenario::new("behavior", "written_then_run", behavior::written_then_run),
 ];
@@ -188,6 +199,8 @@ pub fn run(args: GuestArgs) -> anyhow::Result<()> {
         init_exe: fs::read_link("/proc/1/exe")?,
         modules: args.modules,
         work: args.work,
+        ia32: args.ia32,
+        ia32_int80: args.ia32_int80,
     };
 
     let mut pending = Vec::new();
