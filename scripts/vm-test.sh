@@ -152,6 +152,7 @@ build_initramfs() {
 	# The compat-syscall test program: an ia32 program, and a 64-bit one that uses int 0x80.
 	cc -O2 -static -m32 -o "$root/usr/bin/owo-ia32" "$ROOT/owod/tests/support/ia32.c"
 	cc -O2 -static -o "$root/usr/bin/owo-ia32-int80" "$ROOT/owod/tests/support/ia32.c"
+	cc -O2 -static -o "$root/usr/bin/owo-uring" "$ROOT/owod/tests/support/uring.c" -luring
 	for lib in $(ldd "$OWOD" "$VMTEST" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// && $2 ~ /^\(/ { print $1 }' | sort -u); do
 		mkdir -p "$root$(dirname "$lib")"
 		cp -L "$lib" "$root$lib"

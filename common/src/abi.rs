@@ -129,6 +129,10 @@ pub const CFG_LEN: u32 = 16;
 pub const HDR_REPORT: u32 = 1 << 0;
 /// `owo_header.flags`: a 32-bit compat syscall.
 pub const HDR_IA32: u32 = 1 << 1;
+/// `owo_header.flags`: an io_uring request, seen when submitted.
+pub const HDR_IO_URING: u32 = 1 << 2;
+/// An activity record's `ret` when the result is not known.
+pub const RET_UNREAD: i64 = -(1 << 62);
 
 /// `enum owo_ia32_call`: the keys of `owo_ia32_calls`, each with the program loaded under it
 /// (the C name of a key is its program's, in capitals).

@@ -124,6 +124,8 @@ fn task(hdr: &Header) -> Task {
         size: hdr.size,
         via: if hdr.flags & abi::HDR_IA32 != 0 {
             Via::Ia32
+        } else if hdr.flags & abi::HDR_IO_URING != 0 {
+            Via::IoUring
         } else {
             Via::Syscall
         },

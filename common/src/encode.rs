@@ -199,6 +199,7 @@ fn header(kind: u32, size: usize, t: &Task) -> Header {
         } | match t.via {
             Via::Syscall => 0,
             Via::Ia32 => abi::HDR_IA32,
+            Via::IoUring => abi::HDR_IO_URING,
         },
         cgroup_id: t.cgroup_id,
         comm,

@@ -70,6 +70,8 @@ pub enum Via {
     Syscall,
     /// A 32-bit compat syscall: `int 0x80`, or any call of an ia32 program.
     Ia32,
+    /// An io_uring request, seen when it was submitted.
+    IoUring,
 }
 
 impl Via {
@@ -78,6 +80,7 @@ impl Via {
         match self {
             Via::Syscall => None,
             Via::Ia32 => Some("ia32"),
+            Via::IoUring => Some("io_uring"),
         }
     }
 }

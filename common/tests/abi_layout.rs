@@ -160,6 +160,8 @@ fn rust_constants() -> Vec<(String, u64)> {
     let fixed: Vec<(&'static str, u64)> = vec![
         ("OWO_IA32_CALLS", abi::IA32_CALLS.len() as u64),
         ("OWO_HDR_IA32", abi::HDR_IA32.into()),
+        ("OWO_HDR_IO_URING", abi::HDR_IO_URING.into()),
+        ("OWO_RET_UNREAD", abi::RET_UNREAD as u64),
         ("OWO_KIND_EXEC", abi::KIND_EXEC.into()),
         ("OWO_KIND_EXIT", abi::KIND_EXIT.into()),
         ("OWO_KIND_FORK", abi::KIND_FORK.into()),

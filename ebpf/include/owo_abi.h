@@ -79,6 +79,10 @@ enum owo_config_key {
 /* owo_header.flags */
 #define OWO_HDR_REPORT (1u << 0) /* the monitor is on: export this; otherwise it only feeds the process table */
 #define OWO_HDR_IA32 (1u << 1)   /* a 32-bit compat syscall (int 0x80, or an ia32 program) */
+#define OWO_HDR_IO_URING (1u << 2) /* an io_uring request, seen when submitted */
+
+/* An activity record's `ret` when the result is not known (an io_uring request, at submission). */
+#define OWO_RET_UNREAD (-(1ll << 62))
 
 /*
  * Keys of `owo_ia32_calls`, the programs that report 32-bit compat syscalls (x86 only): the

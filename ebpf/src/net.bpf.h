@@ -213,7 +213,7 @@ static __always_inline int owo_net_send_dgram(struct owo_pending *p, __s64 ret)
 		return 0;
 	ev->payload_len = 0;
 	if (ev->dport == 53 && buf) {
-		__u32 n = len > OWO_PAYLOAD_MAX ? OWO_PAYLOAD_MAX : len;
+		__u64 n = owo_bound(len, OWO_PAYLOAD_MAX);
 
 		if (!bpf_probe_read_user(ev->payload, n, buf))
 			ev->payload_len = n;

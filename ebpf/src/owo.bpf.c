@@ -11,5 +11,6 @@
 #include "module.bpf.h"
 #include "write.bpf.h"
 #include "ia32.bpf.h"
+#include "uring.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";

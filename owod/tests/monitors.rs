@@ -781,30 +781,32 @@ fn a_heartbeat_comes_every_interval_with_what_happened_since() {
     );
 }
 
-/// `support/ia32.c`, built as an ia32 program (`m32`) or as a 64-bit one that makes its calls
-/// with `int 0x80`.
-fn ia32_program(m32: bool) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/ia32.c");
-    // Named afresh: tests build it at the same time.
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(marker(if m32 {
-        "ia32-m32"
-    } else {
-        "ia32-int80"
-    }));
-    let mut cc = Command::new("cc");
-    cc.args(["-O2", "-Wall", "-Werror", "-o"])
+/// A C program of `tests/support`, built with `flags` under a name of its own (tests build the
+/// same one at the same time).
+fn c_program(source: &str, flags: &[&str]) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support")
+        .join(source);
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(marker("program"));
+    let status = Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-o"])
         .arg(&out)
-        .arg(&source);
-    if m32 {
-        cc.arg("-m32");
-    }
-    let status = cc.status().expect("run cc");
+        .arg(&source)
+        .args(flags)
+        .status()
+        .expect("run cc");
     assert!(
         status.success(),
-        "cc {} failed: an ia32 build needs gcc-multilib (`make deps` installs it)",
-        if m32 { "-m32" } else { "" }
+        "cc {} {flags:?} failed: `make deps` installs what it needs",
+        source.display()
     );
     out
+}
+
+/// `support/ia32.c`, built as an ia32 program (`m32`, which needs gcc-multilib) or as a
+/// 64-bit one that makes its calls with `int 0x80`.
+fn ia32_program(m32: bool) -> PathBuf {
+    c_program("ia32.c", if m32 { &["-m32"] } else { &[] })
 }
 
 /// The records of `pid`.
@@ -960,4 +962,109 @@ fn compat_syscalls_switched_off_are_a_blind_spot() {
     assert!(!coverage[1]["event"]["monitors"]["file"]["blind_spots"]
         .to_string()
         .contains("32-bit"));
+}
+
+#[test]
+fn io_uring_requests_are_seen_when_submitted() {
+    if !bpf_available("io_uring_requests_are_seen_when_submitted") {
+        return;
+    }
+    let mut daemon = Daemon::start("");
+    let dir = watched_dir();
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp_port = tcp.local_addr().unwrap().port();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
+    let name = format!("{}.example", marker("uring"));
+    let output = Command::new(c_program("uring.c", &["-luring"]))
+        .arg(dir.path())
+        .arg(tcp_port.to_string())
+        .arg(udp_port.to_string())
+        .arg(&name)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let own_port: u16 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let dns = daemon.wait_for("the io_uring DNS question", |r| {
+        event(r)["dns_query"] == name.as_str()
+    });
+    let pid = event(&dns)["pid"].as_u64().unwrap() as u32;
+    daemon.file_barrier(dir.path());
+    let records = of_pid(&daemon.records(), pid);
+    let via_uring: Vec<&Value> = records
+        .iter()
+        .filter(|r| event(r)["via"] == "io_uring")
+        .collect();
+    // What each request's record says, and which of its fields could not be read.
+    let summary: Vec<(String, String, String, Value)> = via_uring
+        .iter()
+        .map(|r| {
+            let e = event(r);
+            let what = match e["event_type"].as_str() {
+                Some("file") => e["path"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+                _ => format!("{}:{}", e["daddr"].as_str().unwrap(), e["dport"]),
+            };
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["syscall"].as_str().unwrap().to_owned(),
+                what,
+                e["unread"].clone(),
+            )
+        })
+        .collect();
+    let row = |kind: &str, syscall: &str, what: String, unread: &[&str]| {
+        (
+            kind.to_owned(),
+            syscall.to_owned(),
+            what,
+            serde_json::json!(unread),
+        )
+    };
+    assert_eq!(
+        summary,
+        [
+            row("create", "openat", "openat".into(), &["ret"]),
+            row("create", "openat2", "openat2".into(), &["ret"]),
+            // An unbound socket: its local side comes with the connect.
+            row(
+                "connect",
+                "connect",
+                format!("127.0.0.1:{tcp_port}"),
+                &["saddr", "sport", "ret"]
+            ),
+            // A registered file names no socket.
+            row(
+                "connect",
+                "connect",
+                format!("127.0.0.1:{tcp_port}"),
+                &["protocol", "saddr", "sport", "ret"]
+            ),
+            // The listener's side; the peer is not known when the accept is submitted.
+            row(
+                "accept",
+                "accept",
+                format!("127.0.0.1:{own_port}"),
+                &["saddr", "sport", "ret"]
+            ),
+            row(
+                "sendto",
+                "sendmsg",
+                format!("127.0.0.1:{udp_port}"),
+                &["saddr", "sport", "ret"]
+            ),
+            row("sendto", "sendto", "127.0.0.1:53".into(), &["ret"]),
+        ],
+        "{via_uring:#?}"
+    );
+    assert_eq!(event(via_uring[6])["protocol"], "udp");
+    assert!(via_uring.iter().all(|r| event(r).get("ret").is_none()));
 }

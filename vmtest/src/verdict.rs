@@ -5,7 +5,7 @@
 use std::fmt;
 
 /// The columns of the matrix, in the order the table shows them.
-pub const MONITORS: [&str; 11] = [
+pub const MONITORS: [&str; 12] = [
     "execve",
     "exit",
     "fork",
@@ -15,6 +15,7 @@ pub const MONITORS: [&str; 11] = [
     "privilege",
     "module",
     "compat",
+    "io_uring",
     "behavior",
     "owod",
 ];

@@ -603,13 +603,13 @@ mod tests {
             actor: actor(pid, 1),
             kind: "connect",
             syscall: 42,
-            protocol: 6,
-            saddr: [10, 0, 0, 1].into(),
-            sport: 40000,
+            protocol: Some(6),
+            saddr: Some([10, 0, 0, 1].into()),
+            sport: Some(40000),
             daddr: [10, 1, 2, 3].into(),
             dport: 4444,
             dns_query: None,
-            ret: 0,
+            ret: Some(0),
         })
     }
 

@@ -80,6 +80,7 @@ const IA32_HOOKS: [(&str, &str); 2] = [
     ("owo_ia32_exit", "sys_exit"),
 ];
 
+/// Where a program is attached.
 enum Hook {
     Tracepoint(&'static str, String),
     Raw(&'static str),
@@ -93,6 +94,16 @@ impl Hook {
             Hook::Raw(event) => format!("raw:{event}"),
         }
     }
+}
+
+/// io_uring's submission tracepoint, as this kernel names it: io_uring_submit_sqe until Linux
+/// 5.18 (the fields the programs read, by CO-RE, are in both).
+fn uring_submit() -> Hook {
+    let event = ["io_uring_submit_req", "io_uring_submit_sqe"]
+        .into_iter()
+        .find(|event| tracepoint_exists("io_uring", event))
+        .unwrap_or("io_uring_submit_req");
+    Hook::Tracepoint("io_uring", event.to_owned())
 }
 
 /// What a monitor sees on this kernel: the hooks it attaches to, those of its hooks this
@@ -126,24 +137,39 @@ impl Coverage {
         seen
     }
 }
-const IO_URING: &str = "io_uring operations: they make no syscall";
 
-/// What a monitor's hooks cannot see.
-fn blind_spots(monitor: Monitor) -> Vec<&'static str> {
+/// Programs a monitor runs without where this kernel refuses them (the io_uring ones): what
+/// else it sees does not depend on them.
+const OPTIONAL: &[&str] = &["owo_uring_file", "owo_uring_network"];
+
+/// What a monitor's hooks cannot see; `uring`: its io_uring program is attached.
+fn blind_spots(monitor: Monitor, uring: bool) -> Vec<&'static str> {
+    const URING_UNSEEN: &str =
+        "io_uring requests: not seen (this kernel has no io_uring tracepoint, or refused the program)";
     match monitor {
         Monitor::Execve => vec!["failed execs: only a new program image is seen"],
         Monitor::Exit | Monitor::Fork => Vec::new(),
         Monitor::File => vec![
             COMPAT,
-            IO_URING,
+            match uring {
+                true => "io_uring opens are seen when submitted, without their result; io_uring unlinks and renames: no hook",
+                false => URING_UNSEEN,
+            },
             "mkdir, chmod, chown, setxattr, utimes, truncate, link and symlink: no hook",
         ],
-        Monitor::Network => vec![COMPAT, IO_URING, "bind and listen: no hook"],
+        Monitor::Network => vec![
+            COMPAT,
+            match uring {
+                true => "io_uring connects, accepts and sends are seen when submitted, without their result or an accept's peer, and accepts and sends on registered files not at all",
+                false => URING_UNSEEN,
+            },
+            "bind and listen: no hook",
+        ],
         Monitor::Privilege => vec![COMPAT, "setfsuid, setfsgid and capset: no hook"],
         Monitor::Module => vec![COMPAT],
         Monitor::Write => vec![
             COMPAT,
-            IO_URING,
+            "io_uring writes: no hook",
             "pwrite64, writev, pwritev, sendfile, splice, copy_file_range and writes through mmap: no hook",
         ],
     }
@@ -185,9 +211,14 @@ fn programs_of(monitor: Monitor) -> Vec<(String, Hook)> {
                     Hook::Tracepoint("syscalls", format!("sys_exit_{s}")),
                 )
             }));
+            programs.push(("owo_uring_file".into(), uring_submit()));
             programs
         }
-        Monitor::Network => syscalls(NETWORK_SYSCALLS),
+        Monitor::Network => {
+            let mut programs = syscalls(NETWORK_SYSCALLS);
+            programs.push(("owo_uring_network".into(), uring_submit()));
+            programs
+        }
         Monitor::Privilege => syscalls(PRIVILEGE_SYSCALLS),
         Monitor::Module => syscalls(MODULE_SYSCALLS),
         Monitor::Write => vec![
@@ -317,7 +348,7 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
             Err(_) => {
                 seen.missing
                     .extend(programs_of(monitor).iter().map(|(_, hook)| hook.name()));
-                seen.blind_spots.extend(blind_spots(monitor));
+                seen.blind_spots.extend(blind_spots(monitor, false));
             }
         }
         let state = match attached {
@@ -406,35 +437,21 @@ fn attach_monitor(
                 continue;
             }
         }
-        let program = ebpf
-            .program_mut(name)
-            .ok_or_else(|| CollectorError::NoProgram(name.clone()))?;
-        let load_err = |source| refused(name, source);
-        let id = match hook {
-            Hook::Tracepoint(category, event) => {
-                let tp: &mut TracePoint = program.try_into().map_err(load_err)?;
-                tp.load().map_err(load_err)?;
-                let link = tp
-                    .attach(category, event)
-                    .map_err(|source| CollectorError::Attach {
-                        tracepoint: format!("{category}:{event}"),
-                        source,
-                    })?;
-                hooks.attached(monitor, name, category, event, link);
-                tp.info().map_err(load_err)?.id()
+        match attach_program(ebpf, monitor, name, hook, hooks) {
+            Ok(id) => {
+                ids.push(id);
+                attached.push(hook.name());
             }
-            Hook::Raw(event) => {
-                let tp: &mut RawTracePoint = program.try_into().map_err(load_err)?;
-                tp.load().map_err(load_err)?;
-                tp.attach(event).map_err(|source| CollectorError::Attach {
-                    tracepoint: format!("raw:{event}"),
-                    source,
-                })?;
-                tp.info().map_err(load_err)?.id()
+            Err(err) if OPTIONAL.contains(&name.as_str()) => {
+                tracing::warn!(
+                    "monitor `{}` runs without `{name}`: {:#}",
+                    monitor.name(),
+                    anyhow::Error::from(err)
+                );
+                missing.push(hook.name());
             }
-        };
-        ids.push(id);
-        attached.push(hook.name());
+            Err(err) => return Err(err),
+        }
     }
     if attached.is_empty() {
         return Err(CollectorError::NoTracepoints {
@@ -448,11 +465,51 @@ fn attach_monitor(
             missing.join(", ")
         );
     }
+    let uring = programs
+        .iter()
+        .any(|(name, hook)| OPTIONAL.contains(&name.as_str()) && attached.contains(&hook.name()));
     Ok(Coverage {
         hooks: attached,
         missing,
-        blind_spots: blind_spots(monitor),
+        blind_spots: blind_spots(monitor, uring),
     })
+}
+
+/// Load a program and attach it; its id.
+fn attach_program(
+    ebpf: &mut Ebpf,
+    monitor: Monitor,
+    name: &str,
+    hook: &Hook,
+    hooks: &mut Hooks,
+) -> Result<u32, CollectorError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| CollectorError::NoProgram(name.to_owned()))?;
+    let load_err = |source| refused(name, source);
+    match hook {
+        Hook::Tracepoint(category, event) => {
+            let tp: &mut TracePoint = program.try_into().map_err(load_err)?;
+            tp.load().map_err(load_err)?;
+            let link = tp
+                .attach(category, event)
+                .map_err(|source| CollectorError::Attach {
+                    tracepoint: format!("{category}:{event}"),
+                    source,
+                })?;
+            hooks.attached(monitor, name, category, event, link);
+            Ok(tp.info().map_err(load_err)?.id())
+        }
+        Hook::Raw(event) => {
+            let tp: &mut RawTracePoint = program.try_into().map_err(load_err)?;
+            tp.load().map_err(load_err)?;
+            tp.attach(event).map_err(|source| CollectorError::Attach {
+                tracepoint: format!("raw:{event}"),
+                source,
+            })?;
+            Ok(tp.info().map_err(load_err)?.id())
+        }
+    }
 }
 
 /// Load the programs that report 32-bit compat syscalls and put each handler in its place in

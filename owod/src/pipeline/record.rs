@@ -249,7 +249,8 @@ pub struct FileRecord {
     pub flags: u32,
     /// For a create.
     pub mode: Option<u32>,
-    pub ret: i64,
+    /// Not known for an io_uring request.
+    pub ret: Option<i64>,
 }
 
 impl FileRecord {
@@ -265,7 +266,23 @@ impl FileRecord {
         if let Some(mode) = self.mode {
             v.uint("mode", mode.into());
         }
-        v.int("ret", self.ret);
+        if let Some(ret) = self.ret {
+            v.int("ret", ret);
+        }
+        unread(v, &[("ret", self.ret.is_none())]);
+    }
+}
+
+/// `unread`: the fields a record leaves out because the kernel could not read them (an
+/// io_uring request's result, its peer), if any.
+fn unread(v: &mut impl Visit, fields: &[(&str, bool)]) {
+    let missing: Vec<String> = fields
+        .iter()
+        .filter(|(_, missing)| *missing)
+        .map(|(name, _)| (*name).to_owned())
+        .collect();
+    if !missing.is_empty() {
+        v.strs("unread", &missing);
     }
 }
 
@@ -276,13 +293,17 @@ pub struct NetworkRecord {
     /// `connect`, `accept` or `sendto`.
     pub kind: &'static str,
     pub syscall: u32,
-    pub protocol: u16,
-    pub saddr: IpAddr,
-    pub sport: u16,
+    /// The socket's, unless it was not known (a registered file of an io_uring request).
+    pub protocol: Option<u16>,
+    /// Our side, or for an accept the peer: not known for an io_uring accept (not yet), or
+    /// for a connect through a registered file.
+    pub saddr: Option<IpAddr>,
+    pub sport: Option<u16>,
     pub daddr: IpAddr,
     pub dport: u16,
     pub dns_query: Option<String>,
-    pub ret: i64,
+    /// Not known for an io_uring request.
+    pub ret: Option<i64>,
 }
 
 impl NetworkRecord {
@@ -290,14 +311,19 @@ impl NetworkRecord {
         self.actor.visit("network", false, v);
         v.str("type", self.kind);
         syscall(v, self.syscall);
-        v.str("family", if self.saddr.is_ipv4() { "ipv4" } else { "ipv6" });
+        v.str("family", if self.daddr.is_ipv4() { "ipv4" } else { "ipv6" });
         match self.protocol {
-            6 => v.str("protocol", "tcp"),
-            17 => v.str("protocol", "udp"),
-            other => v.uint("protocol", other.into()),
+            Some(6) => v.str("protocol", "tcp"),
+            Some(17) => v.str("protocol", "udp"),
+            Some(other) => v.uint("protocol", other.into()),
+            None => {}
         }
-        v.str("saddr", &self.saddr.to_string());
-        v.uint("sport", self.sport.into());
+        if let Some(saddr) = self.saddr {
+            v.str("saddr", &saddr.to_string());
+        }
+        if let Some(sport) = self.sport {
+            v.uint("sport", sport.into());
+        }
         v.str("daddr", &self.daddr.to_string());
         v.uint("dport", self.dport.into());
         let is_dns = self.dport == 53;
@@ -305,7 +331,18 @@ impl NetworkRecord {
         if let Some(name) = self.dns_query.as_deref().filter(|_| is_dns) {
             v.str("dns_query", name);
         }
-        v.int("ret", self.ret);
+        if let Some(ret) = self.ret {
+            v.int("ret", ret);
+        }
+        unread(
+            v,
+            &[
+                ("protocol", self.protocol.is_none()),
+                ("saddr", self.saddr.is_none()),
+                ("sport", self.sport.is_none()),
+                ("ret", self.ret.is_none()),
+            ],
+        );
     }
 }
 

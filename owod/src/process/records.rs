@@ -8,7 +8,9 @@ use std::{
 
 use owo_common::{
     abi,
-    event::{ExecEvent, ExitEvent, FileEvent, ModuleEvent, NetEvent, PrivEvent, Task, WriteEvent},
+    event::{
+        ExecEvent, ExitEvent, FileEvent, ModuleEvent, NetEvent, PrivEvent, Task, Via, WriteEvent,
+    },
 };
 
 use super::{
@@ -223,7 +225,7 @@ pub fn file(lk: &mut Lookups<'_>, e: FileEvent) -> FileRecord {
         path2_truncated: e.path2_truncated,
         flags: e.flags,
         mode: (kind == "create").then_some(e.mode),
-        ret: e.ret,
+        ret: known(e.ret),
     }
 }
 
@@ -235,6 +237,11 @@ fn address(family: u16, bytes: [u8; 16]) -> IpAddr {
     }
 }
 
+/// A call's result, unless the kernel could not know it.
+fn known(ret: i64) -> Option<i64> {
+    (ret != abi::RET_UNREAD).then_some(ret)
+}
+
 pub fn network(lk: &mut Lookups<'_>, e: NetEvent) -> NetworkRecord {
     let kind = match abi::syscall_name(e.syscall).unwrap_or("") {
         "connect" => "connect",
@@ -244,16 +251,22 @@ pub fn network(lk: &mut Lookups<'_>, e: NetEvent) -> NetworkRecord {
     let dns_query = (e.dport == 53)
         .then(|| owo_common::dns::query_name(&e.payload))
         .flatten();
+    // An io_uring request on a registered file names no socket (the kernel sends protocol 0):
+    // our side is not known. Nor is it for a socket not yet bound when the request was
+    // submitted (port 0; the connect or send binds it), and an accept's peer is not known yet.
+    let uring = e.task.via == Via::IoUring;
+    let no_socket = uring && e.protocol == 0;
+    let no_source = no_socket || (uring && (kind == "accept" || e.sport == 0));
     NetworkRecord {
         kind,
         syscall: e.syscall,
-        protocol: e.protocol,
-        saddr: address(e.family, e.saddr),
-        sport: e.sport,
+        protocol: (!no_socket).then_some(e.protocol),
+        saddr: (!no_source).then(|| address(e.family, e.saddr)),
+        sport: (!no_source).then_some(e.sport),
         daddr: address(e.family, e.daddr),
         dport: e.dport,
         dns_query,
-        ret: e.ret,
+        ret: known(e.ret),
         actor: activity_actor(lk, e.task),
     }
 }

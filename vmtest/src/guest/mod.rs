@@ -11,6 +11,7 @@ mod network;
 mod owod;
 mod privilege;
 mod process;
+mod uring;
 
 use std::{
     fs,
@@ -51,6 +52,9 @@ pub struct GuestArgs {
     /// ... and as a 64-bit one that makes its calls with `int 0x80`.
     #[arg(long, default_value = "/usr/bin/owo-ia32-int80")]
     ia32_int80: PathBuf,
+    /// The io_uring test program.
+    #[arg(long, default_value = "/usr/bin/owo-uring")]
+    uring: PathBuf,
 }
 
 /// What every scenario may use.
@@ -64,6 +68,7 @@ pub struct Context {
     pub work: PathBuf,
     pub ia32: PathBuf,
     pub ia32_int80: PathBuf,
+    pub uring: PathBuf,
 }
 
 /// What the checks look at, once owod has stopped.
@@ -142,6 +147,7 @@ const SCENARIOS: &[Scenario] = &[
     Scenario::new("module", "init_module", module::init),
     Scenario::new("compat", "int 0x80 from 64-bit code", compat::int80),
     Scenario::new("compat", "ia32 program", compat::ia32_program),
+    Scenario::new("io_uring", "open connect accept send", uring::requests),
     Scenario::new("behavior", "download_and_run", behavior::download_and_run),
     Scenario::new("behavior", "written_then_run", behavior::written_then_run),
 ];
@@ -201,6 +207,7 @@ pub fn run(args: GuestArgs) -> anyhow::Result<()> {
         work: args.work,
         ia32: args.ia32,
         ia32_int80: args.ia32_int80,
+        uring: args.uring,
     };
 
     let mut pending = Vec::new();

@@ -265,10 +265,12 @@ pub fn render(wrapper: &Wrapper, record: &Record, out: &mut String) {
             let accept = network.kind == "accept";
             // 1 inbound, 2 outbound; IP version 4 or 6.
             doc.put("connection_info.direction_id", if accept { 1 } else { 2 });
-            doc.put("connection_info.protocol_num", network.protocol);
+            if let Some(protocol) = network.protocol {
+                doc.put("connection_info.protocol_num", protocol);
+            }
             doc.put(
                 "connection_info.protocol_ver_id",
-                if network.saddr.is_ipv4() { 4 } else { 6 },
+                if network.daddr.is_ipv4() { 4 } else { 6 },
             );
             doc.place(&fields, "", if accept { NETWORK_IN } else { NETWORK_OUT });
         }
