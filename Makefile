@@ -4,11 +4,11 @@
 # a C toolchain for Rust linking and the ABI layout test, python3 for test programs, and for
 # the control-plane tests a real dbus-daemon, logrotate, systemd-analyze, setpriv and groff, and
 # for the remote tests openssl (test certificates) and a real nats-server, and for a hash read
-# that never returns a FUSE file system (fuse3, python3-fusepy), and liburing for the io_uring
-# test program.
+# that never returns a FUSE file system (fuse3, python3-fusepy), liburing for the io_uring
+# test program, and bpftool and gdb to tamper with owod.
 DEB_PACKAGES := clang libbpf-dev linux-libc-dev build-essential pkg-config python3 procps \
 	dbus logrotate systemd util-linux groff-base openssl nats-server rsyslog rsyslog-relp rsyslog-gnutls \
-	fuse3 python3-fusepy liburing-dev
+	fuse3 python3-fusepy liburing-dev bpftool gdb
 # On x86, a 32-bit C library to build the ia32 program the compat-syscall tests run.
 ifeq ($(shell uname -m),x86_64)
 DEB_PACKAGES += gcc-multilib

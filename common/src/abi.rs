@@ -10,6 +10,7 @@ pub const KIND_NET: u32 = 5;
 pub const KIND_PRIV: u32 = 6;
 pub const KIND_MODULE: u32 = 7;
 pub const KIND_WRITE: u32 = 8;
+pub const KIND_TAMPER: u32 = 9;
 
 /// `enum owo_syscall`: the syscall behind an activity record, by its name.
 pub const SYSCALLS: [(u32, &str); 27] = [
@@ -62,10 +63,12 @@ pub enum Monitor {
     Write = 5,
     Module = 6,
     Fork = 7,
+    /// owod's guard against tampering: always on, never switched.
+    Tamper = 8,
 }
 
 impl Monitor {
-    pub const ALL: [Monitor; 8] = [
+    pub const ALL: [Monitor; 9] = [
         Monitor::Execve,
         Monitor::Exit,
         Monitor::File,
@@ -74,10 +77,12 @@ impl Monitor {
         Monitor::Write,
         Monitor::Module,
         Monitor::Fork,
+        Monitor::Tamper,
     ];
 
-    /// The monitors a user switches on and off: all but `Fork` (the last), which the process table
-    /// always needs; in the order config, status and the D-Bus API list them.
+    /// The monitors a user switches on and off: all but `Fork`, which the process table always
+    /// needs, and `Tamper` (the last two); in the order config, status and the D-Bus API list
+    /// them.
     pub const SWITCHABLE: &'static [Monitor] = Monitor::ALL.split_at(7).0;
 
     /// The switchable monitor of this name.
@@ -108,6 +113,7 @@ impl Monitor {
             Monitor::Write => "write",
             Monitor::Module => "module",
             Monitor::Fork => "fork",
+            Monitor::Tamper => "tamper",
         }
     }
 
@@ -116,7 +122,7 @@ impl Monitor {
     }
 }
 
-pub const MONITOR_COUNT: u32 = 8;
+pub const MONITOR_COUNT: u32 = 9;
 /// `enum owo_config_key`.
 pub const CFG_WAKEUP_BYTES: u32 = 11;
 pub const CFG_PATH_EPOCH: u32 = 12;
@@ -299,6 +305,39 @@ pub struct ModuleFixed {
     pub _pad0: u32,
 }
 
+/// `enum owo_tamper_action`.
+pub const TAMPER_BPF: u32 = 1;
+pub const TAMPER_SIGNAL: u32 = 2;
+pub const TAMPER_PTRACE: u32 = 3;
+pub const TAMPER_VM_READ: u32 = 4;
+pub const TAMPER_VM_WRITE: u32 = 5;
+
+/// `enum owo_object_kind`.
+pub const OBJECT_PROG: u32 = 1;
+pub const OBJECT_MAP: u32 = 2;
+pub const OBJECT_LINK: u32 = 3;
+
+/// `struct owo_self_object`: a key of `owo_self_objects`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SelfObject {
+    pub kind: u32,
+    pub id: u32,
+}
+
+/// `struct owo_tamper`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tamper {
+    pub hdr: Header,
+    pub action: u32,
+    pub detail: u32,
+    pub object_kind: u32,
+    pub object_id: u32,
+    pub folded: u32,
+    pub _pad0: u32,
+}
+
 /// The fixed part of `struct owo_write`; `data` follows.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -366,5 +405,7 @@ unsafe impl Pod for NetFixed {}
 unsafe impl Pod for Priv {}
 unsafe impl Pod for ModuleFixed {}
 unsafe impl Pod for WriteFixed {}
+unsafe impl Pod for SelfObject {}
+unsafe impl Pod for Tamper {}
 unsafe impl Pod for WatchName {}
 unsafe impl Pod for WatchNode {}

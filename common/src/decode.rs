@@ -4,8 +4,9 @@
 use crate::{
     abi::{self, Header, Pod},
     event::{
-        user_dev, Argv, Comm, Creds, Event, ExecEvent, ExitEvent, FileEvent, FileId, ForkEvent,
-        ModuleEvent, NetEvent, PrivEvent, Task, Via, WriteEvent,
+        user_dev, Argv, BpfObject, Comm, Creds, Event, ExecEvent, ExitEvent, FileEvent, FileId,
+        ForkEvent, ModuleEvent, NetEvent, PrivEvent, TamperAction, TamperEvent, Task, Via,
+        WriteEvent,
     },
 };
 
@@ -23,6 +24,8 @@ pub enum DecodeError {
     SizeMismatch { declared: u32, got: usize },
     #[error("sections of the record overrun it ({need} bytes of data needed, {got} present)")]
     SectionOverrun { need: usize, got: usize },
+    #[error("`{what}` {value} is not one owod knows")]
+    UnknownValue { what: &'static str, value: u32 },
 }
 
 /// Decode one ring buffer record.
@@ -98,8 +101,37 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 path_truncated: raw.flags & abi::PATH_TRUNCATED != 0,
             }))
         }
+        abi::KIND_TAMPER => {
+            let raw: abi::Tamper = read(bytes, "owo_tamper")?;
+            Ok(Event::Tamper(TamperEvent {
+                task: task(&raw.hdr),
+                action: tamper_action(&raw)?,
+                folded: raw.folded,
+            }))
+        }
         other => Err(DecodeError::UnknownKind(other)),
     }
+}
+
+fn tamper_action(raw: &abi::Tamper) -> Result<TamperAction, DecodeError> {
+    let unknown = |what, value| DecodeError::UnknownValue { what, value };
+    Ok(match raw.action {
+        abi::TAMPER_BPF => TamperAction::Bpf {
+            command: raw.detail,
+            object: match raw.object_kind {
+                abi::OBJECT_PROG => BpfObject::Program,
+                abi::OBJECT_MAP => BpfObject::Map,
+                abi::OBJECT_LINK => BpfObject::Link,
+                other => return Err(unknown("owo_tamper.object_kind", other)),
+            },
+            id: raw.object_id,
+        },
+        abi::TAMPER_SIGNAL => TamperAction::Signal(raw.detail),
+        abi::TAMPER_PTRACE => TamperAction::Ptrace(raw.detail),
+        abi::TAMPER_VM_READ => TamperAction::VmRead,
+        abi::TAMPER_VM_WRITE => TamperAction::VmWrite,
+        other => return Err(unknown("owo_tamper.action", other)),
+    })
 }
 
 fn read<T: Pod>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
@@ -261,6 +293,7 @@ mod tests {
             Event::Priv(e) => &mut e.task,
             Event::Module(e) => &mut e.task,
             Event::Write(e) => &mut e.task,
+            Event::Tamper(e) => &mut e.task,
         };
         task.size = size as u32;
         ev
@@ -391,6 +424,20 @@ mod tests {
                 count: 10,
                 path: None,
                 path_truncated: false,
+            }),
+            Event::Tamper(TamperEvent {
+                task: task(),
+                action: TamperAction::Bpf {
+                    command: 2,
+                    object: BpfObject::Map,
+                    id: 77,
+                },
+                folded: 3,
+            }),
+            Event::Tamper(TamperEvent {
+                task: task(),
+                action: TamperAction::Signal(1),
+                folded: 0,
             }),
             Event::Fork(ForkEvent {
                 parent: task(),

@@ -3,7 +3,7 @@
 
 use crate::{
     abi::{self, Header, Pod},
-    event::{kernel_dev, Event, ExecEvent, Task, Via},
+    event::{kernel_dev, BpfObject, Event, ExecEvent, TamperAction, Task, Via},
 };
 
 fn flag(set: bool, bit: u32) -> u32 {
@@ -158,6 +158,41 @@ pub fn encode(ev: &Event) -> Vec<u8> {
                 _pad0: 0,
             };
             [fixed.as_bytes(), &path].concat()
+        }
+        Event::Tamper(e) => {
+            let (action, detail, object_kind, object_id) = match e.action {
+                TamperAction::Bpf {
+                    command,
+                    object,
+                    id,
+                } => {
+                    let kind = match object {
+                        BpfObject::Program => abi::OBJECT_PROG,
+                        BpfObject::Map => abi::OBJECT_MAP,
+                        BpfObject::Link => abi::OBJECT_LINK,
+                    };
+                    (abi::TAMPER_BPF, command, kind, id)
+                }
+                TamperAction::Signal(signal) => (abi::TAMPER_SIGNAL, signal, 0, 0),
+                TamperAction::Ptrace(request) => (abi::TAMPER_PTRACE, request, 0, 0),
+                TamperAction::VmRead => (abi::TAMPER_VM_READ, 0, 0, 0),
+                TamperAction::VmWrite => (abi::TAMPER_VM_WRITE, 0, 0, 0),
+            };
+            abi::Tamper {
+                hdr: header(
+                    abi::KIND_TAMPER,
+                    std::mem::size_of::<abi::Tamper>(),
+                    &e.task,
+                ),
+                action,
+                detail,
+                object_kind,
+                object_id,
+                folded: e.folded,
+                _pad0: 0,
+            }
+            .as_bytes()
+            .to_vec()
         }
         Event::Exec(e) => encode_exec(e),
         Event::Exit(e) => abi::Exit {

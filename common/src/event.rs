@@ -328,6 +328,40 @@ pub struct WriteEvent {
     pub path_truncated: bool,
 }
 
+/// Another process reached owod itself; `task` is the acting process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TamperEvent {
+    pub task: Task,
+    pub action: TamperAction,
+    /// The same action by the same process since its last record, not sent on their own.
+    pub folded: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TamperAction {
+    /// A bpf(2) `command` on one of owod's objects, by kind and kernel id.
+    Bpf {
+        command: u32,
+        object: BpfObject,
+        id: u32,
+    },
+    /// A signal sent to owod, by number.
+    Signal(u32),
+    /// A ptrace(2) attach or seize of owod, by request.
+    Ptrace(u32),
+    /// process_vm_readv(2) of owod's memory.
+    VmRead,
+    /// process_vm_writev(2) of owod's memory.
+    VmWrite,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BpfObject {
+    Program,
+    Map,
+    Link,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     Exec(ExecEvent),
@@ -338,6 +372,7 @@ pub enum Event {
     Priv(PrivEvent),
     Module(ModuleEvent),
     Write(WriteEvent),
+    Tamper(TamperEvent),
 }
 
 impl Event {
@@ -351,6 +386,7 @@ impl Event {
             Event::Priv(e) => &e.task,
             Event::Module(e) => &e.task,
             Event::Write(e) => &e.task,
+            Event::Tamper(e) => &e.task,
         }
     }
 }

@@ -126,6 +126,20 @@ fn rust_layout() -> Vec<(&'static str, &'static str, usize)> {
     out.push(("owo_write", "data", size_of::<abi::WriteFixed>()));
     fields!(
         out,
+        "owo_tamper",
+        abi::Tamper,
+        size = size_of::<abi::Tamper>(),
+        [hdr, action, detail, object_kind, object_id, folded, _pad0]
+    );
+    fields!(
+        out,
+        "owo_self_object",
+        abi::SelfObject,
+        size = size_of::<abi::SelfObject>(),
+        [kind, id]
+    );
+    fields!(
+        out,
         "owo_watch_name",
         abi::WatchName,
         size = size_of::<abi::WatchName>(),
@@ -170,6 +184,16 @@ fn rust_constants() -> Vec<(String, u64)> {
         ("OWO_KIND_PRIV", abi::KIND_PRIV.into()),
         ("OWO_KIND_MODULE", abi::KIND_MODULE.into()),
         ("OWO_KIND_WRITE", abi::KIND_WRITE.into()),
+        ("OWO_KIND_TAMPER", abi::KIND_TAMPER.into()),
+        ("OWO_MON_TAMPER", abi::Monitor::Tamper as u64),
+        ("OWO_TAMPER_BPF", abi::TAMPER_BPF.into()),
+        ("OWO_TAMPER_SIGNAL", abi::TAMPER_SIGNAL.into()),
+        ("OWO_TAMPER_PTRACE", abi::TAMPER_PTRACE.into()),
+        ("OWO_TAMPER_VM_READ", abi::TAMPER_VM_READ.into()),
+        ("OWO_TAMPER_VM_WRITE", abi::TAMPER_VM_WRITE.into()),
+        ("OWO_OBJECT_PROG", abi::OBJECT_PROG.into()),
+        ("OWO_OBJECT_MAP", abi::OBJECT_MAP.into()),
+        ("OWO_OBJECT_LINK", abi::OBJECT_LINK.into()),
         ("OWO_CFG_FILE_ALL_PATHS", abi::CFG_FILE_ALL_PATHS.into()),
         ("OWO_WATCH_MAX", abi::WATCH_MAX as u64),
         ("OWO_WATCH_PATHS", abi::WATCH_PATHS.into()),

@@ -20,6 +20,7 @@ enum owo_kind {
 	OWO_KIND_PRIV = 6,
 	OWO_KIND_MODULE = 7,
 	OWO_KIND_WRITE = 8,
+	OWO_KIND_TAMPER = 9,
 };
 
 /* The syscall behind an activity record. */
@@ -63,7 +64,8 @@ enum owo_monitor {
 	OWO_MON_WRITE = 5,
 	OWO_MON_MODULE = 6,
 	OWO_MON_FORK = 7,
-	OWO_MON_COUNT = 8,
+	OWO_MON_TAMPER = 8, /* owod's own guard: always on, never switched */
+	OWO_MON_COUNT = 9,
 };
 
 /* Keys of the `owo_config` array map (__u32 values). 0..OWO_MON_COUNT-1 are the monitor flags. */
@@ -286,5 +288,41 @@ struct owo_write {
 	__u8 data[OWO_PATH_MAX];
 };
 _Static_assert(sizeof(struct owo_write) == 88 + OWO_PATH_MAX, "owo_write size");
+
+/* What another process did to owod (owo_tamper.action). */
+enum owo_tamper_action {
+	OWO_TAMPER_BPF = 1,    /* bpf(2) on one of owod's objects: detail is the command */
+	OWO_TAMPER_SIGNAL = 2, /* a signal sent to owod: detail is its number */
+	OWO_TAMPER_PTRACE = 3, /* ptrace(2) attach or seize of owod: detail is the request */
+	OWO_TAMPER_VM_READ = 4,  /* process_vm_readv(2) of owod's memory */
+	OWO_TAMPER_VM_WRITE = 5, /* process_vm_writev(2) of owod's memory */
+};
+
+/* Kinds of BPF objects (owo_tamper.object_kind; owo_self_objects holds programs and maps, and a
+ * link is owod's if its program is). */
+enum owo_object_kind {
+	OWO_OBJECT_PROG = 1,
+	OWO_OBJECT_MAP = 2,
+	OWO_OBJECT_LINK = 3,
+};
+
+/* A key of `owo_self_objects`: one of owod's programs, maps or links, by kernel id. */
+struct owo_self_object {
+	__u32 kind; /* enum owo_object_kind */
+	__u32 id;
+};
+
+/* Another process reached owod, seen as it asked (the call may still fail). The header names
+ * the acting process. */
+struct owo_tamper {
+	struct owo_header hdr;
+	__u32 action;      /* enum owo_tamper_action */
+	__u32 detail;
+	__u32 object_kind; /* OWO_TAMPER_BPF: enum owo_object_kind */
+	__u32 object_id;
+	__u32 folded;      /* the same action by the same process since its last record, not sent */
+	__u32 _pad0;
+};
+_Static_assert(sizeof(struct owo_tamper) == 88, "owo_tamper size");
 
 #endif /* OWO_ABI_H */

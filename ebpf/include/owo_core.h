@@ -187,6 +187,24 @@ struct task_struct {
 	unsigned int sessionid;  /* CONFIG_AUDIT */
 } OWO_CORE;
 
+/* kernel/bpf/syscall.c: the objects behind a BPF file descriptor (its private_data). */
+struct bpf_map {
+	__u32 id;
+} OWO_CORE;
+
+struct bpf_prog_aux {
+	__u32 id;
+} OWO_CORE;
+
+struct bpf_prog {
+	struct bpf_prog_aux *aux;
+} OWO_CORE;
+
+struct bpf_link {
+	__u32 id;
+	struct bpf_prog *prog;
+} OWO_CORE;
+
 /* Tracepoint contexts, so that their layout is relocated too (PREEMPT_RT adds common fields). */
 struct trace_event_raw_sched_process_exec {
 	__u32 __data_loc_filename; /* offset in the low 16 bits, length in the high */

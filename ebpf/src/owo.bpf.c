@@ -12,5 +12,6 @@
 #include "write.bpf.h"
 #include "ia32.bpf.h"
 #include "uring.bpf.h"
+#include "tamper.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";

@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, hash::Hasher, mem::size_of, path::Path};
 use aya::{
     maps::{
         lpm_trie::{Key, LpmTrie},
-        Array, HashMap, MapData, ProgramArray,
+        Array, HashMap, Map, MapData, ProgramArray,
     },
     programs::{
         raw_trace_point::RawTracePointLinkId, trace_point::TracePointLinkId, ProgramError,
@@ -32,6 +32,7 @@ pub const DROPS_MAP: &str = "owo_ringbuf_drops";
 const CONFIG_MAP: &str = "owo_config";
 const WATCH_MAP: &str = "owo_watch_paths";
 const NAMES_MAP: &str = "owo_watch_names";
+const SELF_MAP: &str = "owo_self_objects";
 /// Each lane's ring buffer; a burst must fit while owod catches up.
 const RING_BYTES: u32 = 16 << 20;
 
@@ -149,6 +150,10 @@ fn blind_spots(monitor: Monitor, uring: bool) -> Vec<&'static str> {
     match monitor {
         Monitor::Execve => vec!["failed execs: only a new program image is seen"],
         Monitor::Exit | Monitor::Fork => Vec::new(),
+        Monitor::Tamper => vec![
+            "SIGKILL and SIGSTOP: owod cannot report what stops it (a collector sees the heartbeats stop)",
+            "pidfd_getfd and /proc/PID/fd: another process taking owod's descriptors",
+        ],
         Monitor::File => vec![
             COMPAT,
             match uring {
@@ -203,6 +208,25 @@ fn programs_of(monitor: Monitor) -> Vec<(String, Hook)> {
             Hook::Tracepoint("sched", "sched_process_exit".into()),
         )],
         Monitor::Fork => vec![("owo_fork".into(), Hook::Raw("sched_process_fork"))],
+        Monitor::Tamper => vec![
+            (
+                "owo_tamper_bpf".into(),
+                Hook::Tracepoint("syscalls", "sys_enter_bpf".into()),
+            ),
+            ("owo_tamper_signal".into(), Hook::Raw("signal_generate")),
+            (
+                "owo_tamper_ptrace".into(),
+                Hook::Tracepoint("syscalls", "sys_enter_ptrace".into()),
+            ),
+            (
+                "owo_tamper_vm_read".into(),
+                Hook::Tracepoint("syscalls", "sys_enter_process_vm_readv".into()),
+            ),
+            (
+                "owo_tamper_vm_write".into(),
+                Hook::Tracepoint("syscalls", "sys_enter_process_vm_writev".into()),
+            ),
+        ],
         Monitor::File => {
             let mut programs = syscalls(FILE_SYSCALLS);
             programs.extend(MOUNT_SYSCALLS.iter().map(|s| {
@@ -321,6 +345,7 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
         .allow_unsupported_maps()
         .load(&object)
         .map_err(CollectorError::Load)?;
+    let maps = map_ids(&ebpf);
     let mut settings = KernelSettings::take(&mut ebpf)?;
     settings.set_watch(
         &config.monitor.file_watch_paths,
@@ -367,7 +392,7 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
             Ok(_) if config.monitor.wants(monitor) => MonitorState::On,
             Ok(_) => MonitorState::Off,
         };
-        if monitor != Monitor::Fork {
+        if !matches!(monitor, Monitor::Fork | Monitor::Tamper) {
             monitors.insert(monitor.name(), state);
         }
     }
@@ -394,13 +419,14 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
         ),
     }
     for monitor in Monitor::ALL {
-        let on = monitor == Monitor::Fork
+        let on = matches!(monitor, Monitor::Fork | Monitor::Tamper)
             || matches!(monitors.get(monitor.name()), Some(MonitorState::On));
         settings.set_monitor(monitor, on)?;
         hooks.switch(&mut ebpf, monitor, on)?;
     }
     settings.set(abi::CFG_SELF_TGID, std::process::id())?;
     settings.set(abi::CFG_WAKEUP_BYTES, wakeup_share())?;
+    settings.mark_own(&ebpf, &maps)?;
     Ok(Loaded {
         ebpf,
         settings,
@@ -410,6 +436,23 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
         program_ids,
         kernel,
     })
+}
+
+/// The kernel ids of the object's maps (before any is taken out of `ebpf`).
+fn map_ids(ebpf: &Ebpf) -> Vec<u32> {
+    ebpf.maps()
+        .filter_map(|(_, map)| match map {
+            Map::Array(data)
+            | Map::HashMap(data)
+            | Map::LpmTrie(data)
+            | Map::LruHashMap(data)
+            | Map::PerCpuArray(data)
+            | Map::ProgramArray(data)
+            | Map::RingBuf(data)
+            | Map::Unsupported(data) => data.info().ok().map(|info| info.id()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What one CPU sends before it wakes owod: a share of the bound on unread data, so that all of
@@ -575,7 +618,10 @@ pub struct Hooks {
 impl Hooks {
     /// The process lane's monitors (exec, exit, fork) are never detached.
     fn switchable(monitor: Monitor) -> bool {
-        !matches!(monitor, Monitor::Execve | Monitor::Exit | Monitor::Fork)
+        !matches!(
+            monitor,
+            Monitor::Execve | Monitor::Exit | Monitor::Fork | Monitor::Tamper
+        )
     }
 
     fn attached(
@@ -843,6 +889,8 @@ pub struct KernelSettings {
     watched: Vec<String>,
     /// OWO_CFG_WATCH_GEN: a change makes the kernel forget which directories it found unwatched.
     generation: u32,
+    /// owod's own programs and maps, which the tamper programs guard.
+    own: HashMap<MapData, [u8; size_of::<abi::SelfObject>()], u32>,
 }
 
 impl KernelSettings {
@@ -863,7 +911,28 @@ impl KernelSettings {
             names: map(ebpf, NAMES_MAP, HashMap::try_from)?,
             watched: Vec::new(),
             generation: 0,
+            own: map(ebpf, SELF_MAP, HashMap::try_from)?,
         })
+    }
+
+    /// Tell the tamper programs which objects are owod's: its loaded programs and its `maps`
+    /// (a link is known by its program). Read from owod's own descriptors: listing every
+    /// object of the system needs CAP_SYS_ADMIN, which owod has given up.
+    fn mark_own(&mut self, ebpf: &Ebpf, maps: &[u32]) -> Result<(), CollectorError> {
+        let object = |kind, id| abi::SelfObject { kind, id };
+        let programs = ebpf.programs().filter_map(|(_, p)| p.info().ok()); // the loaded ones
+        let own = programs
+            .map(|info| object(abi::OBJECT_PROG, info.id()))
+            .chain(maps.iter().map(|&id| object(abi::OBJECT_MAP, id)));
+        for key in own {
+            self.own
+                .insert(bytes(&key), 1, 0)
+                .map_err(|source| CollectorError::Map {
+                    map: SELF_MAP,
+                    source,
+                })?;
+        }
+        Ok(())
     }
 
     fn set(&mut self, key: u32, value: u32) -> Result<(), CollectorError> {

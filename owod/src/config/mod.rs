@@ -88,7 +88,7 @@ impl MonitorConfig {
             Monitor::Privilege => self.privilege_events,
             Monitor::Write => self.write_events,
             Monitor::Module => self.module_events,
-            Monitor::Fork => true,
+            Monitor::Fork | Monitor::Tamper => true,
         }
     }
 }

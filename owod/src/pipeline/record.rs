@@ -7,7 +7,7 @@ use std::{net::IpAddr, sync::Arc};
 
 use owo_common::{
     abi,
-    event::{Argv, Comm, Creds, Via},
+    event::{Argv, BpfObject, Comm, Creds, TamperAction, Via},
     render::{self, CMDLINE_BUDGET, NAME_BUDGET, PARENT_CMDLINE_BUDGET, PATH_BUDGET},
 };
 use serde_json::{Map, Value};
@@ -498,6 +498,98 @@ impl AgentRecord {
     }
 }
 
+/// An `agent` record of type `tamper`: another process reached owod. Its process fields name
+/// the process that did.
+#[derive(Clone, Debug)]
+pub struct TamperRecord {
+    pub actor: Actor,
+    pub action: Tampering,
+    /// The same action by the same process since its last record (at most one a second).
+    pub repeats: u32,
+}
+
+/// What was done to owod.
+#[derive(Clone, Debug)]
+pub enum Tampering {
+    /// Seen by the kernel side as it was asked for.
+    Kernel(TamperAction),
+}
+
+/// bpf(2) commands by name (`enum bpf_cmd`), those that reach one object.
+fn bpf_command(command: u32) -> Option<&'static str> {
+    Some(match command {
+        1 => "map_lookup_elem",
+        2 => "map_update_elem",
+        3 => "map_delete_elem",
+        4 => "map_get_next_key",
+        6 => "obj_pin",
+        10 => "prog_test_run",
+        13 => "prog_get_fd_by_id",
+        14 => "map_get_fd_by_id",
+        15 => "obj_get_info_by_fd",
+        21 => "map_lookup_and_delete_elem",
+        22 => "map_freeze",
+        24 => "map_lookup_batch",
+        25 => "map_lookup_and_delete_batch",
+        26 => "map_update_batch",
+        27 => "map_delete_batch",
+        29 => "link_update",
+        30 => "link_get_fd_by_id",
+        34 => "link_detach",
+        _ => return None,
+    })
+}
+
+impl TamperRecord {
+    fn visit(&self, v: &mut impl Visit) {
+        self.actor.visit("agent", false, v);
+        v.str("type", "tamper");
+        match self.action {
+            Tampering::Kernel(TamperAction::Bpf {
+                command,
+                object,
+                id,
+            }) => {
+                v.str("action", "bpf");
+                match bpf_command(command) {
+                    Some(name) => v.str("bpf_command", name),
+                    None => v.uint("bpf_command", command.into()),
+                }
+                let object = match object {
+                    BpfObject::Program => "program",
+                    BpfObject::Map => "map",
+                    BpfObject::Link => "link",
+                };
+                v.str("object", object);
+                v.uint("object_id", id.into());
+            }
+            Tampering::Kernel(TamperAction::Signal(signal)) => {
+                v.str("action", "signal");
+                v.uint("signal", signal.into());
+                if let Some(name) = i32::try_from(signal)
+                    .ok()
+                    .and_then(|n| nix::sys::signal::Signal::try_from(n).ok())
+                {
+                    v.str("signal_name", name.as_str());
+                }
+            }
+            Tampering::Kernel(TamperAction::Ptrace(request)) => {
+                v.str("action", "ptrace");
+                match request {
+                    16 => v.str("request", "attach"),
+                    0x4206 => v.str("request", "seize"),
+                    other => v.uint("request", other.into()),
+                }
+            }
+            Tampering::Kernel(TamperAction::VmRead) => v.str("action", "process_vm_readv"),
+            Tampering::Kernel(TamperAction::VmWrite) => v.str("action", "process_vm_writev"),
+        }
+        if self.repeats > 0 {
+            v.uint("repeats", self.repeats.into());
+        }
+    }
+}
+
 /// A record on its way out.
 #[derive(Clone, Debug)]
 pub enum Record {
@@ -510,6 +602,7 @@ pub enum Record {
     Write(WriteRecord),
     Behavior(BehaviorRecord),
     Agent(AgentRecord),
+    Tamper(TamperRecord),
 }
 
 /// A field's value, as a rule sees it: strings as they are written (escaped and cut).
@@ -575,6 +668,7 @@ impl Record {
                     .iter()
                     .map(|(k, v)| k.len() + v.to_string().len())
                     .sum(),
+                Record::Tamper(r) => r.actor.held_bytes(),
             }
     }
 
@@ -589,6 +683,7 @@ impl Record {
             Record::Write(r) => r.visit(v),
             Record::Behavior(r) => r.visit(v),
             Record::Agent(r) => r.visit(v),
+            Record::Tamper(r) => r.visit(v),
         }
     }
 
@@ -602,7 +697,7 @@ impl Record {
             Record::Module(_) => "module",
             Record::Write(_) => "write",
             Record::Behavior(_) => "behavior",
-            Record::Agent(_) => "agent",
+            Record::Agent(_) | Record::Tamper(_) => "agent",
         }
     }
 
@@ -616,7 +711,7 @@ impl Record {
             Record::Privilege(r) => Some(r.actor.pid),
             Record::Module(r) => Some(r.actor.pid),
             Record::Write(r) => Some(r.actor.pid),
-            Record::Behavior(_) | Record::Agent(_) => None,
+            Record::Behavior(_) | Record::Agent(_) | Record::Tamper(_) => None,
         }
     }
 
@@ -629,7 +724,7 @@ impl Record {
             Record::Privilege(r) => Some(r.actor.ppid),
             Record::Module(r) => Some(r.actor.ppid),
             Record::Write(r) => Some(r.actor.ppid),
-            Record::Behavior(_) | Record::Agent(_) => None,
+            Record::Behavior(_) | Record::Agent(_) | Record::Tamper(_) => None,
         }
     }
 

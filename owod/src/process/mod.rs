@@ -355,6 +355,7 @@ impl ProcessStage {
                         );
                         Record::Write(records::write(&mut lk, e, path))
                     }
+                    Event::Tamper(e) => Record::Tamper(records::tamper(&mut lk, e)),
                     Event::Fork(_) | Event::Exec(_) | Event::Exit(_) => {
                         unreachable!("handled above")
                     }

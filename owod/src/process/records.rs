@@ -9,7 +9,8 @@ use std::{
 use owo_common::{
     abi,
     event::{
-        ExecEvent, ExitEvent, FileEvent, ModuleEvent, NetEvent, PrivEvent, Task, Via, WriteEvent,
+        ExecEvent, ExitEvent, FileEvent, ModuleEvent, NetEvent, PrivEvent, TamperEvent, Task, Via,
+        WriteEvent,
     },
 };
 
@@ -22,7 +23,7 @@ use crate::{
     collector::Loss,
     pipeline::record::{
         Actor, AgentRecord, ExecRecord, ExitRecord, FileRecord, ModuleRecord, NetworkRecord,
-        Parent, PrivilegeRecord, Sha256, SharedPath, WriteRecord,
+        Parent, PrivilegeRecord, Sha256, SharedPath, TamperRecord, Tampering, WriteRecord,
     },
 };
 
@@ -312,6 +313,14 @@ pub fn write(lk: &mut Lookups<'_>, e: WriteEvent, path: Option<SharedPath>) -> W
         fd: e.fd,
         count: e.count,
         path,
+        actor: activity_actor(lk, e.task),
+    }
+}
+
+pub fn tamper(lk: &mut Lookups<'_>, e: TamperEvent) -> TamperRecord {
+    TamperRecord {
+        action: Tampering::Kernel(e.action),
+        repeats: e.folded,
         actor: activity_actor(lk, e.task),
     }
 }

@@ -127,6 +127,7 @@ fn kind(record: &Record, fields: &Fields) -> (&'static str, &'static str, &'stat
         Record::Module(_) => ("event", "driver", &["start"]),
         Record::Behavior(_) => ("alert", "intrusion_detection", &["info"]),
         Record::Agent(_) => ("event", "", &[]),
+        Record::Tamper(_) => ("alert", "intrusion_detection", &["info"]),
     }
 }
 
@@ -246,7 +247,7 @@ pub fn render(wrapper: &Wrapper, record: &Record, out: &mut String) {
             }
             doc.place(&fields, "", BEHAVIOR);
         }
-        Record::Agent(_) => doc.place(&fields, "", AGENT),
+        Record::Agent(_) | Record::Tamper(_) => doc.place(&fields, "", AGENT),
     }
     if !id.agent_group.is_empty() {
         doc.put("owo.agent_group", id.agent_group.as_str());

@@ -136,6 +136,7 @@ fn class(record: &Record, fields: &Fields) -> (u32, u32) {
             "loss" => (6008, 1),
             _ => (6002, 99),
         },
+        Record::Tamper(_) => (6002, 99),
     }
 }
 
@@ -291,6 +292,11 @@ pub fn render(wrapper: &Wrapper, record: &Record, out: &mut String) {
                 .collect();
             doc.put("finding_info.related_events", related);
             doc.put("is_alert", true);
+        }
+        Record::Tamper(_) => {
+            doc.put("app.name", "owod");
+            doc.put("app.vendor_name", "OWO");
+            doc.put("app.version", env!("CARGO_PKG_VERSION"));
         }
         Record::Agent(agent) => {
             if class_uid == 6002 {

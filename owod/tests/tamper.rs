@@ -1,0 +1,153 @@
+//! Real eBPF: another process reaching owod is reported in a `tamper` agent record that names
+//! it. Each is done for real: bpftool on owod's programs, maps and links, a signal from kill,
+//! a ptrace attach from gdb, and process_vm_readv from a Python program.
+
+mod harness;
+
+use std::process::{Command, Output};
+
+use harness::{bpf_available, event, python, Daemon};
+use serde_json::Value;
+
+fn bpftool(args: &[&str]) -> Output {
+    Command::new("bpftool")
+        .args(args)
+        .output()
+        .expect("run bpftool (`make deps` installs it)")
+}
+
+fn json(output: &Output) -> Value {
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).expect("bpftool's JSON")
+}
+
+/// Wait for the tamper record of `action` by a process named `comm` that `pred` accepts.
+fn tamper(daemon: &mut Daemon, comm: &str, action: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    daemon.wait_for(&format!("a {action} tamper record by {comm}"), |r| {
+        let e = event(r);
+        e["type"] == "tamper" && e["action"] == action && e["comm"] == comm && pred(e)
+    })
+}
+
+#[test]
+fn bpf_calls_on_owods_objects_are_tampering() {
+    if !bpf_available("bpf_calls_on_owods_objects_are_tampering") {
+        return;
+    }
+    let mut daemon = Daemon::start("");
+    let program = daemon.program_ids()[0];
+    let shown = json(&bpftool(&[
+        "-j",
+        "prog",
+        "show",
+        "id",
+        &program.to_string(),
+    ]));
+    let found = tamper(&mut daemon, "bpftool", "bpf", |e| {
+        e["bpf_command"] == "prog_get_fd_by_id" && e["object"] == "program"
+    });
+    assert_eq!(event(&found)["object_id"], program, "{found}");
+    assert_eq!(event(&found)["exe"], "/usr/sbin/bpftool", "{found}");
+
+    // A read and an update of owod's own config map (with the value it holds).
+    let config = shown["map_ids"]
+        .as_array()
+        .expect("the program uses maps")
+        .iter()
+        .map(|id| id.as_u64().unwrap().to_string())
+        .find(|id| json(&bpftool(&["-j", "map", "show", "id", id]))["name"] == "owo_config")
+        .expect("owod's config map");
+    let key = ["key", "11", "0", "0", "0"];
+    let looked = json(&bpftool(
+        &[&["-j", "map", "lookup", "id", &config][..], &key].concat(),
+    ));
+    let value: Vec<String> = looked["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let value: Vec<&str> = value.iter().map(String::as_str).collect();
+    let update = [
+        &["map", "update", "id", &config][..],
+        &key,
+        &["value"],
+        &value,
+    ]
+    .concat();
+    assert!(bpftool(&update).status.success());
+    let config: u64 = config.parse().unwrap();
+    for command in ["map_lookup_elem", "map_update_elem"] {
+        let r = tamper(&mut daemon, "bpftool", "bpf", |e| {
+            e["bpf_command"] == command
+        });
+        assert_eq!(
+            (
+                event(&r)["object"].as_str(),
+                event(&r)["object_id"].as_u64()
+            ),
+            (Some("map"), Some(config)),
+            "{r}"
+        );
+    }
+
+    // A link of owod's: its detach is reported whether or not the kernel allows it.
+    let links = json(&bpftool(&["-j", "link", "show"]));
+    let link = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["prog_id"] == program)
+        .expect("a link of owod's program")["id"]
+        .as_u64()
+        .unwrap();
+    let _ = bpftool(&["link", "detach", "id", &link.to_string()]);
+    let r = tamper(&mut daemon, "bpftool", "bpf", |e| {
+        e["bpf_command"] == "link_detach"
+    });
+    assert_eq!(event(&r)["object_id"], link, "{r}");
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn signals_ptrace_and_memory_reads_are_tampering() {
+    if !bpf_available("signals_ptrace_and_memory_reads_are_tampering") {
+        return;
+    }
+    let mut daemon = Daemon::start("");
+    let pid = daemon.child.id();
+    let kill = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let r = tamper(&mut daemon, "kill", "signal", |e| {
+        e["signal_name"] == "SIGHUP"
+    });
+    assert_eq!(event(&r)["signal"], 1);
+
+    // gdb attaches and detaches at once.
+    let gdb = Command::new("gdb")
+        .args(["-p", &pid.to_string(), "-batch", "-ex", "detach"])
+        .output()
+        .expect("run gdb (`make deps` installs it)");
+    assert!(gdb.status.success(), "{gdb:?}");
+    let r = tamper(&mut daemon, "gdb", "ptrace", |_| true);
+    assert_eq!(event(&r)["request"], "attach", "{r}");
+
+    python(&format!(
+        "import ctypes\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         class iovec(ctypes.Structure):\n    _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]\n\
+         buf = ctypes.create_string_buffer(8)\n\
+         local = iovec(ctypes.cast(buf, ctypes.c_void_p), 8)\n\
+         remote = iovec(0x1000, 8)\n\
+         libc.process_vm_readv({pid}, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)"
+    ));
+    tamper(&mut daemon, "python3", "process_vm_readv", |_| true);
+    assert!(daemon.stop().success());
+}
