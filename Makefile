@@ -83,6 +83,7 @@ bench: build
 	$(CARGO) run --release -p owo-bench --bin exec-loop -- --owod $(OWOD)
 	$(CARGO) run --release -p owo-bench --bin file-loop -- --owod $(OWOD)
 	$(CARGO) run --release -p owo-bench --bin connect-loop -- --owod $(OWOD)
+	$(CARGO) run --release -p owo-bench --bin syscall-loop -- --owod $(OWOD)
 	$(CARGO) run --release -p owo-bench --bin remote-loop -- --owod $(OWOD)
 	$(CARGO) run --release -p owo-bench --bin latency -- --owod $(OWOD)
 	$(CARGO) run --release -p owo-bench --bin cpu-curve -- --owod $(OWOD)

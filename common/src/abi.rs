@@ -162,6 +162,8 @@ pub const WATCH_MAX: usize = 256;
 /// `OWO_WAKEUP_BYTES`: unread bytes in a ring past which the kernel side wakes owod.
 pub const WAKEUP_BYTES: u32 = 256 << 10;
 pub const WATCH_PATHS: u32 = 64;
+/// owod's own paths the kernel watches beside the configured ones (`OWO_GUARD_PATHS`).
+pub const GUARDED_PATHS: u32 = 8;
 /// Bytes of a component in the name filter, its NUL included.
 pub const WATCH_NAME: usize = 16;
 /// Components of a watched prefix the name filter follows.

@@ -197,6 +197,7 @@ fn rust_constants() -> Vec<(String, u64)> {
         ("OWO_CFG_FILE_ALL_PATHS", abi::CFG_FILE_ALL_PATHS.into()),
         ("OWO_WATCH_MAX", abi::WATCH_MAX as u64),
         ("OWO_WATCH_PATHS", abi::WATCH_PATHS.into()),
+        ("OWO_GUARD_PATHS", abi::GUARDED_PATHS.into()),
         ("OWO_WATCH_NAME", abi::WATCH_NAME as u64),
         ("OWO_WATCH_DEPTH", abi::WATCH_DEPTH as u64),
         ("OWO_PAYLOAD_MAX", abi::PAYLOAD_MAX as u64),

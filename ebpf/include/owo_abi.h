@@ -113,6 +113,7 @@ enum owo_ia32_call {
 #define OWO_WAKEUP_BYTES (256 << 10) /* unread bytes in a ring past which owod is woken */
 #define OWO_WATCH_MAX 256    /* bytes of a watched path prefix (an LPM trie key) */
 #define OWO_WATCH_PATHS 64   /* watched path prefixes at most */
+#define OWO_GUARD_PATHS 8    /* owod's own paths (binary, config, unit, /proc/PID), beside them */
 #define OWO_WATCH_NAME 16    /* bytes of a component in the name filter, its NUL included */
 #define OWO_WATCH_DEPTH 16   /* components of a watched prefix the name filter follows */
 #define OWO_PAYLOAD_MAX 512  /* bytes of a datagram kept (for DNS) */

@@ -98,7 +98,7 @@ static __always_inline struct owo_path_buf *owo_path_buf(void)
 /* The name filter (see struct owo_watch_name); owod writes it with the watched prefixes. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, OWO_WATCH_PATHS * OWO_WATCH_DEPTH);
+	__uint(max_entries, (OWO_WATCH_PATHS + OWO_GUARD_PATHS) * OWO_WATCH_DEPTH);
 	__type(key, struct owo_watch_name);
 	__type(value, struct owo_watch_node);
 } owo_watch_names SEC(".maps");

@@ -40,7 +40,7 @@ struct owo_watch_key {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, OWO_WATCH_PATHS);
+	__uint(max_entries, OWO_WATCH_PATHS + OWO_GUARD_PATHS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct owo_watch_key);
 	__type(value, __u32);

@@ -28,7 +28,7 @@ use crate::{
         stages::{stop_record, Handles, Stages, Start},
         Identity, Outgoing,
     },
-    process::{tree::TreeFormat, ProcessTable, StageCommand},
+    process::{tree::TreeFormat, Guard, ProcessTable, StageCommand},
     service::{self, SignalRequest, Signals},
 };
 
@@ -81,6 +81,8 @@ fn identity(config: &Config, run_id: &str) -> Identity {
 struct Daemon {
     config_file: ConfigFile,
     config: Config,
+    /// owod's own paths, which the kernel watches beside the configured ones.
+    guarded: Vec<String>,
     monitors: BTreeMap<&'static str, MonitorState>,
     kernel: KernelChoice,
     coverage: BTreeMap<&'static str, Coverage>,
@@ -126,7 +128,10 @@ pub async fn serve(
 
     // Attach first, then read /proc: a process that starts in between is in both, and the
     // queued events applied after the seed bring it up to date.
-    let collector = Collector::load(&config)?;
+    let binary = std::env::current_exe().context("cannot find owod's own binary")?;
+    let guard = Guard::new(&binary, &config_file.path);
+    let guarded = guard.prefixes();
+    let collector = Collector::load(&config, &guarded)?;
     let mut table = ProcessTable::new(
         config
             .enrich
@@ -155,6 +160,7 @@ pub async fn serve(
     let start = Start {
         collector,
         table,
+        guard,
         rules,
         sinks,
         identity: identity(&config, &run_id),
@@ -168,6 +174,7 @@ pub async fn serve(
     let mut daemon = Daemon {
         config_file,
         config,
+        guarded,
         monitors,
         kernel,
         coverage,
@@ -575,7 +582,7 @@ impl Daemon {
         ask(&self.stages.collector, "the collector is gone", |reply| {
             CollectorCommand::Reconfigure {
                 monitors: monitors.clone(),
-                watch_paths: new.monitor.file_watch_paths.clone(),
+                watch_paths: [&new.monitor.file_watch_paths[..], &self.guarded].concat(),
                 all_paths: new.monitor.file_watch_all_paths,
                 compat: new.monitor.compat_syscalls,
                 reply,

@@ -95,6 +95,37 @@ fn bpf_calls_on_owods_objects_are_tampering() {
         );
     }
 
+    // The map of owod's own objects is frozen: an update is refused, and reported.
+    let ours = daemon.program_ids();
+    let programs = json(&bpftool(&["-j", "prog", "show"]));
+    let guard = programs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            p["name"] == "owo_tamper_bpf" && ours.contains(&(p["id"].as_u64().unwrap() as u32))
+        })
+        .expect("owod's bpf(2) guard");
+    let own = guard["map_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_u64().unwrap().to_string())
+        .find(|id| json(&bpftool(&["-j", "map", "show", "id", id]))["name"] == "owo_self_object")
+        .expect("owod's map of its own objects");
+    let refused = bpftool(&[
+        "map", "update", "id", &own, "key", "1", "0", "0", "0", "1", "0", "0", "0", "value", "1",
+        "0", "0", "0",
+    ]);
+    assert!(
+        !refused.status.success(),
+        "a frozen map was updated: {refused:?}"
+    );
+    let own: u64 = own.parse().unwrap();
+    tamper(&mut daemon, "bpftool", "bpf", |e| {
+        e["bpf_command"] == "map_update_elem" && e["object_id"] == own
+    });
+
     // A link of owod's: its detach is reported whether or not the kernel allows it.
     let links = json(&bpftool(&["-j", "link", "show"]));
     let link = links
@@ -149,5 +180,58 @@ fn signals_ptrace_and_memory_reads_are_tampering() {
          libc.process_vm_readv({pid}, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)"
     ));
     tamper(&mut daemon, "python3", "process_vm_readv", |_| true);
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn writes_to_owods_files_and_opens_of_its_memory_are_tampering() {
+    if !bpf_available("writes_to_owods_files_and_opens_of_its_memory_are_tampering") {
+        return;
+    }
+    let mut daemon = Daemon::start("");
+    let pid = daemon.child.id();
+    let config = daemon.config.display().to_string();
+    let binary = std::fs::canonicalize(harness::owod_bin()).unwrap();
+    let binary = binary.display().to_string();
+    python(&format!(
+        "import os\n\
+         with open({config:?}, 'a') as f:\n    f.write('# tampered\\n')\n\
+         open('/proc/{pid}/mem', 'rb').close()\n\
+         open('/proc/{pid}/status').read()\n\
+         try:\n    os.open({binary:?}, os.O_WRONLY)\n\
+         except OSError:\n    pass"
+    ));
+    let r = tamper(&mut daemon, "python3", "file", |e| {
+        e["path"] == config.as_str()
+    });
+    assert_eq!(
+        event(&r)["operation"],
+        "create",
+        "an append opens with O_CREAT: {r}"
+    );
+    let r = tamper(&mut daemon, "python3", "memory_open", |_| true);
+    assert_eq!(event(&r)["path"], format!("/proc/{pid}/mem"));
+    // The running binary cannot be opened for writing, and the attempt is reported.
+    let r = tamper(&mut daemon, "python3", "file", |e| {
+        e["path"] == binary.as_str()
+    });
+    assert_eq!(
+        (event(&r)["operation"].as_str(), event(&r)["ret"].as_i64()),
+        (Some("write"), Some(-i64::from(libc::ETXTBSY))),
+        "{r}"
+    );
+    // owod watches its /proc directory for this, and reports no file records of it.
+    daemon.barrier();
+    let proc_files: Vec<Value> = daemon
+        .records()
+        .into_iter()
+        .filter(|r| {
+            event(r)["event_type"] == "file"
+                && event(r)["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("/proc/"))
+        })
+        .collect();
+    assert!(proc_files.is_empty(), "{proc_files:#?}");
     assert!(daemon.stop().success());
 }

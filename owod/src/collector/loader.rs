@@ -152,7 +152,8 @@ fn blind_spots(monitor: Monitor, uring: bool) -> Vec<&'static str> {
         Monitor::Exit | Monitor::Fork => Vec::new(),
         Monitor::Tamper => vec![
             "SIGKILL and SIGSTOP: owod cannot report what stops it (a collector sees the heartbeats stop)",
-            "pidfd_getfd and /proc/PID/fd: another process taking owod's descriptors",
+            "pidfd_getfd: another process taking owod's descriptors",
+            "writes to owod's configuration and unit while the file monitor is off",
         ],
         Monitor::File => vec![
             COMPAT,
@@ -322,7 +323,9 @@ fn object(config: &Config) -> Result<(Vec<u8>, KernelChoice), CollectorError> {
     Ok((bytes, choice))
 }
 
-pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
+/// Load the object and attach every monitor's programs; `guarded`: owod's own paths, which the
+/// file programs watch beside the configured ones.
+pub fn load(config: &Config, guarded: &[String]) -> Result<Loaded, CollectorError> {
     let (object, kernel) = object(config)?;
     tracing::info!(
         "kernel {}: loading the {} eBPF object with {}",
@@ -348,7 +351,7 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
     let maps = map_ids(&ebpf);
     let mut settings = KernelSettings::take(&mut ebpf)?;
     settings.set_watch(
-        &config.monitor.file_watch_paths,
+        &[&config.monitor.file_watch_paths[..], guarded].concat(),
         config.monitor.file_watch_all_paths,
     )?;
 
@@ -438,21 +441,56 @@ pub fn load(config: &Config) -> Result<Loaded, CollectorError> {
     })
 }
 
+/// The map behind one of the object's maps (of the kinds it has).
+fn map_data(map: &Map) -> Option<&MapData> {
+    match map {
+        Map::Array(data)
+        | Map::HashMap(data)
+        | Map::LpmTrie(data)
+        | Map::LruHashMap(data)
+        | Map::PerCpuArray(data)
+        | Map::ProgramArray(data)
+        | Map::RingBuf(data)
+        | Map::Unsupported(data) => Some(data),
+        _ => None,
+    }
+}
+
 /// The kernel ids of the object's maps (before any is taken out of `ebpf`).
 fn map_ids(ebpf: &Ebpf) -> Vec<u32> {
     ebpf.maps()
-        .filter_map(|(_, map)| match map {
-            Map::Array(data)
-            | Map::HashMap(data)
-            | Map::LpmTrie(data)
-            | Map::LruHashMap(data)
-            | Map::PerCpuArray(data)
-            | Map::ProgramArray(data)
-            | Map::RingBuf(data)
-            | Map::Unsupported(data) => data.info().ok().map(|info| info.id()),
-            _ => None,
-        })
+        .filter_map(|(_, map)| Some(map_data(map)?.info().ok()?.id()))
         .collect()
+}
+
+/// Freeze a map that must not change while owod runs: no bpf(2) call can write it any more,
+/// owod's own included (its programs still can). aya freezes only read-only data sections, so
+/// this is the call itself, BPF_MAP_FREEZE, whose `union bpf_attr` holds only the map's fd.
+fn freeze(map: &Map, name: &'static str) -> Result<(), CollectorError> {
+    use std::os::fd::{AsFd, AsRawFd};
+    const BPF_MAP_FREEZE: libc::c_long = 22;
+    let data = map_data(map).ok_or(CollectorError::MissingMap(name))?;
+    let mut attr = [0u32; 16];
+    attr[0] = data.fd().as_fd().as_raw_fd() as u32;
+    // SAFETY: `attr` is valid for the size the kernel is given, and outlives the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_FREEZE,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    if ret < 0 {
+        return Err(CollectorError::Map {
+            map: name,
+            source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_freeze",
+                io_error: std::io::Error::last_os_error(),
+            }),
+        });
+    }
+    Ok(())
 }
 
 /// What one CPU sends before it wakes owod: a share of the bound on unread data, so that all of
@@ -564,10 +602,10 @@ fn load_ia32(ebpf: &mut Ebpf, ids: &mut Vec<u32>) -> Result<Ia32, CollectorError
             "owo_ia32_enter (x86 only)".to_owned(),
         ));
     }
-    let map = ebpf
+    let mut map = ebpf
         .take_map(IA32_MAP)
         .ok_or(CollectorError::MissingMap(IA32_MAP))?;
-    let mut calls = ProgramArray::try_from(map).map_err(|source| CollectorError::Map {
+    let mut calls = ProgramArray::try_from(&mut map).map_err(|source| CollectorError::Map {
         map: IA32_MAP,
         source,
     })?;
@@ -583,23 +621,24 @@ fn load_ia32(ebpf: &mut Ebpf, ids: &mut Vec<u32>) -> Result<Ia32, CollectorError
             })?;
         ids.push(program.info().map_err(|source| refused(name, source))?.id());
     }
+    freeze(&map, IA32_MAP)?;
     for (name, _) in IA32_HOOKS {
         let program = raw_tracepoint(ebpf, name)?;
         program.load().map_err(|source| refused(name, source))?;
         ids.push(program.info().map_err(|source| refused(name, source))?.id());
     }
     Ok(Ia32 {
-        _calls: calls,
+        _calls: map,
         wanted: true,
         links: None,
     })
 }
 
-/// The compat-call programs: the jump table (held, not read: the kernel empties it when owod
-/// lets go of it), whether `monitor.compat_syscalls` wants them, and, while attached, the
+/// The compat-call programs: the jump table (frozen, and held, not read: the kernel empties it
+/// when owod lets go of it), whether `monitor.compat_syscalls` wants them, and, while attached, the
 /// dispatchers' links.
 pub struct Ia32 {
-    _calls: ProgramArray<MapData>,
+    _calls: Map,
     wanted: bool,
     links: Option<Vec<(&'static str, RawTracePointLinkId)>>,
 }
@@ -889,8 +928,8 @@ pub struct KernelSettings {
     watched: Vec<String>,
     /// OWO_CFG_WATCH_GEN: a change makes the kernel forget which directories it found unwatched.
     generation: u32,
-    /// owod's own programs and maps, which the tamper programs guard.
-    own: HashMap<MapData, [u8; size_of::<abi::SelfObject>()], u32>,
+    /// owod's own programs and maps, which the tamper programs guard (frozen once filled).
+    own: Option<Map>,
 }
 
 impl KernelSettings {
@@ -911,7 +950,7 @@ impl KernelSettings {
             names: map(ebpf, NAMES_MAP, HashMap::try_from)?,
             watched: Vec::new(),
             generation: 0,
-            own: map(ebpf, SELF_MAP, HashMap::try_from)?,
+            own: Some(map(ebpf, SELF_MAP, Ok)?),
         })
     }
 
@@ -919,19 +958,26 @@ impl KernelSettings {
     /// (a link is known by its program). Read from owod's own descriptors: listing every
     /// object of the system needs CAP_SYS_ADMIN, which owod has given up.
     fn mark_own(&mut self, ebpf: &Ebpf, maps: &[u32]) -> Result<(), CollectorError> {
+        let map_err = |source| CollectorError::Map {
+            map: SELF_MAP,
+            source,
+        };
+        let Some(map) = &mut self.own else {
+            return Ok(()); // marked already, and frozen
+        };
+        let mut table: HashMap<&mut MapData, [u8; size_of::<abi::SelfObject>()], u32> =
+            HashMap::try_from(&mut *map).map_err(map_err)?;
         let object = |kind, id| abi::SelfObject { kind, id };
         let programs = ebpf.programs().filter_map(|(_, p)| p.info().ok()); // the loaded ones
         let own = programs
             .map(|info| object(abi::OBJECT_PROG, info.id()))
             .chain(maps.iter().map(|&id| object(abi::OBJECT_MAP, id)));
         for key in own {
-            self.own
-                .insert(bytes(&key), 1, 0)
-                .map_err(|source| CollectorError::Map {
-                    map: SELF_MAP,
-                    source,
-                })?;
+            table.insert(bytes(&key), 1, 0).map_err(map_err)?;
         }
+        freeze(map, SELF_MAP)?;
+        // Frozen: the kernel keeps it for the programs; owod needs no handle on it.
+        self.own = None;
         Ok(())
     }
 

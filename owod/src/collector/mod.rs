@@ -170,7 +170,8 @@ pub enum CollectorCommand {
 }
 
 impl Collector {
-    pub fn load(config: &Config) -> Result<Collector, CollectorError> {
+    /// Load and attach; `guarded`: owod's own paths, watched beside the configured ones.
+    pub fn load(config: &Config, guarded: &[String]) -> Result<Collector, CollectorError> {
         let loader::Loaded {
             mut ebpf,
             settings,
@@ -179,7 +180,7 @@ impl Collector {
             coverage,
             program_ids,
             kernel,
-        } = loader::load(config)?;
+        } = loader::load(config, guarded)?;
         let proc_ring = take_ring(&mut ebpf, PROC_RING)?;
         let activity_ring = take_ring(&mut ebpf, ACTIVITY_RING)?;
         let drops = ebpf

@@ -513,6 +513,14 @@ pub struct TamperRecord {
 pub enum Tampering {
     /// Seen by the kernel side as it was asked for.
     Kernel(TamperAction),
+    /// What a file record shows done to owod's files (`operation`: `write`, `create`,
+    /// `unlink`, `rename`) or its memory (`memory`: an open of `/proc/PID/mem`).
+    File {
+        operation: &'static str,
+        path: Vec<u8>,
+        path2: Option<Vec<u8>>,
+        ret: Option<i64>,
+    },
 }
 
 /// bpf(2) commands by name (`enum bpf_cmd`), those that reach one object.
@@ -544,16 +552,16 @@ impl TamperRecord {
     fn visit(&self, v: &mut impl Visit) {
         self.actor.visit("agent", false, v);
         v.str("type", "tamper");
-        match self.action {
+        match &self.action {
             Tampering::Kernel(TamperAction::Bpf {
                 command,
                 object,
                 id,
             }) => {
                 v.str("action", "bpf");
-                match bpf_command(command) {
+                match bpf_command(*command) {
                     Some(name) => v.str("bpf_command", name),
-                    None => v.uint("bpf_command", command.into()),
+                    None => v.uint("bpf_command", (*command).into()),
                 }
                 let object = match object {
                     BpfObject::Program => "program",
@@ -561,12 +569,12 @@ impl TamperRecord {
                     BpfObject::Link => "link",
                 };
                 v.str("object", object);
-                v.uint("object_id", id.into());
+                v.uint("object_id", (*id).into());
             }
             Tampering::Kernel(TamperAction::Signal(signal)) => {
                 v.str("action", "signal");
-                v.uint("signal", signal.into());
-                if let Some(name) = i32::try_from(signal)
+                v.uint("signal", (*signal).into());
+                if let Some(name) = i32::try_from(*signal)
                     .ok()
                     .and_then(|n| nix::sys::signal::Signal::try_from(n).ok())
                 {
@@ -575,7 +583,7 @@ impl TamperRecord {
             }
             Tampering::Kernel(TamperAction::Ptrace(request)) => {
                 v.str("action", "ptrace");
-                match request {
+                match *request {
                     16 => v.str("request", "attach"),
                     0x4206 => v.str("request", "seize"),
                     other => v.uint("request", other.into()),
@@ -583,6 +591,27 @@ impl TamperRecord {
             }
             Tampering::Kernel(TamperAction::VmRead) => v.str("action", "process_vm_readv"),
             Tampering::Kernel(TamperAction::VmWrite) => v.str("action", "process_vm_writev"),
+            Tampering::File {
+                operation,
+                path,
+                path2,
+                ret,
+            } => {
+                match *operation {
+                    "memory" => v.str("action", "memory_open"),
+                    operation => {
+                        v.str("action", "file");
+                        v.str("operation", operation);
+                    }
+                }
+                v.text("path", path, PATH_BUDGET, false);
+                if let Some(path2) = path2 {
+                    v.text("path2", path2, PATH_BUDGET, false);
+                }
+                if let Some(ret) = ret {
+                    v.int("ret", *ret);
+                }
+            }
         }
         if self.repeats > 0 {
             v.uint("repeats", self.repeats.into());
@@ -668,7 +697,13 @@ impl Record {
                     .iter()
                     .map(|(k, v)| k.len() + v.to_string().len())
                     .sum(),
-                Record::Tamper(r) => r.actor.held_bytes(),
+                Record::Tamper(r) => {
+                    r.actor.held_bytes()
+                        + match &r.action {
+                            Tampering::File { path, path2, .. } => path.len() + len(path2),
+                            Tampering::Kernel(_) => 0,
+                        }
+                }
             }
     }
 

@@ -20,7 +20,7 @@ use crate::{
     collector::{Collector, CollectorCommand, CollectorError},
     config::Config,
     export::{Hub, HubCommand, HubStats, Sink},
-    process::{ProcessStage, ProcessTable, StageCommand, StageStats},
+    process::{Guard, ProcessStage, ProcessTable, StageCommand, StageStats},
 };
 
 /// Bounded queues between stages, of batches: when full, the stage before waits, and the kernel
@@ -44,6 +44,8 @@ pub struct Handles {
 pub struct Start {
     pub collector: Collector,
     pub table: ProcessTable,
+    /// owod's own files and memory.
+    pub guard: Guard,
     pub rules: Option<Vec<Rule>>,
     pub sinks: Vec<Box<dyn Sink>>,
     pub identity: Identity,
@@ -97,6 +99,7 @@ impl Stages {
                 from.table,
                 &config.enrich,
                 &config.monitor,
+                from.guard,
                 counters.clone(),
             )
             .run(proc_rx, hub_tx.clone(), stage_cmd_rx, stats_tx),

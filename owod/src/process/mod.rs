@@ -8,6 +8,7 @@
 //! it; an exec of a cached binary reads no file.
 
 pub mod context;
+pub mod guard;
 pub mod hash;
 pub mod records;
 pub mod table;
@@ -29,6 +30,7 @@ use crate::{
     pipeline::{record::Record, Batch, Counters, Outgoing},
 };
 use context::{CgroupPaths, UserNames};
+pub use guard::Guard;
 use hash::{HashOutcome, Hasher, Lookup, PendingHash};
 use records::{ExecContext, Lookups};
 pub use table::ProcessTable;
@@ -79,6 +81,8 @@ pub struct ProcessStage {
     cgroups: CgroupPaths,
     hasher: Option<Hasher>,
     watch: WatchPaths,
+    /// owod's own files and memory.
+    guard: Guard,
     counters: Arc<Counters>,
     /// With the size of each record's kernel record.
     queue: VecDeque<(Queued, usize)>,
@@ -110,13 +114,6 @@ impl WatchPaths {
                 path.starts_with(p) && matches!(path.get(p.len()), None | Some(b'/'))
             })
     }
-
-    fn wants(&self, e: &owo_common::event::FileEvent) -> bool {
-        self.watched(&records::clean_path(&e.path))
-            || e.path2
-                .as_deref()
-                .is_some_and(|p| self.watched(&records::clean_path(p)))
-    }
 }
 
 impl ProcessStage {
@@ -124,10 +121,12 @@ impl ProcessStage {
         table: ProcessTable,
         enrich: &EnrichConfig,
         monitor: &MonitorConfig,
+        guard: Guard,
         counters: Arc<Counters>,
     ) -> ProcessStage {
         ProcessStage {
             counters,
+            guard,
             table,
             write_paths: WritePaths::default(),
             users: UserNames::default(),
@@ -337,12 +336,27 @@ impl ProcessStage {
                     Exited::Now | Exited::Unknown => out.map(Queued::Ready),
                 }
             }
-            // A name with "." or ".." was not filtered in the kernel: filter it clean here.
-            Event::File(e) if e.unclean && !self.watch.wants(&e) => None,
+            Event::File(e) => {
+                let ktime_ns = e.task.ktime_ns;
+                let record = records::file(&mut lk, e);
+                if let Some(operation) = self.guard.judge(&record) {
+                    let tamper = Record::Tamper(records::file_tamper(&record, operation));
+                    self.queued_bytes += size;
+                    self.queue
+                        .push_back((Queued::Ready(Outgoing::event(ktime_ns, tamper)), size));
+                }
+                // The kernel watches owod's own files too, and lets names with "." or ".."
+                // through unfiltered: the record is kept if a configured path covers it.
+                let watched = self.watch.watched(&record.path)
+                    || record
+                        .path2
+                        .as_deref()
+                        .is_some_and(|p| self.watch.watched(p));
+                watched.then(|| Queued::Ready(Outgoing::event(ktime_ns, Record::File(record))))
+            }
             event => {
                 let ktime_ns = event.task().ktime_ns;
                 let record = match event {
-                    Event::File(e) => Record::File(records::file(&mut lk, e)),
                     Event::Net(e) => Record::Network(records::network(&mut lk, e)),
                     Event::Priv(e) => Record::Privilege(records::privilege(&mut lk, e)),
                     Event::Module(e) => Record::Module(records::module(&mut lk, e)),
@@ -356,7 +370,7 @@ impl ProcessStage {
                         Record::Write(records::write(&mut lk, e, path))
                     }
                     Event::Tamper(e) => Record::Tamper(records::tamper(&mut lk, e)),
-                    Event::Fork(_) | Event::Exec(_) | Event::Exit(_) => {
+                    Event::Fork(_) | Event::Exec(_) | Event::Exit(_) | Event::File(_) => {
                         unreachable!("handled above")
                     }
                 };

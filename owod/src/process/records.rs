@@ -325,6 +325,21 @@ pub fn tamper(lk: &mut Lookups<'_>, e: TamperEvent) -> TamperRecord {
     }
 }
 
+/// A file record's doing to owod's own files or memory (`operation`, as [`super::Guard`] judged
+/// it), by the record's process.
+pub fn file_tamper(record: &FileRecord, operation: &'static str) -> TamperRecord {
+    TamperRecord {
+        actor: record.actor.clone(),
+        action: Tampering::File {
+            operation,
+            path: record.path.clone(),
+            path2: record.path2.clone(),
+            ret: record.ret,
+        },
+        repeats: 0,
+    }
+}
+
 pub fn loss(loss: &Loss) -> AgentRecord {
     let mut record = AgentRecord::loss(loss.stage, loss.monitor.map(|m| m.name()), loss.count);
     record.set("total", loss.total);
