@@ -13,7 +13,7 @@ pub const KIND_WRITE: u32 = 8;
 pub const KIND_TAMPER: u32 = 9;
 
 /// `enum owo_syscall`: the syscall behind an activity record, by its name.
-pub const SYSCALLS: [(u32, &str); 27] = [
+pub const SYSCALLS: [(u32, &str); 28] = [
     (1, "open"),
     (2, "openat"),
     (3, "openat2"),
@@ -41,6 +41,7 @@ pub const SYSCALLS: [(u32, &str); 27] = [
     (25, "sendmmsg"),
     (26, "execve"),
     (27, "execveat"),
+    (28, "bpf"),
 ];
 
 /// The name of an `enum owo_syscall` value.

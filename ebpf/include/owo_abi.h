@@ -52,6 +52,7 @@ enum owo_syscall {
 	OWO_SYS_SENDMMSG = 25,
 	OWO_SYS_EXECVE = 26,
 	OWO_SYS_EXECVEAT = 27,
+	OWO_SYS_BPF = 28,
 };
 
 /* Monitors, the index of their on/off flag in `owo_config` and of their loss counter. */

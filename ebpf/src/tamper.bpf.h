@@ -128,6 +128,20 @@ static __always_inline bool owo_bpf_object_of_fd(__s64 fd, struct owo_bpf_object
 	return true;
 }
 
+/* bpf(2) `cmd` reached `object`: tampering if it is owod's. */
+static __always_inline int owo_tamper_object(__u32 cmd, const struct owo_bpf_object *object)
+{
+	/* A link is known by its program (a link by id, with no descriptor yet, not at all). */
+	struct owo_self_object key = {
+		.kind = object->kind == OWO_OBJECT_LINK ? OWO_OBJECT_PROG : object->kind,
+		.id = object->kind == OWO_OBJECT_LINK ? object->prog : object->id,
+	};
+
+	if (bpf_map_lookup_elem(&owo_self_objects, &key))
+		owo_tamper_send(OWO_TAMPER_BPF, cmd, object);
+	return 0;
+}
+
 SEC("tracepoint/syscalls/sys_enter_bpf")
 int owo_tamper_bpf(struct owo_sys_enter *ctx)
 {
@@ -138,9 +152,15 @@ int owo_tamper_bpf(struct owo_sys_enter *ctx)
 
 	if (owo_is_self())
 		return 0;
-	/* Every command on one object names it first in `attr`: by id, or by descriptor. */
+	/* Most commands on one object name it first in `attr`, by id or by descriptor. */
 	bpf_probe_read_user(&first, sizeof(first), attr);
 	switch (cmd) {
+	case BPF_OBJ_GET: {
+		/* By pinned path: the object is known when the call returns its descriptor. */
+		__u64 args[6] = {cmd};
+
+		return owo_stash_args(args, OWO_SYS_BPF, OWO_MON_TAMPER, 0);
+	}
 	case BPF_PROG_GET_FD_BY_ID:
 		object.kind = OWO_OBJECT_PROG, object.id = first;
 		break;
@@ -156,6 +176,12 @@ int owo_tamper_bpf(struct owo_sys_enter *ctx)
 		if (!owo_bpf_object_of_fd(batch_fd, &object))
 			return 0;
 		break;
+	case BPF_OBJ_PIN:
+		/* attr->bpf_fd, after the path */
+		bpf_probe_read_user(&first, sizeof(first), attr + 8);
+		if (!owo_bpf_object_of_fd(first, &object))
+			return 0;
+		break;
 	case BPF_MAP_LOOKUP_ELEM:
 	case BPF_MAP_UPDATE_ELEM:
 	case BPF_MAP_DELETE_ELEM:
@@ -163,7 +189,6 @@ int owo_tamper_bpf(struct owo_sys_enter *ctx)
 	case BPF_MAP_LOOKUP_AND_DELETE_ELEM:
 	case BPF_MAP_FREEZE:
 	case BPF_OBJ_GET_INFO_BY_FD:
-	case BPF_OBJ_PIN:
 	case BPF_PROG_TEST_RUN:
 	case BPF_LINK_UPDATE:
 	case BPF_LINK_DETACH:
@@ -173,16 +198,18 @@ int owo_tamper_bpf(struct owo_sys_enter *ctx)
 	default:
 		return 0;
 	}
-	/* A link is known by its program (a link by id, with no descriptor yet, not at all). */
-	struct owo_self_object key = {
-		.kind = object.kind == OWO_OBJECT_LINK ? OWO_OBJECT_PROG : object.kind,
-		.id = object.kind == OWO_OBJECT_LINK ? object.prog : object.id,
-	};
+	return owo_tamper_object(cmd, &object);
+}
 
-	if (!bpf_map_lookup_elem(&owo_self_objects, &key))
+SEC("tracepoint/syscalls/sys_exit_bpf")
+int owo_tamper_bpf_exit(struct owo_sys_exit *ctx)
+{
+	struct owo_bpf_object object = {};
+	struct owo_pending p;
+
+	if (!owo_unstash(OWO_SYS_BPF, &p) || ctx->ret < 0 || !owo_bpf_object_of_fd(ctx->ret, &object))
 		return 0;
-	owo_tamper_send(OWO_TAMPER_BPF, cmd, &object);
-	return 0;
+	return owo_tamper_object(p.args[0], &object);
 }
 
 /* raw: the task the signal goes to (any of owod's threads), and its siginfo. */

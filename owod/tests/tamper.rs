@@ -95,6 +95,31 @@ fn bpf_calls_on_owods_objects_are_tampering() {
         );
     }
 
+    // Pinned, and reached again by its pinned path.
+    let bpffs = tempfile::tempdir().unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "bpf", "bpf"])
+        .arg(bpffs.path())
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a bpf file system");
+    let pin = bpffs.path().join("owo-config");
+    let pin = pin.to_str().unwrap();
+    let config_id = config.to_string();
+    let pinned = bpftool(&["map", "pin", "id", &config_id, pin]);
+    let shown = bpftool(&["map", "show", "pinned", pin]);
+    let _ = Command::new("umount").arg(bpffs.path()).status();
+    assert!(
+        pinned.status.success() && shown.status.success(),
+        "{pinned:?} {shown:?}"
+    );
+    for command in ["obj_pin", "obj_get"] {
+        let r = tamper(&mut daemon, "bpftool", "bpf", |e| {
+            e["bpf_command"] == command
+        });
+        assert_eq!(event(&r)["object_id"], config, "{r}");
+    }
+
     // The map of owod's own objects is frozen: an update is refused, and reported.
     let ours = daemon.program_ids();
     let programs = json(&bpftool(&["-j", "prog", "show"]));

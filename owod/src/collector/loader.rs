@@ -214,6 +214,10 @@ fn programs_of(monitor: Monitor) -> Vec<(String, Hook)> {
                 "owo_tamper_bpf".into(),
                 Hook::Tracepoint("syscalls", "sys_enter_bpf".into()),
             ),
+            (
+                "owo_tamper_bpf_exit".into(),
+                Hook::Tracepoint("syscalls", "sys_exit_bpf".into()),
+            ),
             ("owo_tamper_signal".into(), Hook::Raw("signal_generate")),
             (
                 "owo_tamper_ptrace".into(),

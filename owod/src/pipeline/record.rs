@@ -531,6 +531,7 @@ fn bpf_command(command: u32) -> Option<&'static str> {
         3 => "map_delete_elem",
         4 => "map_get_next_key",
         6 => "obj_pin",
+        7 => "obj_get",
         10 => "prog_test_run",
         13 => "prog_get_fd_by_id",
         14 => "map_get_fd_by_id",
