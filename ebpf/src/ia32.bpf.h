@@ -26,6 +26,7 @@
 #include "privilege.bpf.h"
 #include "module.bpf.h"
 #include "write.bpf.h"
+#include "tamper.bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
@@ -129,8 +130,12 @@ int owo_ia32_enter(struct bpf_raw_tracepoint_args *ctx)
 	__u32 monitor, syscall = owo_ia32_native(nr, &monitor);
 	bool socketcall = nr == __NR_socketcall;
 
+	/* owod's guard: these reach owod whatever the ABI. */
+	bool guard = nr == __NR_bpf || nr == __NR_ptrace || nr == __NR_process_vm_readv ||
+		     nr == __NR_process_vm_writev;
+
 	/* Most syscalls are none of these: they cost a switch, not a read. */
-	if (!syscall && !socketcall && nr != __NR_write && nr != __NR_close)
+	if (!syscall && !socketcall && !guard && nr != __NR_write && nr != __NR_close)
 		return 0;
 	if (!owo_in_ia32())
 		return 0;
@@ -143,6 +148,16 @@ int owo_ia32_enter(struct bpf_raw_tracepoint_args *ctx)
 	args[3] = (__u32)BPF_CORE_READ(regs, si);
 	args[4] = (__u32)BPF_CORE_READ(regs, di);
 	args[5] = (__u32)BPF_CORE_READ(regs, bp);
+	switch (nr) {
+	case __NR_bpf:
+		return owo_tamper_bpf_call(args[0], (void *)args[1], false);
+	case __NR_ptrace:
+		return owo_tamper_ptrace_call(args[0], args[1], OWO_HDR_IA32);
+	case __NR_process_vm_readv:
+		return owo_tamper_vm_call(OWO_TAMPER_VM_READ, args[0], OWO_HDR_IA32);
+	case __NR_process_vm_writev:
+		return owo_tamper_vm_call(OWO_TAMPER_VM_WRITE, args[0], OWO_HDR_IA32);
+	}
 	if (nr == __NR_close)
 		return owo_write_closed(args[0]);
 	if (nr == __NR_write) {

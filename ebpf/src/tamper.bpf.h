@@ -33,8 +33,8 @@ struct owo_bpf_object {
 };
 
 /*
- * One record a second per process and kind of action (`bpftool prog list` reaches every one of
- * owod's programs, several times): the rest are folded into the next record's count.
+ * One record a second per process, action and object (`bpftool map dump` reads owod's map once
+ * per entry): the rest are folded into the count of that process's next record of it.
  */
 #define OWO_TAMPER_EVERY_NS 1000000000ull
 
@@ -43,6 +43,7 @@ struct owo_tamper_key {
 	__u32 action;
 	__u32 detail;
 	__u32 kind;
+	__u32 id;
 };
 
 struct owo_tamper_sent {
@@ -58,7 +59,9 @@ struct {
 	__type(value, struct owo_tamper_sent);
 } owo_tamper_sent SEC(".maps");
 
-static __always_inline void owo_tamper_send(__u32 action, __u32 detail, const struct owo_bpf_object *object)
+/* `via`: the OWO_HDR_* bits of how the call was made. */
+static __always_inline void owo_tamper_send(__u32 action, __u32 detail, const struct owo_bpf_object *object,
+					    __u32 via)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
 	struct owo_tamper_key key = {
@@ -66,6 +69,7 @@ static __always_inline void owo_tamper_send(__u32 action, __u32 detail, const st
 		.action = action,
 		.detail = detail,
 		.kind = object ? object->kind : 0,
+		.id = object ? object->id : 0,
 	};
 	struct owo_tamper_sent *sent = bpf_map_lookup_elem(&owo_tamper_sent, &key);
 	struct owo_tamper_sent now = {.at_ns = bpf_ktime_get_ns()};
@@ -83,7 +87,7 @@ static __always_inline void owo_tamper_send(__u32 action, __u32 detail, const st
 		ev.object_kind = object->kind;
 		ev.object_id = object->id;
 	}
-	owo_fill_header(&ev.hdr, OWO_KIND_TAMPER, sizeof(ev), task, OWO_MON_TAMPER);
+	owo_activity_header(&ev.hdr, OWO_KIND_TAMPER, sizeof(ev), task, OWO_MON_TAMPER, via);
 	owo_activity_output(&ev, sizeof(ev), OWO_MON_TAMPER);
 }
 
@@ -129,7 +133,7 @@ static __always_inline bool owo_bpf_object_of_fd(__s64 fd, struct owo_bpf_object
 }
 
 /* bpf(2) `cmd` reached `object`: tampering if it is owod's. */
-static __always_inline int owo_tamper_object(__u32 cmd, const struct owo_bpf_object *object)
+static __always_inline int owo_tamper_object(__u32 cmd, const struct owo_bpf_object *object, __u32 via)
 {
 	/* A link is known by its program (a link by id, with no descriptor yet, not at all). */
 	struct owo_self_object key = {
@@ -138,15 +142,14 @@ static __always_inline int owo_tamper_object(__u32 cmd, const struct owo_bpf_obj
 	};
 
 	if (bpf_map_lookup_elem(&owo_self_objects, &key))
-		owo_tamper_send(OWO_TAMPER_BPF, cmd, object);
+		owo_tamper_send(OWO_TAMPER_BPF, cmd, object, via);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_bpf")
-int owo_tamper_bpf(struct owo_sys_enter *ctx)
+/* bpf(cmd, attr): `native` if the call is a native one (a 32-bit BPF_OBJ_GET is not followed
+ * to its exit). */
+static __always_inline int owo_tamper_bpf_call(__u32 cmd, void *attr, bool native)
 {
-	__u32 cmd = ctx->args[0];
-	void *attr = (void *)ctx->args[1];
 	struct owo_bpf_object object = {};
 	__u32 first = 0, batch_fd = 0;
 
@@ -159,7 +162,7 @@ int owo_tamper_bpf(struct owo_sys_enter *ctx)
 		/* By pinned path: the object is known when the call returns its descriptor. */
 		__u64 args[6] = {cmd};
 
-		return owo_stash_args(args, OWO_SYS_BPF, OWO_MON_TAMPER, 0);
+		return native ? owo_stash_args(args, OWO_SYS_BPF, OWO_MON_TAMPER, 0) : 0;
 	}
 	case BPF_PROG_GET_FD_BY_ID:
 		object.kind = OWO_OBJECT_PROG, object.id = first;
@@ -198,7 +201,13 @@ int owo_tamper_bpf(struct owo_sys_enter *ctx)
 	default:
 		return 0;
 	}
-	return owo_tamper_object(cmd, &object);
+	return owo_tamper_object(cmd, &object, native ? 0 : OWO_HDR_IA32);
+}
+
+SEC("tracepoint/syscalls/sys_enter_bpf")
+int owo_tamper_bpf(struct owo_sys_enter *ctx)
+{
+	return owo_tamper_bpf_call(ctx->args[0], (void *)ctx->args[1], true);
 }
 
 SEC("tracepoint/syscalls/sys_exit_bpf")
@@ -209,7 +218,7 @@ int owo_tamper_bpf_exit(struct owo_sys_exit *ctx)
 
 	if (!owo_unstash(OWO_SYS_BPF, &p) || ctx->ret < 0 || !owo_bpf_object_of_fd(ctx->ret, &object))
 		return 0;
-	return owo_tamper_object(p.args[0], &object);
+	return owo_tamper_object(p.args[0], &object, 0);
 }
 
 /* raw: the task the signal goes to (any of owod's threads), and its siginfo. */
@@ -230,36 +239,43 @@ int owo_tamper_signal(struct bpf_raw_tracepoint_args *ctx)
 		bpf_probe_read_kernel(&code, sizeof(code), (void *)info + 8); /* si_code */
 	if (code != OWO_SI_USER && code != OWO_SI_QUEUE && code != OWO_SI_TKILL)
 		return 0;
-	owo_tamper_send(OWO_TAMPER_SIGNAL, ctx->args[0], 0);
+	owo_tamper_send(OWO_TAMPER_SIGNAL, ctx->args[0], 0, 0);
+	return 0;
+}
+
+/* ptrace(request, pid, ...) */
+static __always_inline int owo_tamper_ptrace_call(__u64 request, __u32 pid, __u32 via)
+{
+	if ((request == OWO_PTRACE_ATTACH || request == OWO_PTRACE_SEIZE) &&
+	    pid == owo_config_get(OWO_CFG_SELF_TGID))
+		owo_tamper_send(OWO_TAMPER_PTRACE, request, 0, via);
+	return 0;
+}
+
+/* process_vm_readv/writev(pid, ...): `action` says which. */
+static __always_inline int owo_tamper_vm_call(__u32 action, __u32 pid, __u32 via)
+{
+	if (pid == owo_config_get(OWO_CFG_SELF_TGID) && !owo_is_self())
+		owo_tamper_send(action, 0, 0, via);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_ptrace")
 int owo_tamper_ptrace(struct owo_sys_enter *ctx)
 {
-	__u64 request = ctx->args[0];
-
-	if ((request != OWO_PTRACE_ATTACH && request != OWO_PTRACE_SEIZE) ||
-	    (__u32)ctx->args[1] != owo_config_get(OWO_CFG_SELF_TGID))
-		return 0;
-	owo_tamper_send(OWO_TAMPER_PTRACE, request, 0);
-	return 0;
+	return owo_tamper_ptrace_call(ctx->args[0], ctx->args[1], 0);
 }
 
 SEC("tracepoint/syscalls/sys_enter_process_vm_readv")
 int owo_tamper_vm_read(struct owo_sys_enter *ctx)
 {
-	if ((__u32)ctx->args[0] == owo_config_get(OWO_CFG_SELF_TGID) && !owo_is_self())
-		owo_tamper_send(OWO_TAMPER_VM_READ, 0, 0);
-	return 0;
+	return owo_tamper_vm_call(OWO_TAMPER_VM_READ, ctx->args[0], 0);
 }
 
 SEC("tracepoint/syscalls/sys_enter_process_vm_writev")
 int owo_tamper_vm_write(struct owo_sys_enter *ctx)
 {
-	if ((__u32)ctx->args[0] == owo_config_get(OWO_CFG_SELF_TGID) && !owo_is_self())
-		owo_tamper_send(OWO_TAMPER_VM_WRITE, 0, 0);
-	return 0;
+	return owo_tamper_vm_call(OWO_TAMPER_VM_WRITE, ctx->args[0], 0);
 }
 
 #endif /* OWO_TAMPER_BPF_H */

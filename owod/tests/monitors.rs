@@ -11,7 +11,7 @@ use std::{
     process::Command,
 };
 
-use harness::{bpf_available, dns_query, event, marker, python, s, watched_dir, Daemon};
+use harness::{bpf_available, c_program, dns_query, event, marker, python, s, watched_dir, Daemon};
 use serde_json::Value;
 
 /// A fresh directory outside every default watched path.
@@ -781,28 +781,6 @@ fn a_heartbeat_comes_every_interval_with_what_happened_since() {
     );
 }
 
-/// A C program of `tests/support`, built with `flags` under a name of its own (tests build the
-/// same one at the same time).
-fn c_program(source: &str, flags: &[&str]) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support")
-        .join(source);
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(marker("program"));
-    let status = Command::new("cc")
-        .args(["-O2", "-Wall", "-Werror", "-o"])
-        .arg(&out)
-        .arg(&source)
-        .args(flags)
-        .status()
-        .expect("run cc");
-    assert!(
-        status.success(),
-        "cc {} {flags:?} failed: `make deps` installs what it needs",
-        source.display()
-    );
-    out
-}
-
 /// `support/ia32.c`, built as an ia32 program (`m32`, which needs gcc-multilib) or as a
 /// 64-bit one that makes its calls with `int 0x80`.
 fn ia32_program(m32: bool) -> PathBuf {
@@ -828,7 +806,7 @@ fn compat_syscalls_are_seen_and_marked_ia32() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     // The 64-bit program opens with open(2) and connects twice (connect, then socketcall); the
-    // ia32 program's C library opens with openat and connects through socketcall.
+    // ia32 program's C library opens with openat and connects once.
     for (m32, open_call, connects) in [(false, "open", 2), (true, "openat", 1)] {
         let path = dir.path().join(marker("ia32"));
         let mut child = Command::new(ia32_program(m32))

@@ -543,7 +543,6 @@ fn bpf_command(command: u32) -> Option<&'static str> {
         26 => "map_update_batch",
         27 => "map_delete_batch",
         29 => "link_update",
-        30 => "link_get_fd_by_id",
         34 => "link_detach",
         _ => return None,
     })

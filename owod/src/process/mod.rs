@@ -354,23 +354,32 @@ impl ProcessStage {
                         .is_some_and(|p| self.watch.watched(p));
                 watched.then(|| Queued::Ready(Outgoing::event(ktime_ns, Record::File(record))))
             }
+            Event::Write(mut e) => {
+                let ktime_ns = e.task.ktime_ns;
+                let path =
+                    self.write_paths
+                        .resolve(e.task.pid, e.fd, e.path.take(), e.path_truncated);
+                // The same for a write to one of owod's own files.
+                let watched = path
+                    .as_ref()
+                    .is_none_or(|(path, _)| self.watch.watched(path));
+                watched.then(|| {
+                    let record = Record::Write(records::write(&mut lk, e, path));
+                    Queued::Ready(Outgoing::event(ktime_ns, record))
+                })
+            }
             event => {
                 let ktime_ns = event.task().ktime_ns;
                 let record = match event {
                     Event::Net(e) => Record::Network(records::network(&mut lk, e)),
                     Event::Priv(e) => Record::Privilege(records::privilege(&mut lk, e)),
                     Event::Module(e) => Record::Module(records::module(&mut lk, e)),
-                    Event::Write(mut e) => {
-                        let path = self.write_paths.resolve(
-                            e.task.pid,
-                            e.fd,
-                            e.path.take(),
-                            e.path_truncated,
-                        );
-                        Record::Write(records::write(&mut lk, e, path))
-                    }
                     Event::Tamper(e) => Record::Tamper(records::tamper(&mut lk, e)),
-                    Event::Fork(_) | Event::Exec(_) | Event::Exit(_) | Event::File(_) => {
+                    Event::Fork(_)
+                    | Event::Exec(_)
+                    | Event::Exit(_)
+                    | Event::File(_)
+                    | Event::Write(_) => {
                         unreachable!("handled above")
                     }
                 };

@@ -435,3 +435,25 @@ pub fn loss_runs<'a>(
         })
         .collect()
 }
+
+/// A C program of `tests/support`, built with `flags` under a name of its own (tests build the
+/// same one at the same time).
+pub fn c_program(source: &str, flags: &[&str]) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support")
+        .join(source);
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(marker("program"));
+    let status = Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-o"])
+        .arg(&out)
+        .arg(&source)
+        .args(flags)
+        .status()
+        .expect("run cc");
+    assert!(
+        status.success(),
+        "cc {} {flags:?} failed: `make deps` installs what it needs",
+        source.display()
+    );
+    out
+}

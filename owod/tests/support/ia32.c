@@ -1,8 +1,8 @@
 /*
  * Makes file, network, privilege and exec calls as 32-bit compat syscalls, for owod's tests.
  *
- * Built with -m32 it is an ia32 program: every call it makes through the C library is one (and
- * the library makes its socket calls through socketcall(2)). Built for x86_64 it makes the same
+ * Built with -m32 it is an ia32 program: every call it makes through the C library is one (the
+ * library connects with socketcall(2) or the direct call). Built for x86_64 it makes the same
  * calls with `int $0x80`, the way a 64-bit program hides them from the syscall tracepoints, with
  * its arguments in memory below 4 GiB: a direct connect and a socketcall connect, and the 16-bit
  * setuid as well as setuid32.
@@ -10,6 +10,8 @@
  * usage: ia32 FILE PORT   creates FILE, writes "ia32" to it and unlinks it; connects to
  *                         127.0.0.1:PORT (TCP); calls setuid with its own uid; then execs
  *                         /bin/true. Exits 1 with a message if a call fails.
+ *        ia32 --attach PID  (the int 0x80 build) attaches to PID with ptrace, waits for it to
+ *                         stop, and detaches.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -86,10 +88,29 @@ struct low {
 	char true_arg[8];
 };
 
+#include <sys/wait.h>
+
+#define PTRACE_ATTACH_REQUEST 16
+#define PTRACE_DETACH_REQUEST 17
+
+/* A 32-bit ptrace attach and detach of `pid`. */
+static int attach(int pid)
+{
+	if (int80(__NR_ptrace, PTRACE_ATTACH_REQUEST, pid, 0))
+		fail("int 0x80 ptrace attach");
+	if (waitpid(pid, NULL, __WALL) != pid)
+		fail("waitpid");
+	if (int80(__NR_ptrace, PTRACE_DETACH_REQUEST, pid, 0))
+		fail("int 0x80 ptrace detach");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "--attach"))
+		return attach(atoi(argv[2]));
 	if (argc != 3) {
-		fprintf(stderr, "usage: ia32 FILE PORT\n");
+		fprintf(stderr, "usage: ia32 FILE PORT | ia32 --attach PID\n");
 		return 2;
 	}
 	struct low *low = mmap(NULL, sizeof(struct low), PROT_READ | PROT_WRITE,
