@@ -21,6 +21,18 @@ fn json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).expect("bpftool's JSON")
 }
 
+/// The id of the map called `name` among those a program (as `bpftool -j prog show` gives it)
+/// uses.
+fn map_named(program: &Value, name: &str) -> String {
+    program["map_ids"]
+        .as_array()
+        .expect("the program uses maps")
+        .iter()
+        .map(|id| id.as_u64().unwrap().to_string())
+        .find(|id| json(&bpftool(&["-j", "map", "show", "id", id]))["name"] == name)
+        .unwrap_or_else(|| panic!("owod's map `{name}`"))
+}
+
 /// Wait for the tamper record of `action` by a process named `comm` that `pred` accepts.
 fn tamper(daemon: &mut Daemon, comm: &str, action: &str, pred: impl Fn(&Value) -> bool) -> Value {
     daemon.wait_for(&format!("a {action} tamper record by {comm}"), |r| {
@@ -50,13 +62,7 @@ fn bpf_calls_on_owods_objects_are_tampering() {
     assert_eq!(event(&found)["exe"], "/usr/sbin/bpftool", "{found}");
 
     // A read and an update of owod's own config map (with the value it holds).
-    let config = shown["map_ids"]
-        .as_array()
-        .expect("the program uses maps")
-        .iter()
-        .map(|id| id.as_u64().unwrap().to_string())
-        .find(|id| json(&bpftool(&["-j", "map", "show", "id", id]))["name"] == "owo_config")
-        .expect("owod's config map");
+    let config = map_named(&shown, "owo_config");
     let key = ["key", "11", "0", "0", "0"];
     let looked = json(&bpftool(
         &[&["-j", "map", "lookup", "id", &config][..], &key].concat(),
@@ -131,13 +137,7 @@ fn bpf_calls_on_owods_objects_are_tampering() {
             p["name"] == "owo_tamper_bpf" && ours.contains(&(p["id"].as_u64().unwrap() as u32))
         })
         .expect("owod's bpf(2) guard");
-    let own = guard["map_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|id| id.as_u64().unwrap().to_string())
-        .find(|id| json(&bpftool(&["-j", "map", "show", "id", id]))["name"] == "owo_self_object")
-        .expect("owod's map of its own objects");
+    let own = map_named(guard, "owo_self_object");
     let refused = bpftool(&[
         "map", "update", "id", &own, "key", "1", "0", "0", "0", "1", "0", "0", "0", "value", "1",
         "0", "0", "0",

@@ -22,6 +22,11 @@ const UNITS: [&str; 5] = [
 const O_ACCMODE: u32 = 0o3;
 const O_TRUNC: u32 = 0o1000;
 
+/// Is `path` `dir` or below it (`dir` without a trailing "/")?
+pub fn under(path: &[u8], dir: &[u8]) -> bool {
+    path.starts_with(dir) && matches!(path.get(dir.len()), None | Some(b'/'))
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Guard {
     /// The files (and a drop-in directory), absolute.
@@ -58,20 +63,26 @@ impl Guard {
             .collect()
     }
 
+    /// Is one of the record's paths a guarded one (so that the kernel sent it for the guard,
+    /// perhaps only for it)?
+    pub fn covers(&self, record: &FileRecord) -> bool {
+        let mut paths = std::iter::once(&record.path).chain(record.path2.as_ref());
+        paths.any(|path| self.covers_path(path))
+    }
+
+    /// Is `path` a guarded one?
+    pub fn covers_path(&self, path: &[u8]) -> bool {
+        under(path, &self.proc_dir) || self.files.iter().any(|file| under(path, file))
+    }
+
     /// What a file record does to owod, if anything: `memory` (an open of its memory), or the
     /// record's type for one of its files (`write` for an open for writing).
     pub fn judge(&self, record: &FileRecord) -> Option<&'static str> {
-        let under = |path: &[u8], dir: &[u8]| {
-            path.starts_with(dir) && matches!(path.get(dir.len()), None | Some(b'/'))
-        };
         if under(&record.path, &self.proc_dir) && record.path.ends_with(b"/mem") {
             return Some("memory");
         }
-        let paths = std::iter::once(&record.path).chain(record.path2.as_ref());
-        let ours = paths
-            .into_iter()
-            .any(|path| self.files.iter().any(|file| under(path, file)));
-        if !ours {
+        let mut paths = std::iter::once(&record.path).chain(record.path2.as_ref());
+        if !paths.any(|path| self.files.iter().any(|file| under(path, file))) {
             return None;
         }
         match record.kind {

@@ -109,10 +109,10 @@ impl WatchPaths {
 
     fn watched(&self, path: &[u8]) -> bool {
         self.all
-            || self.prefixes.iter().any(|p| {
-                let p = p.strip_suffix(b"/").unwrap_or(p);
-                path.starts_with(p) && matches!(path.get(p.len()), None | Some(b'/'))
-            })
+            || self
+                .prefixes
+                .iter()
+                .any(|p| guard::under(path, p.strip_suffix(b"/").unwrap_or(p)))
     }
 }
 
@@ -338,6 +338,7 @@ impl ProcessStage {
             }
             Event::File(e) => {
                 let ktime_ns = e.task.ktime_ns;
+                let unclean = e.unclean;
                 let record = records::file(&mut lk, e);
                 if let Some(operation) = self.guard.judge(&record) {
                     let tamper = Record::Tamper(records::file_tamper(&record, operation));
@@ -346,8 +347,10 @@ impl ProcessStage {
                         .push_back((Queued::Ready(Outgoing::event(ktime_ns, tamper)), size));
                 }
                 // The kernel watches owod's own files too, and lets names with "." or ".."
-                // through unfiltered: the record is kept if a configured path covers it.
-                let watched = self.watch.watched(&record.path)
+                // through unfiltered: such a record is kept if a configured path covers it
+                // (the kernel has judged the others).
+                let watched = !(unclean || self.guard.covers(&record))
+                    || self.watch.watched(&record.path)
                     || record
                         .path2
                         .as_deref()
@@ -360,9 +363,9 @@ impl ProcessStage {
                     self.write_paths
                         .resolve(e.task.pid, e.fd, e.path.take(), e.path_truncated);
                 // The same for a write to one of owod's own files.
-                let watched = path
-                    .as_ref()
-                    .is_none_or(|(path, _)| self.watch.watched(path));
+                let watched = path.as_ref().is_none_or(|(path, _)| {
+                    !self.guard.covers_path(path) || self.watch.watched(path)
+                });
                 watched.then(|| {
                     let record = Record::Write(records::write(&mut lk, e, path));
                     Queued::Ready(Outgoing::event(ktime_ns, record))
